@@ -1,0 +1,111 @@
+//! Calling business branches: choosing the transport for a URL and classifying what came back
+//! as SUCCESS, FAILURE, ONGOING or another (retried) error (api.md §3–4).
+
+mod http;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::model::{Protocol, TransType};
+
+/// What a branch call came back with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallResult {
+    Success,
+    /// A definite failure; the text is the detail dtm reports (e.g. `<body> FAILURE`).
+    Failure(String),
+    /// Still in progress: poll again at the same interval.
+    Ongoing(String),
+    /// Anything else (network error, timeout, unexpected status): retried with backoff.
+    Error(String),
+}
+
+impl CallResult {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Success => "SUCCESS",
+            Self::Failure(_) => "FAILURE",
+            Self::Ongoing(_) => "ONGOING",
+            Self::Error(_) => "ERROR",
+        }
+    }
+}
+
+/// Everything needed for one call to a branch URL.
+#[derive(Debug, Clone)]
+pub struct BranchCall {
+    pub url: String,
+    pub body: Vec<u8>,
+    pub gid: String,
+    pub trans_type: TransType,
+    pub branch_id: String,
+    pub op: String,
+    pub protocol: Protocol,
+    pub headers: Arc<BTreeMap<String, String>>,
+    pub timeout: Duration,
+}
+
+/// Whether `url` is called over HTTP(S) for a transaction of `protocol`.
+fn is_http(url: &str, protocol: Protocol) -> bool {
+    protocol == Protocol::Http || url.starts_with("http://") || url.starts_with("https://")
+}
+
+/// Checks, before anything is stored, that a branch URL can be called over `protocol`: only
+/// gRPC transactions may name URLs without an `http(s)://` scheme.
+pub fn check_url(url: &str, protocol: Protocol) -> Result<(), String> {
+    let has_scheme = url.starts_with("http://") || url.starts_with("https://");
+    if url.is_empty() || has_scheme || protocol == Protocol::Grpc {
+        return Ok(());
+    }
+    Err(format!(
+        "branch url '{url}' must start with http:// or https://"
+    ))
+}
+
+/// Makes branch calls; holds the pooled connections.
+#[derive(Clone)]
+pub struct Caller {
+    http: http::HttpCaller,
+}
+
+impl Caller {
+    pub fn new() -> Result<Self, String> {
+        Ok(Self {
+            http: http::HttpCaller::new()?,
+        })
+    }
+
+    pub async fn call(&self, call: &BranchCall) -> CallResult {
+        if call.url.is_empty() {
+            return CallResult::Success;
+        }
+        if !is_http(&call.url, call.protocol) {
+            return CallResult::Error(format!(
+                "gRPC branch calls are not supported yet: '{}'",
+                call.url
+            ));
+        }
+        if call.protocol == Protocol::JsonRpc && call.url.contains("method") {
+            return CallResult::Error(format!(
+                "JSON-RPC branch calls are not supported yet: '{}'",
+                call.url
+            ));
+        }
+        self.http.call(call).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_without_scheme_are_refused_for_http_transactions() {
+        assert!(check_url("localhost:8080/busi", Protocol::Http).is_err());
+        assert!(check_url("http://localhost:8080/busi", Protocol::Http).is_ok());
+        assert!(check_url("https://x/busi", Protocol::Http).is_ok());
+        assert!(check_url("", Protocol::Http).is_ok());
+        assert!(check_url("localhost:8080/busi.Busi/TransOut", Protocol::Grpc).is_ok());
+    }
+}

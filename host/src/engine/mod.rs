@@ -1,0 +1,357 @@
+//! The transaction engine: protocol-free. The edges hand it requests; it stores state through
+//! [`Store`] and calls branches through [`Caller`]. One *pass* moves one transaction as far as
+//! it can go now; the cron loop runs passes for whatever is due.
+
+pub mod cron;
+mod msg;
+mod requests;
+mod saga;
+pub mod schedule;
+mod tcc;
+mod topics;
+mod xa;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+pub use requests::{BranchRequest, TransRequest};
+use schedule::{ScheduleConfig, Touch};
+
+use crate::call::{BranchCall, CallResult, Caller};
+use crate::clock::{Clock, Millis};
+use crate::error::{DtmError, DtmResult};
+use crate::model::{branch_status, Branch, GlobalStatus, TransGlobal};
+use crate::store::{BranchOutcome, StatusChange, Store};
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    caller: Caller,
+    clock: Arc<Clock>,
+    conf: ScheduleConfig,
+    /// Background passes and the branch calls they start; awaited on shutdown.
+    tasks: TaskTracker,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn Store>,
+        caller: Caller,
+        clock: Arc<Clock>,
+        conf: ScheduleConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            caller,
+            clock,
+            conf,
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<Clock> {
+        &self.clock
+    }
+
+    fn now(&self) -> Millis {
+        self.clock.now_ms()
+    }
+
+    /// Waits up to `grace` for background passes and branch calls to finish (their results are
+    /// written to the store before they end).
+    pub async fn shutdown(&self, grace: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(still_running = self.tasks.len(), "shutdown: background passes did not finish in time; cron resumes them after restart");
+        }
+    }
+
+    /// Runs one pass in the background (detached from the request that asked for it).
+    fn spawn_pass(self: &Arc<Self>, global: TransGlobal, branches: Vec<Branch>) {
+        let engine = self.clone();
+        self.tasks.spawn(async move {
+            let gid = global.gid.clone();
+            if let Err(e) = engine.process(global, branches).await {
+                debug!(gid, error = %e, "background pass ended with an error; cron retries it");
+            }
+        });
+    }
+
+    /// Runs one pass and returns the transaction as it stands at the end of it.
+    pub async fn process(
+        self: &Arc<Self>,
+        global: TransGlobal,
+        branches: Vec<Branch>,
+    ) -> DtmResult<TransGlobal> {
+        use crate::model::TransType::*;
+        let mut pass = Pass {
+            engine: self.clone(),
+            global,
+            branches,
+            last_touch: Instant::now(),
+        };
+        match pass.global.trans_type {
+            Saga => saga::run(&mut pass).await?,
+            Msg => msg::run(&mut pass).await?,
+            Tcc => tcc::run(&mut pass).await?,
+            Xa => xa::run(&mut pass).await?,
+            // Workflows are driven by the client; the server only resumes them, which comes
+            // with workflow support (prepareWorkflow).
+            Workflow => {}
+        }
+        Ok(pass.global)
+    }
+
+    /// Calls a branch and, on a definite result, writes the branch's new status. A FAILURE
+    /// marks the branch `failed` only where it is terminal (a saga action).
+    async fn call_and_record(
+        &self,
+        call: &BranchCall,
+        terminal_failure: bool,
+    ) -> (CallResult, DtmResult<()>) {
+        let result = self.caller.call(call).await;
+        debug!(
+            gid = call.gid,
+            branch_id = call.branch_id,
+            op = call.op,
+            url = call.url,
+            result = result.label(),
+            "branch called"
+        );
+        let status = match &result {
+            CallResult::Success => branch_status::SUCCEED,
+            CallResult::Failure(_) if terminal_failure => branch_status::FAILED,
+            _ => return (result, Ok(())),
+        };
+        let outcome = BranchOutcome {
+            gid: &call.gid,
+            branch_id: &call.branch_id,
+            op: &call.op,
+            status,
+        };
+        let recorded = self
+            .store
+            .save_branch_outcome(outcome, self.now())
+            .await
+            .map_err(DtmError::from);
+        (result, recorded)
+    }
+}
+
+/// A branch call started by a pass, reported back when it ends.
+struct Report {
+    index: usize,
+    result: CallResult,
+    recorded: DtmResult<()>,
+}
+
+/// One pass over one transaction: its in-memory copy and the bookkeeping shared by all types.
+struct Pass {
+    engine: Arc<Engine>,
+    global: TransGlobal,
+    branches: Vec<Branch>,
+    /// When the cron lease was last renewed by this pass.
+    last_touch: Instant,
+}
+
+impl Pass {
+    fn now(&self) -> Millis {
+        self.engine.now()
+    }
+
+    fn timed_out(&self) -> bool {
+        schedule::is_timed_out(&self.global, &self.engine.conf, self.now())
+    }
+
+    fn is(&self, status: GlobalStatus) -> bool {
+        self.global.status == status
+    }
+
+    /// How long a pass may wait for its branch calls (dtm: RequestTimeout + 2 s).
+    fn deadline(&self) -> Instant {
+        Instant::now() + Duration::from_secs(self.engine.conf.request_timeout.max(0) as u64 + 2)
+    }
+
+    /// Compare-and-set of the global status, in the store and then in memory.
+    async fn change_status(&mut self, to: GlobalStatus, change: StatusChange) -> DtmResult<()> {
+        let now = self.now();
+        let from = self.global.status;
+        self.engine
+            .store
+            .change_status(&self.global.gid, from, to, change.clone(), now)
+            .await?;
+        let g = &mut self.global;
+        g.status = to;
+        g.update_time = now;
+        match to {
+            GlobalStatus::Succeed => g.finish_time = Some(now),
+            GlobalStatus::Failed => g.rollback_time = Some(now),
+            _ => {}
+        }
+        if let Some(reason) = change.rollback_reason {
+            g.rollback_reason = reason;
+        }
+        info!(gid = g.gid, trans_type = %g.trans_type, from = %from, to = %to, rollback_reason = g.rollback_reason, "transaction status changed");
+        Ok(())
+    }
+
+    async fn abort_with(&mut self, reason: String) -> DtmResult<()> {
+        let change = StatusChange {
+            rollback_reason: Some(reason),
+            ..Default::default()
+        };
+        self.change_status(GlobalStatus::Aborting, change).await
+    }
+
+    async fn abort_timed_out(&mut self) -> DtmResult<()> {
+        let secs = schedule::timeout_secs(&self.global, &self.engine.conf).unwrap_or_default();
+        self.abort_with(format!("Timeout after {secs} seconds"))
+            .await
+    }
+
+    /// Reschedules the transaction: next look after the new interval, or after `delay_secs`.
+    async fn touch(&mut self, touch: Touch, delay_secs: Option<i64>) -> DtmResult<()> {
+        let interval = schedule::next_interval(&self.global, touch, &self.engine.conf);
+        let now = self.now();
+        let next = now + delay_secs.unwrap_or(interval) * 1000;
+        self.engine
+            .store
+            .touch_cron_time(&self.global.gid, self.global.status, interval, next, now)
+            .await?;
+        self.global.next_cron_interval = interval;
+        self.global.next_cron_time = next;
+        self.last_touch = Instant::now();
+        Ok(())
+    }
+
+    /// Applies engine.md §3.3 after a branch call: success renews the lease now and then,
+    /// ONGOING polls at the same interval, anything else backs off.
+    async fn after_call(&mut self, result: &CallResult, terminal_failure: bool) -> DtmResult<()> {
+        let definite = match result {
+            CallResult::Success => true,
+            CallResult::Failure(_) => terminal_failure,
+            CallResult::Ongoing(_) | CallResult::Error(_) => false,
+        };
+        if definite {
+            let grown = self.global.next_cron_interval
+                > self
+                    .engine
+                    .conf
+                    .retry_interval
+                    .max(self.global.options.retry_interval);
+            if grown || self.last_touch.elapsed() >= Duration::from_millis(1500) {
+                self.touch(Touch::Reset, None).await?;
+            }
+            return Ok(());
+        }
+        match result {
+            CallResult::Ongoing(_) => self.touch(Touch::Keep, None).await,
+            _ => self.touch(Touch::Backoff, None).await,
+        }
+    }
+
+    /// The call of branch record `index`.
+    fn branch_call(&self, index: usize) -> BranchCall {
+        let b = &self.branches[index];
+        self.call_to(
+            b.url.clone(),
+            b.branch_id.clone(),
+            b.op.clone(),
+            b.bin_data.clone(),
+        )
+    }
+
+    fn call_to(&self, url: String, branch_id: String, op: String, body: Vec<u8>) -> BranchCall {
+        let g = &self.global;
+        BranchCall {
+            url,
+            body,
+            gid: g.gid.clone(),
+            trans_type: g.trans_type,
+            branch_id,
+            op,
+            protocol: g.protocol,
+            headers: Arc::new(g.options.branch_headers.clone()),
+            timeout: Duration::from_secs(
+                schedule::request_timeout(g, &self.engine.conf).max(1) as u64
+            ),
+        }
+    }
+
+    /// Starts the call of branch record `index` in the background; its [`Report`] arrives on
+    /// `reports`. The call's result is written even if the pass has ended by then.
+    fn spawn_call(
+        &self,
+        index: usize,
+        terminal_failure: bool,
+        reports: &tokio::sync::mpsc::UnboundedSender<Report>,
+    ) {
+        let call = self.branch_call(index);
+        let engine = self.engine.clone();
+        let reports = reports.clone();
+        self.engine.tasks.spawn(async move {
+            let (result, recorded) = engine.call_and_record(&call, terminal_failure).await;
+            let _ = reports.send(Report {
+                index,
+                result,
+                recorded,
+            });
+        });
+    }
+
+    /// Calls branch record `index`, waits for it and applies its result to the schedule.
+    async fn call_now(&mut self, index: usize) -> DtmResult<CallResult> {
+        let call = self.branch_call(index);
+        let (result, recorded) = self.engine.call_and_record(&call, false).await;
+        recorded?;
+        self.after_call(&result, false).await?;
+        if result == CallResult::Success {
+            self.branches[index].status = branch_status::SUCCEED.to_owned();
+        }
+        Ok(result)
+    }
+}
+
+/// A branch result that stops a pass, as the error the pass returns.
+fn call_error(result: CallResult) -> DtmResult<()> {
+    match result {
+        CallResult::Success => Ok(()),
+        CallResult::Failure(text) => Err(DtmError::Failure(text)),
+        CallResult::Ongoing(text) => Err(DtmError::Ongoing(text)),
+        CallResult::Error(text) => Err(DtmError::Other(text)),
+    }
+}
+
+/// Lower-cases the keys of a JSON object, since dtm (Go) matches JSON keys case-insensitively.
+pub fn lowercase_keys(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k.to_lowercase(), v))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// Parses a `custom_data` text as an object with case-insensitive keys (`""` = all defaults).
+fn parse_custom_data<T: serde::de::DeserializeOwned + Default>(text: &str) -> Result<T, String> {
+    if text.trim().is_empty() {
+        return Ok(T::default());
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("custom_data is not valid JSON: {e}"))?;
+    if !value.is_object() {
+        return Err("custom_data must be a JSON object".into());
+    }
+    serde_json::from_value(lowercase_keys(value)).map_err(|e| format!("custom_data: {e}"))
+}

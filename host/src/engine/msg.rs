@@ -1,0 +1,128 @@
+//! 2-phase message: check back with the application once a prepared message times out, then
+//! deliver every action until all succeed; a message never rolls back (engine.md §1.6).
+
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::schedule::Touch;
+use super::{call_error, parse_custom_data, Pass};
+use crate::call::CallResult;
+use crate::error::{DtmError, DtmResult};
+use crate::model::{branch_status, op, GlobalStatus, CHECK_BRANCH_ID};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct MsgCustomData {
+    /// Seconds after creation before the actions may run.
+    delay: u64,
+}
+
+/// Checks a message's `custom_data` before anything is stored.
+pub(super) fn validate(custom_data: &str) -> Result<(), String> {
+    parse_custom_data::<MsgCustomData>(custom_data).map(|_| ())
+}
+
+pub(super) async fn run(pass: &mut Pass) -> DtmResult<()> {
+    if pass.is(GlobalStatus::Prepared) && pass.timed_out() {
+        check_back(pass).await?;
+    }
+    if !pass.is(GlobalStatus::Submitted) {
+        return Ok(());
+    }
+    let delay = parse_custom_data::<MsgCustomData>(&pass.global.custom_data)
+        .map_err(DtmError::Other)?
+        .delay as i64;
+    if delay > 0 && pass.now() - pass.global.create_time < delay * 1000 {
+        return pass.touch(Touch::Keep, Some(delay)).await;
+    }
+    let pending: Vec<usize> = (0..pass.branches.len())
+        .filter(|&i| {
+            pass.branches[i].op == op::ACTION && pass.branches[i].is(branch_status::PREPARED)
+        })
+        .collect();
+    let outcome = if pass.global.options.concurrent {
+        deliver_concurrently(pass, pending).await?
+    } else {
+        deliver_in_order(pass, pending).await?
+    };
+    match outcome {
+        CallResult::Success => {
+            pass.change_status(GlobalStatus::Succeed, Default::default())
+                .await
+        }
+        CallResult::Ongoing(_) => Ok(()),
+        other => call_error(other),
+    }
+}
+
+/// Asks the application whether its local transaction committed (op `msg`, branch `00`).
+async fn check_back(pass: &mut Pass) -> DtmResult<()> {
+    let call = pass.call_to(
+        pass.global.query_prepared.clone(),
+        CHECK_BRANCH_ID.into(),
+        op::MSG.into(),
+        Vec::new(),
+    );
+    let result = pass.engine.caller.call(&call).await;
+    tracing::debug!(
+        gid = call.gid,
+        branch_id = call.branch_id,
+        op = call.op,
+        url = call.url,
+        result = result.label(),
+        "branch called"
+    );
+    match result {
+        CallResult::Success => {
+            pass.change_status(GlobalStatus::Submitted, Default::default())
+                .await
+        }
+        CallResult::Failure(_) => {
+            pass.change_status(GlobalStatus::Failed, Default::default())
+                .await
+        }
+        CallResult::Ongoing(_) => pass.touch(Touch::Reset, None).await,
+        CallResult::Error(_) => pass.touch(Touch::Backoff, None).await,
+    }
+}
+
+/// Calls the actions one at a time; stops at the first that does not succeed.
+async fn deliver_in_order(pass: &mut Pass, pending: Vec<usize>) -> DtmResult<CallResult> {
+    for index in pending {
+        let result = pass.call_now(index).await?;
+        if result != CallResult::Success {
+            return Ok(result);
+        }
+    }
+    Ok(CallResult::Success)
+}
+
+/// Calls all actions at once; the first non-success (an error before ONGOING) is the outcome.
+async fn deliver_concurrently(pass: &mut Pass, pending: Vec<usize>) -> DtmResult<CallResult> {
+    let (tx, mut reports) = mpsc::unbounded_channel();
+    for &index in &pending {
+        pass.spawn_call(index, false, &tx);
+    }
+    drop(tx);
+    let mut outcome = CallResult::Success;
+    while let Some(report) = reports.recv().await {
+        report.recorded?;
+        pass.after_call(&report.result, false).await?;
+        outcome = match (outcome, report.result) {
+            (CallResult::Success, r)
+            | (CallResult::Ongoing(_), r @ (CallResult::Failure(_) | CallResult::Error(_))) => r,
+            (kept, _) => kept,
+        };
+    }
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn delay_is_read_case_insensitively() {
+        let d: super::MsgCustomData = super::parse_custom_data(r#"{"Delay":10}"#).unwrap();
+        assert_eq!(d.delay, 10);
+        assert!(super::validate(r#"{"delay":-1}"#).is_err());
+    }
+}

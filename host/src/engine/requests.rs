@@ -1,0 +1,518 @@
+//! What each API request does (engine.md §2.1): validate, build the records, store them, and
+//! start a pass. Every check that can refuse a request runs before anything is written.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{msg, saga, schedule, Engine};
+use crate::call::check_url;
+use crate::error::{DtmError, DtmResult};
+use crate::model::{
+    op, Branch, GlobalStatus, KvEntry, Protocol, ScanFilter, TransGlobal, TransOptions, TransType,
+};
+use crate::store::{Page, StatusChange, StoreError};
+
+/// Longest gid or branch id accepted (the SQL stores' column width).
+const MAX_ID_LEN: usize = 128;
+
+/// A prepare / submit / abort request, as every edge hands it to the engine.
+#[derive(Debug, Clone, Default)]
+pub struct TransRequest {
+    pub gid: String,
+    pub trans_type: String,
+    /// saga: `action` and `compensate` per step; msg: `action`. A legacy `data` carries the payload.
+    pub steps: Vec<BTreeMap<String, String>>,
+    pub payloads: Vec<Vec<u8>>,
+    pub custom_data: String,
+    pub query_prepared: String,
+    pub protocol: Option<Protocol>,
+    pub options: TransOptions,
+    pub rollback_reason: String,
+}
+
+/// A registerBranch request: `data` holds tcc `confirm`/`cancel` or xa `url`.
+#[derive(Debug, Clone, Default)]
+pub struct BranchRequest {
+    pub gid: String,
+    pub trans_type: String,
+    pub branch_id: String,
+    pub payload: Vec<u8>,
+    pub data: BTreeMap<String, String>,
+}
+
+fn check_id(what: &str, id: &str) -> DtmResult<()> {
+    if id.is_empty() {
+        return Err(DtmError::BadRequest(format!("{what} is empty")));
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(DtmError::BadRequest(format!(
+            "{what} is longer than {MAX_ID_LEN} bytes"
+        )));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(DtmError::BadRequest(format!(
+            "{what} contains control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_trans_type(text: &str) -> DtmResult<TransType> {
+    text.parse().map_err(|()| {
+        DtmError::Other(format!(
+            "unknown trans_type '{text}': expected saga, msg, tcc, xa or workflow"
+        ))
+    })
+}
+
+fn unknown_gid(gid: &str) -> DtmError {
+    DtmError::Other(format!("no TransGlobal with gid: {gid} found"))
+}
+
+/// The error a `wait_result` request answers when the pass stopped on a branch result.
+fn unexpected_result(e: DtmError) -> DtmError {
+    const HELP: &str = "your http/grpc result should be specified as in:\n\
+        https://dtm.pub/practice/arch.html#proto\nunkown result will be retried: ";
+    match e {
+        DtmError::Ongoing(_) => DtmError::Ongoing("ONGOING".into()),
+        DtmError::Failure(text) => DtmError::Failure(format!("{HELP}{text}")),
+        DtmError::Other(text) => DtmError::Other(format!("{HELP}{text}")),
+        other => other,
+    }
+}
+
+impl Engine {
+    pub fn new_gid(&self) -> String {
+        crate::gid::new_gid()
+    }
+
+    pub async fn prepare(self: &Arc<Self>, req: TransRequest) -> DtmResult<()> {
+        let trans_type = parse_trans_type(&req.trans_type)?;
+        if trans_type == TransType::Saga {
+            return Err(DtmError::failure("a saga cannot be prepared; submit it"));
+        }
+        let (global, branches) = self.build(&req, trans_type, GlobalStatus::Prepared).await?;
+        match self.store.save_new(&global, &branches).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::UniqueConflict) => {
+                let stored = self
+                    .store
+                    .find_global(&req.gid)
+                    .await?
+                    .ok_or_else(|| unknown_gid(&req.gid))?;
+                if stored.status == GlobalStatus::Prepared {
+                    return Ok(());
+                }
+                Err(DtmError::failure(format!(
+                    "current status '{}', cannot prepare.",
+                    stored.status
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn submit(self: &Arc<Self>, req: TransRequest) -> DtmResult<()> {
+        let trans_type = parse_trans_type(&req.trans_type)?;
+        let (global, branches) = self
+            .build(&req, trans_type, GlobalStatus::Submitted)
+            .await?;
+        let wait = req.options.wait_result;
+        match self.store.save_new(&global, &branches).await {
+            Ok(()) => {
+                tracing::info!(gid = global.gid, trans_type = %trans_type, to = "submitted", "transaction created");
+                return self.run_pass(global, branches, wait).await;
+            }
+            Err(StoreError::UniqueConflict) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut stored = self
+            .store
+            .find_global(&req.gid)
+            .await?
+            .ok_or_else(|| unknown_gid(&req.gid))?;
+        match stored.status {
+            GlobalStatus::Prepared => {
+                // What the client sends at submit (e.g. a msg's delay) wins over prepare's copy.
+                let custom_data = (!req.custom_data.is_empty()
+                    && req.custom_data != stored.custom_data)
+                    .then(|| req.custom_data.clone());
+                let change = StatusChange {
+                    custom_data: custom_data.clone(),
+                    ..Default::default()
+                };
+                self.store
+                    .change_status(
+                        &stored.gid,
+                        GlobalStatus::Prepared,
+                        GlobalStatus::Submitted,
+                        change,
+                        self.now(),
+                    )
+                    .await?;
+                tracing::info!(gid = stored.gid, trans_type = %stored.trans_type, from = "prepared", to = "submitted", "transaction status changed");
+                stored.status = GlobalStatus::Submitted;
+                if let Some(custom_data) = custom_data {
+                    stored.custom_data = custom_data;
+                }
+            }
+            // Submitted again: drive it again from the stored records.
+            GlobalStatus::Submitted => {}
+            status => {
+                return Err(DtmError::failure(format!(
+                    "current status '{status}', cannot sumbmit."
+                )))
+            }
+        }
+        let branches = self.store.find_branches(&stored.gid).await?;
+        self.run_pass(stored, branches, wait).await
+    }
+
+    pub async fn abort(self: &Arc<Self>, req: TransRequest) -> DtmResult<()> {
+        let mut stored = self
+            .store
+            .find_global(&req.gid)
+            .await?
+            .ok_or_else(|| unknown_gid(&req.gid))?;
+        if stored.trans_type == TransType::Msg && stored.status == GlobalStatus::Prepared {
+            self.store
+                .change_status(
+                    &stored.gid,
+                    GlobalStatus::Prepared,
+                    GlobalStatus::Failed,
+                    StatusChange::default(),
+                    self.now(),
+                )
+                .await?;
+            tracing::info!(
+                gid = stored.gid,
+                trans_type = "msg",
+                from = "prepared",
+                to = "failed",
+                "transaction status changed"
+            );
+            return Ok(());
+        }
+        let abortable_type = matches!(req.trans_type.as_str(), "tcc" | "xa");
+        let abortable_status = matches!(
+            stored.status,
+            GlobalStatus::Prepared | GlobalStatus::Aborting
+        );
+        if !abortable_type || !abortable_status {
+            return Err(DtmError::failure(format!(
+                "trans type: '{}' current status '{}', cannot abort.",
+                stored.trans_type, stored.status
+            )));
+        }
+        if stored.status == GlobalStatus::Prepared {
+            let reason = (!req.rollback_reason.is_empty()).then(|| req.rollback_reason.clone());
+            let change = StatusChange {
+                rollback_reason: reason.clone(),
+                ..Default::default()
+            };
+            self.store
+                .change_status(
+                    &stored.gid,
+                    GlobalStatus::Prepared,
+                    GlobalStatus::Aborting,
+                    change,
+                    self.now(),
+                )
+                .await?;
+            tracing::info!(gid = stored.gid, trans_type = %stored.trans_type, from = "prepared", to = "aborting", "transaction status changed");
+            stored.status = GlobalStatus::Aborting;
+            if let Some(reason) = reason {
+                stored.rollback_reason = reason;
+            }
+        }
+        let branches = self.store.find_branches(&stored.gid).await?;
+        let wait = stored.options.wait_result;
+        self.run_pass(stored, branches, wait).await
+    }
+
+    pub async fn register_branch(&self, req: BranchRequest) -> DtmResult<()> {
+        // (op, the data key holding its URL), in storage order.
+        let ops = match req.trans_type.as_str() {
+            "tcc" => [(op::CANCEL, "cancel"), (op::CONFIRM, "confirm")],
+            "xa" => [(op::ROLLBACK, "url"), (op::COMMIT, "url")],
+            "workflow" => {
+                return Err(DtmError::Other(
+                    "workflow transactions are not supported yet".into(),
+                ))
+            }
+            other => return Err(DtmError::Other(format!("unknow trans type: {other}"))),
+        };
+        check_id("gid", &req.gid)?;
+        check_id("branch_id", &req.branch_id)?;
+        let now = self.now();
+        let branches: Vec<Branch> = ops
+            .into_iter()
+            .map(|(op, key)| {
+                let url = req.data.get(key).cloned().unwrap_or_default();
+                Branch::new(
+                    &req.gid,
+                    req.branch_id.clone(),
+                    op,
+                    url,
+                    req.payload.clone(),
+                    now,
+                )
+            })
+            .collect();
+        match self
+            .store
+            .append_branches(&req.gid, GlobalStatus::Prepared, &branches)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(StoreError::NotFound) => Err(DtmError::failure(format!(
+                "no trans with gid: {} status: prepared found",
+                req.gid
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn force_stop(&self, gid: &str) -> DtmResult<()> {
+        let stored = self
+            .store
+            .find_global(gid)
+            .await?
+            .ok_or_else(|| unknown_gid(gid))?;
+        if stored.status.is_finished() {
+            return Err(DtmError::Failure(format!(
+                "global transaction force stop error. status: {}. error: FAILURE",
+                stored.status
+            )));
+        }
+        self.store
+            .change_status(
+                gid,
+                stored.status,
+                GlobalStatus::Failed,
+                StatusChange::default(),
+                self.now(),
+            )
+            .await?;
+        tracing::info!(gid, trans_type = %stored.trans_type, from = %stored.status, to = "failed", "transaction force-stopped");
+        Ok(())
+    }
+
+    pub async fn reset_next_cron_time(&self, gid: &str) -> DtmResult<()> {
+        match self.store.reset_cron_time(gid, self.now()).await {
+            Err(StoreError::NotFound) => Err(unknown_gid(gid)),
+            other => Ok(other?),
+        }
+    }
+
+    /// Makes up to `limit` transactions whose next look is more than `timeout_secs` away due
+    /// now (default timeout: 3 × TimeoutToFail). Returns (changed, has_remaining).
+    pub async fn reset_cron_times(
+        &self,
+        timeout_secs: Option<i64>,
+        limit: usize,
+    ) -> DtmResult<(usize, bool)> {
+        let timeout = timeout_secs.unwrap_or(3 * self.conf.timeout_to_fail);
+        let now = self.now();
+        Ok(self
+            .store
+            .reset_cron_times(now + timeout * 1000, limit, now)
+            .await?)
+    }
+
+    pub async fn query(&self, gid: &str) -> DtmResult<(Option<TransGlobal>, Vec<Branch>)> {
+        if gid.is_empty() {
+            return Err(DtmError::Other("no gid specified".into()));
+        }
+        let global = self.store.find_global(gid).await?;
+        let branches = self.store.find_branches(gid).await?;
+        Ok((global, branches))
+    }
+
+    pub async fn find(&self, gid: &str) -> DtmResult<Option<TransGlobal>> {
+        Ok(self.store.find_global(gid).await?)
+    }
+
+    pub async fn list(
+        &self,
+        position: &str,
+        limit: usize,
+        filter: &ScanFilter,
+    ) -> DtmResult<Page<TransGlobal>> {
+        Ok(self.store.scan_globals(position, limit, filter).await?)
+    }
+
+    pub async fn scan_kv(
+        &self,
+        cat: &str,
+        position: &str,
+        limit: usize,
+    ) -> DtmResult<Page<KvEntry>> {
+        Ok(self.store.scan_kv(cat, position, limit).await?)
+    }
+
+    pub async fn query_kv(&self, cat: &str, key: &str) -> DtmResult<Vec<KvEntry>> {
+        Ok(self.store.find_kv(cat, key).await?)
+    }
+
+    /// Runs the pass in the background, or inline for `wait_result` and answers as dtm does.
+    async fn run_pass(
+        self: &Arc<Self>,
+        global: TransGlobal,
+        branches: Vec<Branch>,
+        wait: bool,
+    ) -> DtmResult<()> {
+        if !wait {
+            self.spawn_pass(global, branches);
+            return Ok(());
+        }
+        let end = self
+            .process(global, branches)
+            .await
+            .map_err(unexpected_result)?;
+        if end.status == GlobalStatus::Succeed {
+            Ok(())
+        } else if !end.rollback_reason.is_empty() {
+            Err(DtmError::failure(end.rollback_reason))
+        } else {
+            Err(DtmError::Failure(
+                "wait result not return success: FAILURE".into(),
+            ))
+        }
+    }
+
+    /// Builds the global record and the branch records a request creates.
+    async fn build(
+        &self,
+        req: &TransRequest,
+        trans_type: TransType,
+        status: GlobalStatus,
+    ) -> DtmResult<(TransGlobal, Vec<Branch>)> {
+        check_id("gid", &req.gid)?;
+        if trans_type == TransType::Workflow {
+            return Err(DtmError::Other(
+                "workflow transactions are not supported yet".into(),
+            ));
+        }
+        let protocol = req.protocol.unwrap_or(Protocol::Http);
+        if protocol == Protocol::Grpc {
+            return Err(DtmError::BadRequest(
+                "protocol grpc is not supported yet".into(),
+            ));
+        }
+        let now = self.now();
+        let branches = match trans_type {
+            TransType::Saga => {
+                saga::validate(&req.custom_data, req.steps.len()).map_err(DtmError::BadRequest)?;
+                saga_branches(req, now)?
+            }
+            TransType::Msg => {
+                msg::validate(&req.custom_data).map_err(DtmError::BadRequest)?;
+                check_url(&req.query_prepared, protocol).map_err(DtmError::BadRequest)?;
+                self.msg_branches(req, now).await?
+            }
+            _ => Vec::new(),
+        };
+        for b in &branches {
+            check_url(&b.url, protocol).map_err(DtmError::BadRequest)?;
+        }
+        let interval = schedule::base_interval(
+            req.options.retry_interval,
+            req.options.timeout_to_fail,
+            &self.conf,
+        );
+        let global = TransGlobal {
+            id: 0,
+            gid: req.gid.clone(),
+            trans_type,
+            status,
+            query_prepared: req.query_prepared.clone(),
+            protocol,
+            create_time: now,
+            update_time: now,
+            finish_time: None,
+            rollback_time: None,
+            options: req.options.clone(),
+            custom_data: req.custom_data.clone(),
+            next_cron_interval: interval,
+            next_cron_time: now + interval * 1000,
+            owner: String::new(),
+            ext_data: String::new(),
+            result: String::new(),
+            rollback_reason: String::new(),
+        };
+        Ok((global, branches))
+    }
+
+    async fn msg_branches(&self, req: &TransRequest, now: i64) -> DtmResult<Vec<Branch>> {
+        let payloads = step_payloads(req)?;
+        let mut branches = Vec::new();
+        for (i, (step, payload)) in req.steps.iter().zip(payloads).enumerate() {
+            let id = format!("{:02}", i + 1);
+            let action = step.get("action").cloned().unwrap_or_default();
+            let Some(topic) = action.strip_prefix("topic://") else {
+                branches.push(Branch::new(&req.gid, id, op::ACTION, action, payload, now));
+                continue;
+            };
+            let urls = self.topic_subscribers(topic).await?;
+            let fan_out = urls.len() > 1;
+            for (k, url) in urls.into_iter().enumerate() {
+                let branch_id = if fan_out {
+                    format!("{id}-{:02}", k + 1)
+                } else {
+                    id.clone()
+                };
+                branches.push(Branch::new(
+                    &req.gid,
+                    branch_id,
+                    op::ACTION,
+                    url,
+                    payload.clone(),
+                    now,
+                ));
+            }
+        }
+        Ok(branches)
+    }
+}
+
+/// One payload per step: `payloads` first, then the legacy non-empty `steps[i].data`.
+fn step_payloads(req: &TransRequest) -> DtmResult<Vec<Vec<u8>>> {
+    let mut payloads = req.payloads.clone();
+    payloads.extend(
+        req.steps
+            .iter()
+            .filter_map(|s| s.get("data"))
+            .filter(|d| !d.is_empty())
+            .map(|d| d.clone().into_bytes()),
+    );
+    if payloads.len() < req.steps.len() {
+        return Err(DtmError::Other(format!(
+            "{} steps but only {} payloads: give one payload per step",
+            req.steps.len(),
+            payloads.len()
+        )));
+    }
+    payloads.truncate(req.steps.len());
+    Ok(payloads)
+}
+
+fn saga_branches(req: &TransRequest, now: i64) -> DtmResult<Vec<Branch>> {
+    let payloads = step_payloads(req)?;
+    let mut branches = Vec::with_capacity(req.steps.len() * 2);
+    for (i, (step, payload)) in req.steps.iter().zip(payloads).enumerate() {
+        let id = format!("{:02}", i + 1);
+        for op in [op::COMPENSATE, op::ACTION] {
+            let url = step.get(op).cloned().unwrap_or_default();
+            branches.push(Branch::new(
+                &req.gid,
+                id.clone(),
+                op,
+                url,
+                payload.clone(),
+                now,
+            ));
+        }
+    }
+    Ok(branches)
+}

@@ -1,0 +1,10 @@
+//! XA: like TCC, but one URL per branch serves commit and rollback, and the records are walked
+//! in registration order (engine.md §1.8).
+
+use super::{tcc::phase2, Pass};
+use crate::error::DtmResult;
+use crate::model::op;
+
+pub(super) async fn run(pass: &mut Pass) -> DtmResult<()> {
+    phase2(pass, op::COMMIT, op::ROLLBACK, false).await
+}

@@ -1,0 +1,14 @@
+//! dtm-host: a distributed-transaction coordinator that speaks dtm's protocols.
+//!
+//! Data flows edge (`api`) → `engine` → `store` / `call`.
+
+pub mod api;
+pub mod call;
+pub mod clock;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod gid;
+pub mod model;
+pub mod server;
+pub mod store;

@@ -1,0 +1,161 @@
+//! Durable storage of transactions, branch records and key-value entries.
+//!
+//! Every backend implements [`Store`]; the engine relies only on the guarantees written on each
+//! method (atomic create-if-absent, status compare-and-set, status-guarded branch writes, atomic
+//! claims), which is what lets several coordinators share one store.
+
+pub mod sqlite;
+#[cfg(test)]
+pub mod suite;
+
+use async_trait::async_trait;
+
+use crate::clock::Millis;
+use crate::model::{Branch, GlobalStatus, KvEntry, ScanFilter, TransGlobal};
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum StoreError {
+    /// The record is missing, or a compare-and-set found another status or version.
+    #[error("storage: NotFound")]
+    NotFound,
+    /// A record with the same key already exists.
+    #[error("storage: UniqueKeyConflict")]
+    UniqueConflict,
+    /// A listing cursor that this store did not hand out.
+    #[error("convert to int error: {0}")]
+    BadCursor(String),
+    /// The backend failed (I/O, connection, corruption…).
+    #[error("storage error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What a status change writes besides the status itself.
+#[derive(Debug, Clone, Default)]
+pub struct StatusChange {
+    pub rollback_reason: Option<String>,
+    pub result: Option<String>,
+    pub custom_data: Option<String>,
+    pub options: Option<String>,
+}
+
+/// The result of writing one branch's outcome.
+#[derive(Debug, Clone)]
+pub struct BranchOutcome<'a> {
+    pub gid: &'a str,
+    pub branch_id: &'a str,
+    pub op: &'a str,
+    pub status: &'a str,
+}
+
+/// A page of a listing plus the cursor of the next page (`""` when there is none).
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_position: String,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Checks that the backend answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn find_global(&self, gid: &str) -> StoreResult<Option<TransGlobal>>;
+
+    /// Newest first; `position` is the cursor a previous page returned (`""` = start).
+    async fn scan_globals(
+        &self,
+        position: &str,
+        limit: usize,
+        filter: &ScanFilter,
+    ) -> StoreResult<Page<TransGlobal>>;
+
+    /// Branch records of a transaction, in insertion order.
+    async fn find_branches(&self, gid: &str) -> StoreResult<Vec<Branch>>;
+
+    /// Creates the transaction and its branch records atomically, only if no transaction with
+    /// this gid exists; otherwise writes nothing and returns `UniqueConflict`.
+    async fn save_new(&self, global: &TransGlobal, branches: &[Branch]) -> StoreResult<()>;
+
+    /// Appends branch records atomically, only while the transaction exists with status
+    /// `expected` (`NotFound` otherwise). A record whose (branch_id, op) exists already makes
+    /// the whole append fail with `UniqueConflict`.
+    async fn append_branches(
+        &self,
+        gid: &str,
+        expected: GlobalStatus,
+        branches: &[Branch],
+    ) -> StoreResult<()>;
+
+    /// Writes a branch's new status, only while the transaction is unfinished (`NotFound`
+    /// otherwise, or when the branch does not exist).
+    async fn save_branch_outcome(&self, outcome: BranchOutcome<'_>, now: Millis)
+        -> StoreResult<()>;
+
+    /// Compare-and-set of the global status: only if the stored status is `from`
+    /// (`NotFound` otherwise). Sets finish/rollback time when the new status is final.
+    async fn change_status(
+        &self,
+        gid: &str,
+        from: GlobalStatus,
+        to: GlobalStatus,
+        change: StatusChange,
+        now: Millis,
+    ) -> StoreResult<()>;
+
+    /// Reschedules a transaction, only while its status is still `status` (silently ignored
+    /// otherwise).
+    async fn touch_cron_time(
+        &self,
+        gid: &str,
+        status: GlobalStatus,
+        interval_secs: i64,
+        next_cron_time: Millis,
+        now: Millis,
+    ) -> StoreResult<()>;
+
+    /// Atomically claims one unfinished transaction with `next_cron_time < due_before`: pushes
+    /// its `next_cron_time` to `lease_until` and sets a fresh `owner` token, so no other claim
+    /// returns it before then.
+    async fn claim_due(
+        &self,
+        due_before: Millis,
+        lease_until: Millis,
+        now: Millis,
+    ) -> StoreResult<Option<TransGlobal>>;
+
+    /// Makes at most `limit` unfinished transactions whose `next_cron_time > after` due now.
+    /// Returns (changed, has_remaining).
+    async fn reset_cron_times(
+        &self,
+        after: Millis,
+        limit: usize,
+        now: Millis,
+    ) -> StoreResult<(usize, bool)>;
+
+    /// Makes one transaction due now, in any status (`NotFound` for an unknown gid).
+    async fn reset_cron_time(&self, gid: &str, now: Millis) -> StoreResult<()>;
+
+    /// Key-value entries of a category, newest first, paged like [`Store::scan_globals`].
+    async fn scan_kv(&self, cat: &str, position: &str, limit: usize) -> StoreResult<Page<KvEntry>>;
+
+    /// Entries matching `cat` and `key`; an empty value matches everything.
+    async fn find_kv(&self, cat: &str, key: &str) -> StoreResult<Vec<KvEntry>>;
+
+    /// Creates an entry with version 1; `UniqueConflict` if it exists.
+    async fn create_kv(&self, cat: &str, key: &str, value: &str, now: Millis) -> StoreResult<()>;
+
+    /// Replaces the value only if the stored version is `version` (then version + 1).
+    async fn update_kv(
+        &self,
+        cat: &str,
+        key: &str,
+        value: &str,
+        version: i64,
+        now: Millis,
+    ) -> StoreResult<()>;
+
+    /// `NotFound` if the entry does not exist.
+    async fn delete_kv(&self, cat: &str, key: &str) -> StoreResult<()>;
+}

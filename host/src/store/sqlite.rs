@@ -1,0 +1,721 @@
+//! The embedded default store: SQLite in WAL mode with `synchronous=FULL`, so a write that
+//! returned is on disk (fsync) before the coordinator answers.
+//!
+//! All writes go through one writer thread that **group-commits**: it takes every write waiting
+//! in its queue, runs each inside its own savepoint of one transaction, commits once (one fsync
+//! for the whole batch) and only then answers each caller. Reads use a small pool of separate
+//! connections, which WAL lets run beside the writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use tokio::sync::oneshot;
+
+use super::{BranchOutcome, Page, StatusChange, Store, StoreError, StoreResult};
+use crate::clock::Millis;
+use crate::model::{Branch, GlobalStatus, KvEntry, ScanFilter, TransGlobal, TransOptions};
+
+/// Most writes folded into one commit.
+const MAX_BATCH: usize = 1024;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS trans_global (
+  id INTEGER PRIMARY KEY,
+  gid TEXT NOT NULL UNIQUE,
+  trans_type TEXT NOT NULL,
+  status TEXT NOT NULL,
+  query_prepared TEXT NOT NULL DEFAULT '',
+  protocol TEXT NOT NULL,
+  create_time INTEGER,
+  update_time INTEGER,
+  finish_time INTEGER,
+  rollback_time INTEGER,
+  options TEXT NOT NULL DEFAULT '',
+  custom_data TEXT NOT NULL DEFAULT '',
+  next_cron_interval INTEGER,
+  next_cron_time INTEGER,
+  owner TEXT NOT NULL DEFAULT '',
+  ext_data TEXT NOT NULL DEFAULT '',
+  result TEXT NOT NULL DEFAULT '',
+  rollback_reason TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS trans_global_due ON trans_global(next_cron_time)
+  WHERE status IN ('prepared', 'submitted', 'aborting');
+CREATE TABLE IF NOT EXISTS trans_branch_op (
+  id INTEGER PRIMARY KEY,
+  gid TEXT NOT NULL,
+  url TEXT NOT NULL,
+  bin_data BLOB,
+  branch_id TEXT NOT NULL,
+  op TEXT NOT NULL,
+  status TEXT NOT NULL,
+  finish_time INTEGER,
+  rollback_time INTEGER,
+  create_time INTEGER,
+  update_time INTEGER,
+  UNIQUE (gid, branch_id, op)
+);
+CREATE TABLE IF NOT EXISTS kv (
+  id INTEGER PRIMARY KEY,
+  cat TEXT NOT NULL,
+  k TEXT NOT NULL,
+  v TEXT,
+  version INTEGER NOT NULL DEFAULT 1,
+  create_time INTEGER,
+  update_time INTEGER,
+  UNIQUE (cat, k)
+);
+";
+
+const GLOBAL_COLUMNS: &str = "id, gid, trans_type, status, query_prepared, protocol, create_time, \
+    update_time, finish_time, rollback_time, options, custom_data, next_cron_interval, \
+    next_cron_time, owner, ext_data, result, rollback_reason";
+
+const UNFINISHED: &str = "status IN ('prepared', 'submitted', 'aborting')";
+
+/// Answers one caller once the batch holding its write has committed (or failed to).
+type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
+/// One write: runs inside a savepoint, says whether to keep it, and how to answer.
+type WriteOp = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+
+pub struct SqliteStore {
+    writer: mpsc::Sender<WriteOp>,
+    readers: Arc<ReaderPool>,
+}
+
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+fn open(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path).map_err(backend)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;",
+    )
+    .map_err(backend)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `<data_dir>/dtm.sqlite`. With `reset`, wipes all data first.
+    pub fn open(data_dir: &Path, reset: bool) -> StoreResult<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            backend(format!(
+                "cannot create data dir {}: {e}",
+                data_dir.display()
+            ))
+        })?;
+        let path = data_dir.join("dtm.sqlite");
+        let conn = open(&path)?;
+        if reset {
+            conn.execute_batch("DROP TABLE IF EXISTS trans_global; DROP TABLE IF EXISTS trans_branch_op; DROP TABLE IF EXISTS kv;")
+                .map_err(backend)?;
+        }
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run_writer(conn, rx))
+            .map_err(backend)?;
+        Ok(Self {
+            writer: tx,
+            readers: Arc::new(ReaderPool {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (tx, rx) = oneshot::channel();
+        let op: WriteOp = Box::new(move |conn| {
+            let result = f(conn);
+            let keep = result.is_ok();
+            let done: Completion = Box::new(move |commit| {
+                let _ = tx.send(commit.and(result));
+            });
+            (keep, done)
+        });
+        let closed = || backend("the store writer has stopped");
+        self.writer.send(op).map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = pool.idle.lock().map_err(backend)?.pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open(&pool.path)?,
+            };
+            let result = f(&conn);
+            pool.idle.lock().map_err(backend)?.push(conn);
+            result
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+/// The writer thread: one commit (one fsync) per batch of queued writes.
+fn run_writer(conn: Connection, rx: mpsc::Receiver<WriteOp>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut completions = Vec::with_capacity(batch.len());
+        let begin = conn.execute_batch("BEGIN IMMEDIATE");
+        if let Err(e) = begin {
+            let err = backend(e);
+            for op in batch {
+                let (_, done) = op(&conn);
+                done(Err(err.clone()));
+            }
+            continue;
+        }
+        for op in batch {
+            if let Err(e) = conn.execute_batch("SAVEPOINT op") {
+                let (_, done) = op(&conn);
+                completions.push((done, Some(backend(e))));
+                continue;
+            }
+            let (keep, done) = op(&conn);
+            let end = if keep {
+                "RELEASE op"
+            } else {
+                "ROLLBACK TO op; RELEASE op"
+            };
+            let end_error = conn.execute_batch(end).err().map(backend);
+            completions.push((done, end_error));
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(backend);
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for (done, op_error) in completions {
+            done(match (&commit, op_error) {
+                (Err(e), _) => Err(e.clone()),
+                (Ok(()), Some(e)) => Err(e),
+                (Ok(()), None) => Ok(()),
+            });
+        }
+    }
+}
+
+fn read_global(row: &Row<'_>) -> rusqlite::Result<TransGlobal> {
+    let parse_err = |i: usize, what: &str, v: String| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown {what} '{v}'").into(),
+        )
+    };
+    let trans_type: String = row.get(2)?;
+    let status: String = row.get(3)?;
+    let protocol: String = row.get(5)?;
+    let options: String = row.get(10)?;
+    Ok(TransGlobal {
+        id: row.get::<_, i64>(0)? as u64,
+        gid: row.get(1)?,
+        trans_type: trans_type
+            .parse()
+            .map_err(|_| parse_err(2, "trans_type", trans_type.clone()))?,
+        status: status
+            .parse()
+            .map_err(|_| parse_err(3, "status", status.clone()))?,
+        query_prepared: row.get(4)?,
+        protocol: protocol
+            .parse()
+            .map_err(|_| parse_err(5, "protocol", protocol.clone()))?,
+        create_time: row.get(6)?,
+        update_time: row.get(7)?,
+        finish_time: row.get(8)?,
+        rollback_time: row.get(9)?,
+        options: TransOptions::from_json(&options),
+        custom_data: row.get(11)?,
+        next_cron_interval: row.get(12)?,
+        next_cron_time: row.get(13)?,
+        owner: row.get(14)?,
+        ext_data: row.get(15)?,
+        result: row.get(16)?,
+        rollback_reason: row.get(17)?,
+    })
+}
+
+fn read_branch(row: &Row<'_>) -> rusqlite::Result<Branch> {
+    Ok(Branch {
+        id: row.get::<_, i64>(0)? as u64,
+        gid: row.get(1)?,
+        url: row.get(2)?,
+        bin_data: row.get::<_, Option<Vec<u8>>>(3)?.unwrap_or_default(),
+        branch_id: row.get(4)?,
+        op: row.get(5)?,
+        status: row.get(6)?,
+        finish_time: row.get(7)?,
+        create_time: row.get(8)?,
+        update_time: row.get(9)?,
+    })
+}
+
+fn read_kv(row: &Row<'_>) -> rusqlite::Result<KvEntry> {
+    Ok(KvEntry {
+        id: row.get::<_, i64>(0)? as u64,
+        cat: row.get(1)?,
+        k: row.get(2)?,
+        v: row.get::<_, Option<String>>(3)?.unwrap_or_default(),
+        version: row.get(4)?,
+        create_time: row.get(5)?,
+        update_time: row.get(6)?,
+    })
+}
+
+/// Parses a listing cursor: the decimal id of the last row returned (`""` = from the start).
+fn parse_position(position: &str) -> StoreResult<i64> {
+    if position.is_empty() {
+        return Ok(0);
+    }
+    position
+        .parse()
+        .map_err(|_| StoreError::BadCursor(position.to_owned()))
+}
+
+fn insert_branches(conn: &Connection, branches: &[Branch]) -> StoreResult<()> {
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO trans_branch_op (gid, url, bin_data, branch_id, op, status, finish_time, create_time, update_time) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .map_err(backend)?;
+    for b in branches {
+        stmt.execute(params![
+            b.gid,
+            b.url,
+            b.bin_data,
+            b.branch_id,
+            b.op,
+            b.status,
+            b.finish_time,
+            b.create_time,
+            b.update_time
+        ])
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::UniqueConflict
+            } else {
+                backend(e)
+            }
+        })?;
+    }
+    Ok(())
+}
+
+fn page<T>(items: Vec<T>, limit: usize, last_id: impl Fn(&T) -> u64) -> Page<T> {
+    let next_position = match items.last() {
+        Some(last) if items.len() == limit => last_id(last).to_string(),
+        _ => String::new(),
+    };
+    Page {
+        items,
+        next_position,
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
+            .await
+    }
+
+    async fn find_global(&self, gid: &str) -> StoreResult<Option<TransGlobal>> {
+        let gid = gid.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {GLOBAL_COLUMNS} FROM trans_global WHERE gid = ?1"
+            ))
+            .and_then(|mut s| s.query_row([gid], read_global).optional())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn scan_globals(
+        &self,
+        position: &str,
+        limit: usize,
+        filter: &ScanFilter,
+    ) -> StoreResult<Page<TransGlobal>> {
+        let before = parse_position(position)?;
+        let filter = filter.clone();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {GLOBAL_COLUMNS} FROM trans_global WHERE (?1 = 0 OR id < ?1) \
+                 AND (?2 = '' OR status = ?2) AND (?3 = '' OR trans_type = ?3) \
+                 AND (?4 IS NULL OR create_time >= ?4) AND (?5 IS NULL OR create_time <= ?5) \
+                 ORDER BY id DESC LIMIT ?6"
+            );
+            let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        before,
+                        filter.status,
+                        filter.trans_type,
+                        filter.create_start,
+                        filter.create_end,
+                        limit as i64
+                    ],
+                    read_global,
+                )
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(backend)?;
+            Ok(page(rows, limit, |g| g.id))
+        })
+        .await
+    }
+
+    async fn find_branches(&self, gid: &str) -> StoreResult<Vec<Branch>> {
+        let gid = gid.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, gid, url, bin_data, branch_id, op, status, finish_time, create_time, update_time \
+                     FROM trans_branch_op WHERE gid = ?1 ORDER BY id",
+                )
+                .map_err(backend)?;
+            stmt.query_map([gid], read_branch)
+                .and_then(|rows| rows.collect())
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn save_new(&self, global: &TransGlobal, branches: &[Branch]) -> StoreResult<()> {
+        let g = global.clone();
+        let branches = branches.to_vec();
+        self.write(move |conn| {
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO trans_global (gid, trans_type, status, query_prepared, protocol, create_time, \
+                     update_time, finish_time, rollback_time, options, custom_data, next_cron_interval, \
+                     next_cron_time, owner, ext_data, result, rollback_reason) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+                     ON CONFLICT (gid) DO NOTHING",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        g.gid, g.trans_type.as_str(), g.status.as_str(), g.query_prepared,
+                        g.protocol.as_str(), g.create_time, g.update_time, g.finish_time,
+                        g.rollback_time, g.options.to_json(), g.custom_data, g.next_cron_interval,
+                        g.next_cron_time, g.owner, g.ext_data, g.result, g.rollback_reason
+                    ])
+                })
+                .map_err(backend)?;
+            if inserted == 0 {
+                return Err(StoreError::UniqueConflict);
+            }
+            insert_branches(conn, &branches)
+        })
+        .await
+    }
+
+    async fn append_branches(
+        &self,
+        gid: &str,
+        expected: GlobalStatus,
+        branches: &[Branch],
+    ) -> StoreResult<()> {
+        let gid = gid.to_owned();
+        let branches = branches.to_vec();
+        self.write(move |conn| {
+            let status: Option<String> = conn
+                .prepare_cached("SELECT status FROM trans_global WHERE gid = ?1")
+                .and_then(|mut s| s.query_row([&gid], |r| r.get(0)).optional())
+                .map_err(backend)?;
+            if status.as_deref() != Some(expected.as_str()) {
+                return Err(StoreError::NotFound);
+            }
+            insert_branches(conn, &branches)
+        })
+        .await
+    }
+
+    async fn save_branch_outcome(&self, o: BranchOutcome<'_>, now: Millis) -> StoreResult<()> {
+        let (gid, branch_id, op, status) = (
+            o.gid.to_owned(),
+            o.branch_id.to_owned(),
+            o.op.to_owned(),
+            o.status.to_owned(),
+        );
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(&format!(
+                    "UPDATE trans_branch_op SET status = ?1, finish_time = ?2, update_time = ?2 \
+                     WHERE gid = ?3 AND branch_id = ?4 AND op = ?5 \
+                     AND EXISTS (SELECT 1 FROM trans_global WHERE gid = ?3 AND {UNFINISHED})"
+                ))
+                .and_then(|mut s| s.execute(params![status, now, gid, branch_id, op]))
+                .map_err(backend)?;
+            if changed == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn change_status(
+        &self,
+        gid: &str,
+        from: GlobalStatus,
+        to: GlobalStatus,
+        change: StatusChange,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let gid = gid.to_owned();
+        self.write(move |conn| {
+            let finish_time = (to == GlobalStatus::Succeed).then_some(now);
+            let rollback_time = (to == GlobalStatus::Failed).then_some(now);
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE trans_global SET status = ?1, update_time = ?2, \
+                     finish_time = COALESCE(?3, finish_time), rollback_time = COALESCE(?4, rollback_time), \
+                     rollback_reason = COALESCE(?5, rollback_reason), result = COALESCE(?6, result), \
+                     custom_data = COALESCE(?7, custom_data), options = COALESCE(?8, options) \
+                     WHERE gid = ?9 AND status = ?10",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        to.as_str(), now, finish_time, rollback_time, change.rollback_reason,
+                        change.result, change.custom_data, change.options, gid, from.as_str()
+                    ])
+                })
+                .map_err(backend)?;
+            if changed == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn touch_cron_time(
+        &self,
+        gid: &str,
+        status: GlobalStatus,
+        interval_secs: i64,
+        next_cron_time: Millis,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let gid = gid.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE trans_global SET next_cron_interval = ?1, next_cron_time = ?2, update_time = ?3 \
+                 WHERE gid = ?4 AND status = ?5",
+            )
+            .and_then(|mut s| s.execute(params![interval_secs, next_cron_time, now, gid, status.as_str()]))
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn claim_due(
+        &self,
+        due_before: Millis,
+        lease_until: Millis,
+        now: Millis,
+    ) -> StoreResult<Option<TransGlobal>> {
+        let owner = crate::gid::new_gid();
+        self.write(move |conn| {
+            conn.prepare_cached(&format!(
+                "UPDATE trans_global SET next_cron_time = ?1, owner = ?2, update_time = ?3 \
+                 WHERE id = (SELECT id FROM trans_global WHERE {UNFINISHED} AND next_cron_time < ?4 \
+                 ORDER BY next_cron_time LIMIT 1) AND {UNFINISHED} RETURNING {GLOBAL_COLUMNS}"
+            ))
+            .and_then(|mut s| s.query_row(params![lease_until, owner, now, due_before], read_global).optional())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn reset_cron_times(
+        &self,
+        after: Millis,
+        limit: usize,
+        now: Millis,
+    ) -> StoreResult<(usize, bool)> {
+        self.write(move |conn| {
+            let ids: Vec<i64> = conn
+                .prepare_cached(&format!(
+                    "SELECT id FROM trans_global WHERE {UNFINISHED} AND next_cron_time > ?1 LIMIT ?2"
+                ))
+                .and_then(|mut s| {
+                    s.query_map(params![after, limit as i64 + 1], |r| r.get(0))?.collect()
+                })
+                .map_err(backend)?;
+            let has_remaining = ids.len() > limit;
+            let mut stmt = conn
+                .prepare_cached("UPDATE trans_global SET next_cron_time = ?1, update_time = ?1 WHERE id = ?2")
+                .map_err(backend)?;
+            for id in ids.iter().take(limit) {
+                stmt.execute(params![now, id]).map_err(backend)?;
+            }
+            Ok((ids.len().min(limit), has_remaining))
+        })
+        .await
+    }
+
+    async fn reset_cron_time(&self, gid: &str, now: Millis) -> StoreResult<()> {
+        let gid = gid.to_owned();
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE trans_global SET next_cron_time = ?1, update_time = ?1 WHERE gid = ?2",
+                )
+                .and_then(|mut s| s.execute(params![now, gid]))
+                .map_err(backend)?;
+            if changed == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn scan_kv(&self, cat: &str, position: &str, limit: usize) -> StoreResult<Page<KvEntry>> {
+        let before = parse_position(position)?;
+        let cat = cat.to_owned();
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT id, cat, k, v, version, create_time, update_time FROM kv \
+                     WHERE cat = ?1 AND (?2 = 0 OR id < ?2) ORDER BY id DESC LIMIT ?3",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![cat, before, limit as i64], read_kv)?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(backend)?;
+            Ok(page(rows, limit, |kv| kv.id))
+        })
+        .await
+    }
+
+    async fn find_kv(&self, cat: &str, key: &str) -> StoreResult<Vec<KvEntry>> {
+        let (cat, key) = (cat.to_owned(), key.to_owned());
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, cat, k, v, version, create_time, update_time FROM kv \
+                 WHERE (?1 = '' OR cat = ?1) AND (?2 = '' OR k = ?2) ORDER BY id",
+            )
+            .and_then(|mut s| s.query_map(params![cat, key], read_kv)?.collect())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn create_kv(&self, cat: &str, key: &str, value: &str, now: Millis) -> StoreResult<()> {
+        let (cat, key, value) = (cat.to_owned(), key.to_owned(), value.to_owned());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO kv (cat, k, v, version, create_time, update_time) VALUES (?1, ?2, ?3, 1, ?4, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![cat, key, value, now]))
+            .map(|_| ())
+            .map_err(|e| if is_unique_violation(&e) { StoreError::UniqueConflict } else { backend(e) })
+        })
+        .await
+    }
+
+    async fn update_kv(
+        &self,
+        cat: &str,
+        key: &str,
+        value: &str,
+        version: i64,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let (cat, key, value) = (cat.to_owned(), key.to_owned(), value.to_owned());
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE kv SET v = ?1, version = version + 1, update_time = ?2 \
+                     WHERE cat = ?3 AND k = ?4 AND version = ?5",
+                )
+                .and_then(|mut s| s.execute(params![value, now, cat, key, version]))
+                .map_err(backend)?;
+            if changed == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_kv(&self, cat: &str, key: &str) -> StoreResult<()> {
+        let (cat, key) = (cat.to_owned(), key.to_owned());
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached("DELETE FROM kv WHERE cat = ?1 AND k = ?2")
+                .and_then(|mut s| s.execute(params![cat, key]))
+                .map_err(backend)?;
+            if changed == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn shared_store_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), false).unwrap();
+        crate::store::suite::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let global = crate::store::suite::sample_global("reopen", 1_000);
+        {
+            let store = SqliteStore::open(dir.path(), false).unwrap();
+            store.save_new(&global, &[]).await.unwrap();
+        }
+        let store = SqliteStore::open(dir.path(), false).unwrap();
+        let found = store.find_global("reopen").await.unwrap().unwrap();
+        assert_eq!(found.gid, "reopen");
+        let reset = SqliteStore::open(dir.path(), true).unwrap();
+        assert!(reset.find_global("reopen").await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,441 @@
+//! The one test suite every [`Store`] backend must pass (engine.md §4.8, checklist 68–72).
+
+use super::{BranchOutcome, StatusChange, Store, StoreError};
+use crate::model::{
+    branch_status, op, Branch, GlobalStatus, Protocol, ScanFilter, TransGlobal, TransOptions,
+    TransType,
+};
+
+pub fn sample_global(gid: &str, now: i64) -> TransGlobal {
+    TransGlobal {
+        id: 0,
+        gid: gid.to_owned(),
+        trans_type: TransType::Saga,
+        status: GlobalStatus::Prepared,
+        query_prepared: String::new(),
+        protocol: Protocol::Http,
+        create_time: now,
+        update_time: now,
+        finish_time: None,
+        rollback_time: None,
+        options: TransOptions::default(),
+        custom_data: String::new(),
+        next_cron_interval: 10,
+        next_cron_time: now + 10_000,
+        owner: String::new(),
+        ext_data: String::new(),
+        result: String::new(),
+        rollback_reason: String::new(),
+    }
+}
+
+fn branch(gid: &str, id: &str, op: &str) -> Branch {
+    Branch::new(
+        gid,
+        id.to_owned(),
+        op,
+        format!("http://busi/{id}/{op}"),
+        b"{}".to_vec(),
+        1_000,
+    )
+}
+
+/// Runs every check; expects an empty store (claims see every due record).
+pub async fn run_all(store: &dyn Store) {
+    store.ping().await.expect("ping");
+    claim_window(store).await;
+    create_if_absent(store).await;
+    conditional_branch_append(store).await;
+    branch_outcome_needs_unfinished_global(store).await;
+    status_compare_and_set(store).await;
+    reset_cron_times(store).await;
+    scan_pages_and_filters(store).await;
+    kv_versions(store).await;
+}
+
+async fn create_if_absent(store: &dyn Store) {
+    let g = sample_global("suite-create", 1_000);
+    store
+        .save_new(&g, &[branch(&g.gid, "01", op::ACTION)])
+        .await
+        .unwrap();
+    let mut other = g.clone();
+    other.custom_data = "changed".into();
+    let again = store
+        .save_new(&other, &[branch(&g.gid, "02", op::ACTION)])
+        .await;
+    assert_eq!(again, Err(StoreError::UniqueConflict));
+    let stored = store.find_global(&g.gid).await.unwrap().unwrap();
+    assert_eq!(stored.custom_data, "");
+    assert_eq!(store.find_branches(&g.gid).await.unwrap().len(), 1);
+}
+
+async fn conditional_branch_append(store: &dyn Store) {
+    let g = sample_global("suite-append", 1_000);
+    store.save_new(&g, &[]).await.unwrap();
+    let first = [
+        branch(&g.gid, "01", op::CANCEL),
+        branch(&g.gid, "01", op::CONFIRM),
+    ];
+    store
+        .append_branches(&g.gid, GlobalStatus::Prepared, &first)
+        .await
+        .unwrap();
+    let second = [
+        branch(&g.gid, "02", op::CANCEL),
+        branch(&g.gid, "02", op::CONFIRM),
+    ];
+    store
+        .append_branches(&g.gid, GlobalStatus::Prepared, &second)
+        .await
+        .unwrap();
+    let ids: Vec<_> = store
+        .find_branches(&g.gid)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.branch_id, b.op))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("01", "cancel"),
+            ("01", "confirm"),
+            ("02", "cancel"),
+            ("02", "confirm")
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    let wrong_status = store
+        .append_branches(
+            &g.gid,
+            GlobalStatus::Submitted,
+            &[branch(&g.gid, "03", op::CANCEL)],
+        )
+        .await;
+    assert_eq!(wrong_status, Err(StoreError::NotFound));
+    let missing = store
+        .append_branches(
+            "suite-nope",
+            GlobalStatus::Prepared,
+            &[branch("suite-nope", "01", op::CANCEL)],
+        )
+        .await;
+    assert_eq!(missing, Err(StoreError::NotFound));
+    // A duplicate anywhere in the batch rejects the whole batch.
+    let dup = [
+        branch(&g.gid, "03", op::CANCEL),
+        branch(&g.gid, "01", op::CONFIRM),
+    ];
+    assert_eq!(
+        store
+            .append_branches(&g.gid, GlobalStatus::Prepared, &dup)
+            .await,
+        Err(StoreError::UniqueConflict)
+    );
+    assert_eq!(store.find_branches(&g.gid).await.unwrap().len(), 4);
+}
+
+async fn branch_outcome_needs_unfinished_global(store: &dyn Store) {
+    let g = sample_global("suite-outcome", 1_000);
+    store
+        .save_new(&g, &[branch(&g.gid, "01", op::ACTION)])
+        .await
+        .unwrap();
+    let outcome = BranchOutcome {
+        gid: &g.gid,
+        branch_id: "01",
+        op: op::ACTION,
+        status: branch_status::SUCCEED,
+    };
+    store
+        .save_branch_outcome(outcome.clone(), 2_000)
+        .await
+        .unwrap();
+    let b = &store.find_branches(&g.gid).await.unwrap()[0];
+    assert_eq!((b.status.as_str(), b.finish_time), ("succeed", Some(2_000)));
+    let unknown = BranchOutcome {
+        branch_id: "09",
+        ..outcome.clone()
+    };
+    assert_eq!(
+        store.save_branch_outcome(unknown, 2_000).await,
+        Err(StoreError::NotFound)
+    );
+    store
+        .change_status(
+            &g.gid,
+            GlobalStatus::Prepared,
+            GlobalStatus::Failed,
+            StatusChange::default(),
+            3_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.save_branch_outcome(outcome, 4_000).await,
+        Err(StoreError::NotFound)
+    );
+}
+
+async fn status_compare_and_set(store: &dyn Store) {
+    let g = sample_global("suite-cas", 1_000);
+    store.save_new(&g, &[]).await.unwrap();
+    let wrong = store
+        .change_status(
+            &g.gid,
+            GlobalStatus::Submitted,
+            GlobalStatus::Succeed,
+            StatusChange::default(),
+            2_000,
+        )
+        .await;
+    assert_eq!(wrong, Err(StoreError::NotFound));
+    store
+        .change_status(
+            &g.gid,
+            GlobalStatus::Prepared,
+            GlobalStatus::Submitted,
+            StatusChange::default(),
+            2_000,
+        )
+        .await
+        .unwrap();
+    let change = StatusChange {
+        rollback_reason: Some("why".into()),
+        ..Default::default()
+    };
+    store
+        .change_status(
+            &g.gid,
+            GlobalStatus::Submitted,
+            GlobalStatus::Succeed,
+            change,
+            3_000,
+        )
+        .await
+        .unwrap();
+    let stored = store.find_global(&g.gid).await.unwrap().unwrap();
+    assert_eq!(stored.status, GlobalStatus::Succeed);
+    assert_eq!(stored.finish_time, Some(3_000));
+    assert_eq!(stored.rollback_time, None);
+    assert_eq!(stored.rollback_reason, "why");
+    assert_eq!(
+        store
+            .change_status(
+                "suite-none",
+                GlobalStatus::Prepared,
+                GlobalStatus::Failed,
+                StatusChange::default(),
+                1
+            )
+            .await,
+        Err(StoreError::NotFound)
+    );
+}
+
+async fn claim_window(store: &dyn Store) {
+    let base = 10_000_000_000_000;
+    let mut g = sample_global("suite-claim", base);
+    g.next_cron_time = base + 10_000;
+    store.save_new(&g, &[]).await.unwrap();
+    assert!(store
+        .claim_due(base + 5_000, base + 100_000, base)
+        .await
+        .unwrap()
+        .is_none());
+    let claimed = store
+        .claim_due(base + 20_000, base + 30_000, base)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.gid, g.gid);
+    assert_eq!(claimed.next_cron_time, base + 30_000);
+    assert!(!claimed.owner.is_empty());
+    // The lease hides it from the next claim.
+    assert!(store
+        .claim_due(base + 20_000, base + 30_000, base)
+        .await
+        .unwrap()
+        .is_none());
+    store
+        .touch_cron_time(&g.gid, GlobalStatus::Prepared, 10, base + 10_000, base)
+        .await
+        .unwrap();
+    assert!(store
+        .claim_due(base + 20_000, base + 30_000, base)
+        .await
+        .unwrap()
+        .is_some());
+    // A touch with a stale status changes nothing.
+    store
+        .touch_cron_time(&g.gid, GlobalStatus::Submitted, 10, base, base)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .find_global(&g.gid)
+            .await
+            .unwrap()
+            .unwrap()
+            .next_cron_time,
+        base + 30_000
+    );
+    store
+        .change_status(
+            &g.gid,
+            GlobalStatus::Prepared,
+            GlobalStatus::Succeed,
+            StatusChange::default(),
+            base,
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .claim_due(i64::MAX, base, base)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn reset_cron_times(store: &dyn Store) {
+    let base = 20_000_000_000_000;
+    for i in 0..3 {
+        let mut g = sample_global(&format!("suite-reset-{i}"), base);
+        g.next_cron_time = base + 110_000;
+        store.save_new(&g, &[]).await.unwrap();
+    }
+    assert_eq!(
+        store
+            .reset_cron_times(base + 100_000, 2, base)
+            .await
+            .unwrap(),
+        (2, true)
+    );
+    assert_eq!(
+        store
+            .reset_cron_times(base + 100_000, 2, base)
+            .await
+            .unwrap(),
+        (1, false)
+    );
+    assert_eq!(
+        store
+            .reset_cron_times(base + 100_000, 2, base)
+            .await
+            .unwrap(),
+        (0, false)
+    );
+    store
+        .reset_cron_time("suite-reset-0", base + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .find_global("suite-reset-0")
+            .await
+            .unwrap()
+            .unwrap()
+            .next_cron_time,
+        base + 1
+    );
+    assert_eq!(
+        store.reset_cron_time("suite-none", base).await,
+        Err(StoreError::NotFound)
+    );
+    for i in 0..3 {
+        store
+            .change_status(
+                &format!("suite-reset-{i}"),
+                GlobalStatus::Prepared,
+                GlobalStatus::Failed,
+                StatusChange::default(),
+                base,
+            )
+            .await
+            .unwrap();
+    }
+}
+
+async fn scan_pages_and_filters(store: &dyn Store) {
+    for i in 0..3 {
+        let mut g = sample_global(&format!("suite-scan-{i}"), 5_000 + i);
+        g.trans_type = TransType::Msg;
+        store.save_new(&g, &[]).await.unwrap();
+    }
+    let filter = ScanFilter {
+        trans_type: "msg".into(),
+        ..Default::default()
+    };
+    let first = store.scan_globals("", 2, &filter).await.unwrap();
+    assert_eq!(
+        first
+            .items
+            .iter()
+            .map(|g| g.gid.as_str())
+            .collect::<Vec<_>>(),
+        ["suite-scan-2", "suite-scan-1"]
+    );
+    assert_ne!(first.next_position, "");
+    let rest = store
+        .scan_globals(&first.next_position, 2, &filter)
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 1);
+    assert_eq!(rest.next_position, "");
+    let window = ScanFilter {
+        create_start: Some(5_001),
+        create_end: Some(5_001),
+        ..filter.clone()
+    };
+    let one = store.scan_globals("", 10, &window).await.unwrap();
+    assert_eq!(one.items.len(), 1);
+    assert_eq!(one.items[0].gid, "suite-scan-1");
+    let status = ScanFilter {
+        status: "succeed".into(),
+        ..filter
+    };
+    assert!(store
+        .scan_globals("", 10, &status)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert_eq!(
+        store
+            .scan_globals("x", 1, &ScanFilter::default())
+            .await
+            .err(),
+        Some(StoreError::BadCursor("x".into()))
+    );
+}
+
+async fn kv_versions(store: &dyn Store) {
+    store.create_kv("suite", "a", "1", 1).await.unwrap();
+    assert_eq!(
+        store.create_kv("suite", "a", "2", 1).await,
+        Err(StoreError::UniqueConflict)
+    );
+    store.create_kv("suite", "b", "1", 1).await.unwrap();
+    store.update_kv("suite", "a", "2", 1, 2).await.unwrap();
+    assert_eq!(
+        store.update_kv("suite", "a", "3", 1, 3).await,
+        Err(StoreError::NotFound)
+    );
+    let a = store.find_kv("suite", "a").await.unwrap();
+    assert_eq!((a.len(), a[0].v.as_str(), a[0].version), (1, "2", 2));
+    assert!(store.find_kv("suite", "zzz").await.unwrap().is_empty());
+    assert_eq!(store.find_kv("suite", "").await.unwrap().len(), 2);
+    let page = store.scan_kv("suite", "", 1).await.unwrap();
+    assert_eq!(page.items[0].k, "b");
+    let next = store
+        .scan_kv("suite", &page.next_position, 10)
+        .await
+        .unwrap();
+    assert_eq!((next.items.len(), next.next_position.as_str()), (1, ""));
+    store.delete_kv("suite", "a").await.unwrap();
+    assert_eq!(
+        store.delete_kv("suite", "a").await,
+        Err(StoreError::NotFound)
+    );
+}
