@@ -121,7 +121,7 @@ impl Engine {
         match self.store.save_new(&global, &branches).await {
             Ok(()) => {
                 tracing::info!(gid = global.gid, trans_type = %trans_type, to = "submitted", "transaction created");
-                return self.run_pass(global, branches, wait).await;
+                return self.run_submitted(global, branches, wait).await;
             }
             Err(StoreError::UniqueConflict) => {}
             Err(e) => return Err(e.into()),
@@ -165,7 +165,7 @@ impl Engine {
             }
         }
         let branches = self.store.find_branches(&stored.gid).await?;
-        self.run_pass(stored, branches, wait).await
+        self.run_submitted(stored, branches, wait).await
     }
 
     pub async fn abort(self: &Arc<Self>, req: TransRequest) -> DtmResult<()> {
@@ -227,7 +227,7 @@ impl Engine {
         }
         let branches = self.store.find_branches(&stored.gid).await?;
         let wait = stored.options.wait_result;
-        self.run_pass(stored, branches, wait).await
+        self.run_pass(stored, branches, wait).await.map(|_| ())
     }
 
     pub async fn register_branch(&self, req: BranchRequest) -> DtmResult<()> {
@@ -355,29 +355,26 @@ impl Engine {
         Ok(self.store.find_kv(cat, key).await?)
     }
 
-    /// Runs the pass in the background, or inline for `wait_result` and answers as dtm does.
-    async fn run_pass(
-        self: &Arc<Self>,
-        global: TransGlobal,
-        branches: Vec<Branch>,
-        wait: bool,
-    ) -> DtmResult<()> {
+    /// Runs the pass in the background, or inline for `wait_result`: then the transaction as
+    /// the pass left it, or the branch result that stopped it.
+    async fn run_pass(self: &Arc<Self>, global: TransGlobal, branches: Vec<Branch>, wait: bool) -> DtmResult<Option<TransGlobal>> {
         if !wait {
             self.spawn_pass(global, branches);
-            return Ok(());
+            return Ok(None);
         }
-        let end = self
-            .process(global, branches)
-            .await
-            .map_err(unexpected_result)?;
-        if end.status == GlobalStatus::Succeed {
-            Ok(())
-        } else if !end.rollback_reason.is_empty() {
-            Err(DtmError::failure(end.rollback_reason))
-        } else {
-            Err(DtmError::Failure(
-                "wait result not return success: FAILURE".into(),
-            ))
+        self.process(global, branches).await.map(Some).map_err(unexpected_result)
+    }
+
+    /// Submit's answer: with `wait_result`, success only if the transaction succeeded.
+    async fn run_submitted(self: &Arc<Self>, global: TransGlobal, branches: Vec<Branch>, wait: bool) -> DtmResult<()> {
+        match self.run_pass(global, branches, wait).await? {
+            Some(end) if end.status != GlobalStatus::Succeed && !end.rollback_reason.is_empty() => {
+                Err(DtmError::failure(end.rollback_reason))
+            }
+            Some(end) if end.status != GlobalStatus::Succeed => {
+                Err(DtmError::Failure("wait result not return success: FAILURE".into()))
+            }
+            _ => Ok(()),
         }
     }
 

@@ -1,0 +1,303 @@
+//! Shared by the integration tests: the real `dtm-host` binary started on a free port with its
+//! own data directory, and a real HTTP business service ("busi") whose answers each test scripts.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use serde_json::Value;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `dtm-host` process.
+pub struct Host {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: Arc<tempfile::TempDir>,
+    env: Vec<(String, String)>,
+    pub http: reqwest::Client,
+}
+
+impl Host {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts the binary with extra environment variables (config keys, dtm's naming).
+    pub async fn start_with(env: &[(&str, &str)]) -> Self {
+        let mut host = Host {
+            child: None,
+            port: free_port(),
+            dir: Arc::new(tempfile::tempdir().unwrap()),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            http: reqwest::Client::new(),
+        };
+        host.spawn().await;
+        host
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("host.log")
+    }
+
+    async fn spawn(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dtm-host"));
+        cmd.arg("--test-clock")
+            .env("HTTP_PORT", self.port.to_string())
+            .env("STORE_DATA_DIR", self.dir.path().join("data"))
+            .env("TRANS_CRON_INTERVAL", "1")
+            .env("LOG_LEVEL", "debug")
+            .env("LOG_OUTPUTS", self.log_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("start dtm-host"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = self.http.get(self.url("/api/ping")).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("dtm-host exited at start ({status}); log:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("dtm-host did not answer /api/ping; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn api(&self, route: &str) -> String {
+        self.url(&format!("/api/dtmsvr{route}"))
+    }
+
+    pub async fn get(&self, route: &str) -> (u16, Value) {
+        let r = self.http.get(self.api(route)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, route: &str, body: Value) -> (u16, Value) {
+        self.post_raw(route, body.to_string().into_bytes()).await
+    }
+
+    pub async fn post_raw(&self, route: &str, body: Vec<u8>) -> (u16, Value) {
+        let r = self.http.post(self.api(route)).body(body).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn new_gid(&self) -> String {
+        self.get("/newGid").await.1["gid"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn query(&self, gid: &str) -> Value {
+        let (status, body) = self.get(&format!("/query?gid={gid}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    pub async fn status(&self, gid: &str) -> String {
+        self.query(gid).await["transaction"]["status"].as_str().unwrap_or("").to_owned()
+    }
+
+    pub async fn branch_statuses(&self, gid: &str) -> Vec<String> {
+        let q = self.query(gid).await;
+        q["branches"].as_array().unwrap().iter().map(|b| b["status"].as_str().unwrap().to_owned()).collect()
+    }
+
+    /// Polls until the transaction has `status` (panics with the host log after `secs`).
+    pub async fn wait_status(&self, gid: &str, status: &str, secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let q = self.query(gid).await;
+            if q["transaction"]["status"] == status {
+                return q;
+            }
+            if Instant::now() > deadline {
+                panic!("{gid} did not reach {status} in {secs}s: {q}\nlog:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Moves the host's clock forward, so due work is picked up by cron without sleeping.
+    pub async fn advance_clock(&self, secs: i64) {
+        let r = self.http.post(self.url(&format!("/api/test/clock/advance?seconds={secs}"))).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then waits for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+        child.wait().unwrap()
+    }
+
+    /// Starts the binary again on the same port and data directory.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One scripted answer of the business service.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn ok() -> Self {
+        Self::with(200, r#"{"dtm_result":"SUCCESS"}"#)
+    }
+    pub fn with(status: u16, body: &str) -> Self {
+        Self { status, body: body.to_owned(), delay: Duration::ZERO }
+    }
+    pub fn failure(reason: &str) -> Self {
+        Self::with(409, &format!(r#"{{"dtm_result":"FAILURE","message":"{reason}"}}"#))
+    }
+    pub fn ongoing() -> Self {
+        Self::with(425, r#"{"dtm_result":"ONGOING"}"#)
+    }
+    pub fn error() -> Self {
+        Self::with(500, "internal error")
+    }
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+/// One request the business service received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub path: String,
+    pub method: String,
+    pub query: HashMap<String, String>,
+    pub headers: HashMap<String, String>,
+    pub body: String,
+    pub at: Instant,
+}
+
+#[derive(Default)]
+struct BusiState {
+    once: Mutex<HashMap<String, VecDeque<Reply>>>,
+    always: Mutex<HashMap<String, Reply>>,
+    calls: Mutex<Vec<Call>>,
+}
+
+/// A real HTTP business service on a free port; answers 200 SUCCESS unless scripted.
+#[derive(Clone)]
+pub struct Busi {
+    pub base: String,
+    state: Arc<BusiState>,
+}
+
+async fn busi_handler(
+    State(state): State<Arc<BusiState>>,
+    method: Method,
+    uri: Uri,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let path = uri.path().to_owned();
+    state.calls.lock().unwrap().push(Call {
+        path: path.clone(),
+        method: method.to_string(),
+        query: form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect(),
+        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned())).collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+        at: Instant::now(),
+    });
+    let scripted = state.once.lock().unwrap().get_mut(&path).and_then(VecDeque::pop_front);
+    let reply = scripted
+        .or_else(|| state.always.lock().unwrap().get(&path).cloned())
+        .unwrap_or_else(Reply::ok);
+    tokio::time::sleep(reply.delay).await;
+    (StatusCode::from_u16(reply.status).unwrap(), reply.body)
+}
+
+impl Busi {
+    pub async fn start() -> Self {
+        let state = Arc::new(BusiState::default());
+        let app = axum::Router::new().fallback(busi_handler).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { base, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The next call to `path` gets `reply` (queued in order).
+    pub fn once(&self, path: &str, reply: Reply) {
+        self.state.once.lock().unwrap().entry(path.to_owned()).or_default().push_back(reply);
+    }
+
+    pub fn always(&self, path: &str, reply: Reply) {
+        self.state.always.lock().unwrap().insert(path.to_owned(), reply);
+    }
+
+    pub fn calls(&self, path: &str) -> Vec<Call> {
+        self.state.calls.lock().unwrap().iter().filter(|c| c.path == path).cloned().collect()
+    }
+
+    pub fn all_calls(&self) -> Vec<Call> {
+        self.state.calls.lock().unwrap().clone()
+    }
+}
+
+/// A saga submit body with `steps` as (action path, compensate path) on `busi`.
+pub fn saga(gid: &str, busi: &Busi, steps: &[(&str, &str)]) -> Value {
+    let steps: Vec<Value> = steps
+        .iter()
+        .map(|(a, c)| {
+            let url = |p: &str| if p.is_empty() { String::new() } else { busi.url(p) };
+            serde_json::json!({"action": url(a), "compensate": url(c)})
+        })
+        .collect();
+    let payloads: Vec<String> = (0..steps.len()).map(|i| format!(r#"{{"amount":{}}}"#, 30 + i)).collect();
+    serde_json::json!({"gid": gid, "trans_type": "saga", "steps": steps, "payloads": payloads})
+}
