@@ -154,11 +154,16 @@ impl Host {
         }
     }
 
-    /// SIGTERM, then waits for the process to exit.
-    pub fn terminate(&mut self) -> ExitStatus {
+    /// SIGTERM, then waits (without blocking the test's runtime) for the process to exit.
+    pub async fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
         Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
-        child.wait().unwrap()
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Starts the binary again on the same port and data directory.
@@ -259,9 +264,14 @@ async fn busi_handler(
 
 impl Busi {
     pub async fn start() -> Self {
+        Self::start_on(0).await
+    }
+
+    /// Starts on a given port (0 = any free port).
+    pub async fn start_on(port: u16) -> Self {
         let state = Arc::new(BusiState::default());
         let app = axum::Router::new().fallback(busi_handler).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self { base, state }
