@@ -14,6 +14,7 @@ mod xa;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
@@ -49,10 +50,6 @@ impl Engine {
             conf,
             tasks: TaskTracker::new(),
         })
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     pub fn clock(&self) -> &Arc<Clock> {
@@ -98,26 +95,30 @@ impl Engine {
             global,
             branches,
             last_touch: Instant::now(),
+            pending_writes: Vec::new(),
         };
-        match pass.global.trans_type {
-            Saga => saga::run(&mut pass).await?,
-            Msg => msg::run(&mut pass).await?,
-            Tcc => tcc::run(&mut pass).await?,
-            Xa => xa::run(&mut pass).await?,
+        let outcome = match pass.global.trans_type {
+            Saga => saga::run(&mut pass).await,
+            Msg => msg::run(&mut pass).await,
+            Tcc => tcc::run(&mut pass).await,
+            Xa => xa::run(&mut pass).await,
             // Workflows are driven by the client; the server only resumes them, which comes
             // with workflow support (prepareWorkflow).
-            Workflow => {}
-        }
-        Ok(pass.global)
+            Workflow => Ok(()),
+        };
+        let flushed = pass.flush_writes().await;
+        outcome.and(flushed).map(|()| pass.global)
     }
 
-    /// Calls a branch and, on a definite result, writes the branch's new status. A FAILURE
-    /// marks the branch `failed` only where it is terminal (a saga action).
-    async fn call_and_record(
-        &self,
+    /// Calls a branch and, on a definite result, starts writing the branch's new status (a
+    /// FAILURE marks the branch `failed` only where it is terminal: a saga action). The write
+    /// is not awaited here: the pass goes on and waits for it before its next status change,
+    /// so one commit can carry both. Losing it in a crash only repeats an idempotent call.
+    async fn call_branch(
+        self: &Arc<Self>,
         call: &BranchCall,
         terminal_failure: bool,
-    ) -> (CallResult, DtmResult<()>) {
+    ) -> (CallResult, Option<PendingWrite>) {
         let result = self.caller.call(call).await;
         debug!(
             gid = call.gid,
@@ -130,28 +131,35 @@ impl Engine {
         let status = match &result {
             CallResult::Success => branch_status::SUCCEED,
             CallResult::Failure(_) if terminal_failure => branch_status::FAILED,
-            _ => return (result, Ok(())),
+            _ => return (result, None),
         };
-        let outcome = BranchOutcome {
-            gid: &call.gid,
-            branch_id: &call.branch_id,
-            op: &call.op,
-            status,
-        };
-        let recorded = self
-            .store
-            .save_branch_outcome(outcome, self.now())
-            .await
-            .map_err(DtmError::from);
-        (result, recorded)
+        let engine = self.clone();
+        let (gid, branch_id, op) = (call.gid.clone(), call.branch_id.clone(), call.op.clone());
+        let write = self.tasks.spawn(async move {
+            let outcome = BranchOutcome {
+                gid: &gid,
+                branch_id: &branch_id,
+                op: &op,
+                status,
+            };
+            engine
+                .store
+                .save_branch_outcome(outcome, engine.now())
+                .await
+                .map_err(DtmError::from)
+        });
+        (result, Some(write))
     }
 }
+
+/// A branch status write under way.
+type PendingWrite = JoinHandle<DtmResult<()>>;
 
 /// A branch call started by a pass, reported back when it ends.
 struct Report {
     index: usize,
     result: CallResult,
-    recorded: DtmResult<()>,
+    write: Option<PendingWrite>,
 }
 
 /// One pass over one transaction: its in-memory copy and the bookkeeping shared by all types.
@@ -161,6 +169,8 @@ struct Pass {
     branches: Vec<Branch>,
     /// When the cron lease was last renewed by this pass.
     last_touch: Instant,
+    /// Branch status writes not yet known to be stored.
+    pending_writes: Vec<PendingWrite>,
 }
 
 impl Pass {
@@ -181,8 +191,20 @@ impl Pass {
         Instant::now() + Duration::from_secs(self.engine.conf.request_timeout.max(0) as u64 + 2)
     }
 
-    /// Compare-and-set of the global status, in the store and then in memory.
+    /// Waits until every branch status write of this pass is stored.
+    async fn flush_writes(&mut self) -> DtmResult<()> {
+        for write in std::mem::take(&mut self.pending_writes) {
+            write
+                .await
+                .map_err(|e| DtmError::Other(format!("branch status write failed: {e}")))??;
+        }
+        Ok(())
+    }
+
+    /// Compare-and-set of the global status, in the store and then in memory. Branch results
+    /// are stored first, so a final status never stands on unrecorded branches.
     async fn change_status(&mut self, to: GlobalStatus, change: StatusChange) -> DtmResult<()> {
+        self.flush_writes().await?;
         let now = self.now();
         let from = self.global.status;
         self.engine
@@ -299,11 +321,11 @@ impl Pass {
         let engine = self.engine.clone();
         let reports = reports.clone();
         self.engine.tasks.spawn(async move {
-            let (result, recorded) = engine.call_and_record(&call, terminal_failure).await;
+            let (result, write) = engine.call_branch(&call, terminal_failure).await;
             let _ = reports.send(Report {
                 index,
                 result,
-                recorded,
+                write,
             });
         });
     }
@@ -311,8 +333,8 @@ impl Pass {
     /// Calls branch record `index`, waits for it and applies its result to the schedule.
     async fn call_now(&mut self, index: usize) -> DtmResult<CallResult> {
         let call = self.branch_call(index);
-        let (result, recorded) = self.engine.call_and_record(&call, false).await;
-        recorded?;
+        let (result, write) = self.engine.call_branch(&call, false).await;
+        self.pending_writes.extend(write);
         self.after_call(&result, false).await?;
         if result == CallResult::Success {
             self.branches[index].status = branch_status::SUCCEED.to_owned();

@@ -106,7 +106,7 @@ async fn deliver_concurrently(pass: &mut Pass, pending: Vec<usize>) -> DtmResult
     drop(tx);
     let mut outcome = CallResult::Success;
     while let Some(report) = reports.recv().await {
-        report.recorded?;
+        pass.pending_writes.extend(report.write);
         pass.after_call(&report.result, false).await?;
         outcome = match (outcome, report.result) {
             (CallResult::Success, r)

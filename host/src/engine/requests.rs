@@ -357,23 +357,36 @@ impl Engine {
 
     /// Runs the pass in the background, or inline for `wait_result`: then the transaction as
     /// the pass left it, or the branch result that stopped it.
-    async fn run_pass(self: &Arc<Self>, global: TransGlobal, branches: Vec<Branch>, wait: bool) -> DtmResult<Option<TransGlobal>> {
+    async fn run_pass(
+        self: &Arc<Self>,
+        global: TransGlobal,
+        branches: Vec<Branch>,
+        wait: bool,
+    ) -> DtmResult<Option<TransGlobal>> {
         if !wait {
             self.spawn_pass(global, branches);
             return Ok(None);
         }
-        self.process(global, branches).await.map(Some).map_err(unexpected_result)
+        self.process(global, branches)
+            .await
+            .map(Some)
+            .map_err(unexpected_result)
     }
 
     /// Submit's answer: with `wait_result`, success only if the transaction succeeded.
-    async fn run_submitted(self: &Arc<Self>, global: TransGlobal, branches: Vec<Branch>, wait: bool) -> DtmResult<()> {
+    async fn run_submitted(
+        self: &Arc<Self>,
+        global: TransGlobal,
+        branches: Vec<Branch>,
+        wait: bool,
+    ) -> DtmResult<()> {
         match self.run_pass(global, branches, wait).await? {
             Some(end) if end.status != GlobalStatus::Succeed && !end.rollback_reason.is_empty() => {
                 Err(DtmError::failure(end.rollback_reason))
             }
-            Some(end) if end.status != GlobalStatus::Succeed => {
-                Err(DtmError::Failure("wait result not return success: FAILURE".into()))
-            }
+            Some(end) if end.status != GlobalStatus::Succeed => Err(DtmError::Failure(
+                "wait result not return success: FAILURE".into(),
+            )),
             _ => Ok(()),
         }
     }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::Engine;
 use crate::error::{DtmError, DtmResult};
 
-pub const TOPICS_CATEGORY: &str = "topics";
+const TOPICS_CATEGORY: &str = "topics";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct Subscriber {

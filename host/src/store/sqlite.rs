@@ -45,19 +45,19 @@ CREATE TABLE IF NOT EXISTS trans_global (
 CREATE INDEX IF NOT EXISTS trans_global_due ON trans_global(next_cron_time)
   WHERE status IN ('prepared', 'submitted', 'aborting');
 CREATE TABLE IF NOT EXISTS trans_branch_op (
-  id INTEGER PRIMARY KEY,
   gid TEXT NOT NULL,
-  url TEXT NOT NULL,
-  bin_data BLOB,
   branch_id TEXT NOT NULL,
   op TEXT NOT NULL,
+  pos INTEGER NOT NULL,
+  url TEXT NOT NULL,
+  bin_data BLOB,
   status TEXT NOT NULL,
   finish_time INTEGER,
   rollback_time INTEGER,
   create_time INTEGER,
   update_time INTEGER,
-  UNIQUE (gid, branch_id, op)
-);
+  PRIMARY KEY (gid, branch_id, op)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS kv (
   id INTEGER PRIMARY KEY,
   cat TEXT NOT NULL,
@@ -78,8 +78,15 @@ const UNFINISHED: &str = "status IN ('prepared', 'submitted', 'aborting')";
 
 /// Answers one caller once the batch holding its write has committed (or failed to).
 type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
-/// One write: runs inside a savepoint, says whether to keep it, and how to answer.
-type WriteOp = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+/// One write: says whether to keep it, and how to answer.
+type WriteFn = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+
+struct WriteOp {
+    /// Runs several statements, so it gets a savepoint to undo them all on error. A single
+    /// statement that fails changes nothing by itself.
+    multi_statement: bool,
+    run: WriteFn,
+}
 
 pub struct SqliteStore {
     writer: mpsc::Sender<WriteOp>,
@@ -103,7 +110,8 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 fn open(path: &Path) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(backend)?;
     conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;",
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; \
+         PRAGMA wal_autocheckpoint=8192;",
     )
     .map_err(backend)?;
     Ok(conn)
@@ -139,12 +147,29 @@ impl SqliteStore {
         })
     }
 
+    /// A write made of one statement.
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
+        self.submit(false, f).await
+    }
+
+    /// A write made of several statements: all of them or none.
+    async fn write_all_or_none<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.submit(true, f).await
+    }
+
+    async fn submit<T: Send + 'static>(
+        &self,
+        multi_statement: bool,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
         let (tx, rx) = oneshot::channel();
-        let op: WriteOp = Box::new(move |conn| {
+        let run: WriteFn = Box::new(move |conn| {
             let result = f(conn);
             let keep = result.is_ok();
             let done: Completion = Box::new(move |commit| {
@@ -153,7 +178,12 @@ impl SqliteStore {
             (keep, done)
         });
         let closed = || backend("the store writer has stopped");
-        self.writer.send(op).map_err(|_| closed())?;
+        self.writer
+            .send(WriteOp {
+                multi_statement,
+                run,
+            })
+            .map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
     }
 
@@ -177,9 +207,15 @@ impl SqliteStore {
     }
 }
 
+/// Runs a parameterless statement through the statement cache (no re-parsing per batch).
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// The writer thread: one commit (one fsync) per batch of queued writes.
 fn run_writer(conn: Connection, rx: mpsc::Receiver<WriteOp>) {
     while let Ok(first) = rx.recv() {
+        // Everything that queued up while the last commit was being fsynced goes into this one.
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -188,33 +224,41 @@ fn run_writer(conn: Connection, rx: mpsc::Receiver<WriteOp>) {
             }
         }
         let mut completions = Vec::with_capacity(batch.len());
-        let begin = conn.execute_batch("BEGIN IMMEDIATE");
+        let begin = exec(&conn, "BEGIN IMMEDIATE");
         if let Err(e) = begin {
             let err = backend(e);
             for op in batch {
-                let (_, done) = op(&conn);
+                let (_, done) = (op.run)(&conn);
                 done(Err(err.clone()));
             }
             continue;
         }
         for op in batch {
-            if let Err(e) = conn.execute_batch("SAVEPOINT op") {
-                let (_, done) = op(&conn);
+            if !op.multi_statement {
+                let (_, done) = (op.run)(&conn);
+                completions.push((done, None));
+                continue;
+            }
+            if let Err(e) = exec(&conn, "SAVEPOINT op") {
+                let (_, done) = (op.run)(&conn);
                 completions.push((done, Some(backend(e))));
                 continue;
             }
-            let (keep, done) = op(&conn);
-            let end = if keep {
-                "RELEASE op"
+            let (keep, done) = (op.run)(&conn);
+            let undone = if keep {
+                Ok(())
             } else {
-                "ROLLBACK TO op; RELEASE op"
+                exec(&conn, "ROLLBACK TO op")
             };
-            let end_error = conn.execute_batch(end).err().map(backend);
+            let end_error = undone
+                .and_then(|()| exec(&conn, "RELEASE op"))
+                .err()
+                .map(backend);
             completions.push((done, end_error));
         }
-        let commit = conn.execute_batch("COMMIT").map_err(backend);
+        let commit = exec(&conn, "COMMIT").map_err(backend);
         if commit.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = exec(&conn, "ROLLBACK");
         }
         for (done, op_error) in completions {
             done(match (&commit, op_error) {
@@ -266,9 +310,10 @@ fn read_global(row: &Row<'_>) -> rusqlite::Result<TransGlobal> {
     })
 }
 
+/// Branch ids are positions within their transaction here, counted from 1.
 fn read_branch(row: &Row<'_>) -> rusqlite::Result<Branch> {
     Ok(Branch {
-        id: row.get::<_, i64>(0)? as u64,
+        id: row.get::<_, i64>(0)? as u64 + 1,
         gid: row.get(1)?,
         url: row.get(2)?,
         bin_data: row.get::<_, Option<Vec<u8>>>(3)?.unwrap_or_default(),
@@ -303,15 +348,17 @@ fn parse_position(position: &str) -> StoreResult<i64> {
         .map_err(|_| StoreError::BadCursor(position.to_owned()))
 }
 
-fn insert_branches(conn: &Connection, branches: &[Branch]) -> StoreResult<()> {
+/// Inserts branch records at positions `first_pos`, `first_pos + 1`, …
+fn insert_branches(conn: &Connection, branches: &[Branch], first_pos: i64) -> StoreResult<()> {
     let mut stmt = conn
         .prepare_cached(
-            "INSERT INTO trans_branch_op (gid, url, bin_data, branch_id, op, status, finish_time, create_time, update_time) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO trans_branch_op (pos, gid, url, bin_data, branch_id, op, status, finish_time, create_time, update_time) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .map_err(backend)?;
-    for b in branches {
+    for (b, pos) in branches.iter().zip(first_pos..) {
         stmt.execute(params![
+            pos,
             b.gid,
             b.url,
             b.bin_data,
@@ -403,8 +450,8 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT id, gid, url, bin_data, branch_id, op, status, finish_time, create_time, update_time \
-                     FROM trans_branch_op WHERE gid = ?1 ORDER BY id",
+                    "SELECT pos, gid, url, bin_data, branch_id, op, status, finish_time, create_time, update_time \
+                     FROM trans_branch_op WHERE gid = ?1 ORDER BY pos",
                 )
                 .map_err(backend)?;
             stmt.query_map([gid], read_branch)
@@ -417,7 +464,7 @@ impl Store for SqliteStore {
     async fn save_new(&self, global: &TransGlobal, branches: &[Branch]) -> StoreResult<()> {
         let g = global.clone();
         let branches = branches.to_vec();
-        self.write(move |conn| {
+        self.write_all_or_none(move |conn| {
             let inserted = conn
                 .prepare_cached(
                     "INSERT INTO trans_global (gid, trans_type, status, query_prepared, protocol, create_time, \
@@ -438,7 +485,7 @@ impl Store for SqliteStore {
             if inserted == 0 {
                 return Err(StoreError::UniqueConflict);
             }
-            insert_branches(conn, &branches)
+            insert_branches(conn, &branches, 0)
         })
         .await
     }
@@ -451,7 +498,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let gid = gid.to_owned();
         let branches = branches.to_vec();
-        self.write(move |conn| {
+        self.write_all_or_none(move |conn| {
             let status: Option<String> = conn
                 .prepare_cached("SELECT status FROM trans_global WHERE gid = ?1")
                 .and_then(|mut s| s.query_row([&gid], |r| r.get(0)).optional())
@@ -459,7 +506,11 @@ impl Store for SqliteStore {
             if status.as_deref() != Some(expected.as_str()) {
                 return Err(StoreError::NotFound);
             }
-            insert_branches(conn, &branches)
+            let count: i64 = conn
+                .prepare_cached("SELECT COUNT(*) FROM trans_branch_op WHERE gid = ?1")
+                .and_then(|mut s| s.query_row([&gid], |r| r.get(0)))
+                .map_err(backend)?;
+            insert_branches(conn, &branches, count)
         })
         .await
     }
@@ -569,7 +620,7 @@ impl Store for SqliteStore {
         limit: usize,
         now: Millis,
     ) -> StoreResult<(usize, bool)> {
-        self.write(move |conn| {
+        self.write_all_or_none(move |conn| {
             let ids: Vec<i64> = conn
                 .prepare_cached(&format!(
                     "SELECT id FROM trans_global WHERE {UNFINISHED} AND next_cron_time > ?1 LIMIT ?2"
