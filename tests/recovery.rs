@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{free_port, saga, Busi, Host, Reply};
+use common::{free_port, saga, transfer, Busi, Host, Reply};
 use serde_json::json;
 
 async fn wait_for_call(busi: &Busi, path: &str, count: usize) {
@@ -23,14 +23,7 @@ async fn saga_killed_mid_flight_completes_after_restart() {
     let (mut host, busi) = (Host::start().await, Busi::start().await);
     busi.once("/TransIn", Reply::ok().after(Duration::from_secs(30)));
     let gid = host.new_gid().await;
-    let body = saga(
-        &gid,
-        &busi,
-        &[
-            ("/TransOut", "/TransOutRevert"),
-            ("/TransIn", "/TransInRevert"),
-        ],
-    );
+    let body = transfer(&gid, &busi);
     assert_eq!(host.post("/submit", body).await.0, 200);
     wait_for_call(&busi, "/TransIn", 1).await;
     host.kill9();
@@ -150,14 +143,7 @@ async fn sigterm_finishes_running_passes_before_exit() {
     let (mut host, busi) = (Host::start().await, Busi::start().await);
     busi.once("/TransIn", Reply::ok().after(Duration::from_millis(800)));
     let gid = host.new_gid().await;
-    let body = saga(
-        &gid,
-        &busi,
-        &[
-            ("/TransOut", "/TransOutRevert"),
-            ("/TransIn", "/TransInRevert"),
-        ],
-    );
+    let body = transfer(&gid, &busi);
     assert_eq!(host.post("/submit", body).await.0, 200);
     wait_for_call(&busi, "/TransIn", 1).await;
     let status = host.terminate().await;

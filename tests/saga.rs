@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{saga, Busi, Host, Reply};
+use common::{saga, transfer, Busi, Host, Reply};
 use serde_json::json;
 
 const SUCCEEDED: [&str; 4] = ["prepared", "succeed", "prepared", "succeed"];
@@ -13,14 +13,7 @@ const SUCCEEDED: [&str; 4] = ["prepared", "succeed", "prepared", "succeed"];
 async fn normal_saga_calls_actions_with_dtm_parameters() {
     let (host, busi) = (Host::start().await, Busi::start().await);
     let gid = host.new_gid().await;
-    let mut body = saga(
-        &gid,
-        &busi,
-        &[
-            ("/TransOut", "/TransOutRevert"),
-            ("/TransIn", "/TransInRevert"),
-        ],
-    );
+    let mut body = transfer(&gid, &busi);
     body["branch_headers"] = json!({"test_header": "test"});
     assert_eq!(
         host.post("/submit", body).await,
@@ -54,14 +47,7 @@ async fn action_failure_compensates_in_reverse_order() {
     let (host, busi) = (Host::start().await, Busi::start().await);
     busi.always("/TransIn", Reply::failure("Insufficient balance"));
     let gid = host.new_gid().await;
-    let mut body = saga(
-        &gid,
-        &busi,
-        &[
-            ("/TransOut", "/TransOutRevert"),
-            ("/TransIn", "/TransInRevert"),
-        ],
-    );
+    let mut body = transfer(&gid, &busi);
     body["wait_result"] = json!(true);
     let (status, reply) = host.post("/submit", body).await;
     assert_eq!(status, 409, "{reply}");
@@ -97,14 +83,7 @@ async fn branch_answering_old_style_failure_body_is_a_failure() {
     let (host, busi) = (Host::start().await, Busi::start().await);
     busi.always("/TransIn", Reply::with(200, r#"{"dtm_result":"FAILURE"}"#));
     let gid = host.new_gid().await;
-    let mut body = saga(
-        &gid,
-        &busi,
-        &[
-            ("/TransOut", "/TransOutRevert"),
-            ("/TransIn", "/TransInRevert"),
-        ],
-    );
+    let mut body = transfer(&gid, &busi);
     body["wait_result"] = json!(true);
     assert_eq!(host.post("/submit", body).await.0, 409);
     assert_eq!(
@@ -118,14 +97,7 @@ async fn ongoing_action_is_finished_by_cron() {
     let (host, busi) = (Host::start().await, Busi::start().await);
     busi.once("/TransOut", Reply::ongoing());
     let gid = host.new_gid().await;
-    let mut body = saga(
-        &gid,
-        &busi,
-        &[
-            ("/TransOut", "/TransOutRevert"),
-            ("/TransIn", "/TransInRevert"),
-        ],
-    );
+    let mut body = transfer(&gid, &busi);
     body["wait_result"] = json!(true);
     let (status, reply) = host.post("/submit", body).await;
     assert_eq!(
@@ -150,14 +122,7 @@ async fn failing_compensation_is_retried_by_cron() {
     busi.always("/TransIn", Reply::failure("no"));
     busi.once("/TransOutRevert", Reply::error());
     let gid = host.new_gid().await;
-    let mut body = saga(
-        &gid,
-        &busi,
-        &[
-            ("/TransOut", "/TransOutRevert"),
-            ("/TransIn", "/TransInRevert"),
-        ],
-    );
+    let mut body = transfer(&gid, &busi);
     body["wait_result"] = json!(true);
     assert_eq!(host.post("/submit", body).await.0, 409);
     let q = host.query(&gid).await;
@@ -180,14 +145,7 @@ async fn duplicate_submit_drives_again_and_finished_refuses() {
     let (host, busi) = (Host::start().await, Busi::start().await);
     busi.once("/TransOut", Reply::ongoing());
     let gid = host.new_gid().await;
-    let mut body = saga(
-        &gid,
-        &busi,
-        &[
-            ("/TransOut", "/TransOutRevert"),
-            ("/TransIn", "/TransInRevert"),
-        ],
-    );
+    let mut body = transfer(&gid, &busi);
     body["wait_result"] = json!(true);
     assert_eq!(host.post("/submit", body.clone()).await.0, 409);
     assert_eq!(host.status(&gid).await, "submitted");
@@ -300,14 +258,7 @@ async fn timeout_compensates_the_in_doubt_action() {
     let (host, busi) = (Host::start().await, Busi::start().await);
     busi.always("/TransOut", Reply::ongoing());
     let gid = host.new_gid().await;
-    let mut body = saga(
-        &gid,
-        &busi,
-        &[
-            ("/TransOut", "/TransOutRevert"),
-            ("/TransIn", "/TransInRevert"),
-        ],
-    );
+    let mut body = transfer(&gid, &busi);
     body["timeout_to_fail"] = json!(1800);
     body["wait_result"] = json!(true);
     assert_eq!(host.post("/submit", body).await.0, 409);
@@ -348,14 +299,7 @@ async fn retry_limit_retries_within_the_pass() {
         busi.once("/TransIn", Reply::error());
     }
     let gid = host.new_gid().await;
-    let mut body = saga(
-        &gid,
-        &busi,
-        &[
-            ("/TransOut", "/TransOutRevert"),
-            ("/TransIn", "/TransInRevert"),
-        ],
-    );
+    let mut body = transfer(&gid, &busi);
     body["retry_limit"] = json!(3);
     body["wait_result"] = json!(true);
     assert_eq!(host.post("/submit", body).await.0, 200);
@@ -368,14 +312,7 @@ async fn retry_limit_exhausted_rolls_back() {
     let (host, busi) = (Host::start().await, Busi::start().await);
     busi.always("/TransIn", Reply::error());
     let gid = host.new_gid().await;
-    let mut body = saga(
-        &gid,
-        &busi,
-        &[
-            ("/TransOut", "/TransOutRevert"),
-            ("/TransIn", "/TransInRevert"),
-        ],
-    );
+    let mut body = transfer(&gid, &busi);
     body["retry_limit"] = json!(1);
     body["wait_result"] = json!(true);
     let (status, reply) = host.post("/submit", body).await;

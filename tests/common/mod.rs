@@ -393,3 +393,15 @@ pub fn saga(gid: &str, busi: &Busi, steps: &[(&str, &str)]) -> Value {
         .collect();
     serde_json::json!({"gid": gid, "trans_type": "saga", "steps": steps, "payloads": payloads})
 }
+
+/// The transfer saga of dtm's examples: TransOut then TransIn, each with its compensation.
+pub fn transfer(gid: &str, busi: &Busi) -> Value {
+    saga(
+        gid,
+        busi,
+        &[
+            ("/TransOut", "/TransOutRevert"),
+            ("/TransIn", "/TransInRevert"),
+        ],
+    )
+}

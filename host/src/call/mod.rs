@@ -77,6 +77,19 @@ impl Caller {
     }
 
     pub async fn call(&self, call: &BranchCall) -> CallResult {
+        let result = self.dispatch(call).await;
+        tracing::debug!(
+            gid = call.gid,
+            branch_id = call.branch_id,
+            op = call.op,
+            url = call.url,
+            result = result.label(),
+            "branch called"
+        );
+        result
+    }
+
+    async fn dispatch(&self, call: &BranchCall) -> CallResult {
         if call.url.is_empty() {
             return CallResult::Success;
         }

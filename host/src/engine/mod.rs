@@ -72,6 +72,36 @@ impl Engine {
         }
     }
 
+    /// Compare-and-set of a transaction's status from the one in `global`: in the store, then
+    /// in `global`, then logged.
+    async fn change_status(
+        &self,
+        global: &mut TransGlobal,
+        to: GlobalStatus,
+        change: StatusChange,
+    ) -> DtmResult<()> {
+        let now = self.now();
+        let from = global.status;
+        self.store
+            .change_status(&global.gid, from, to, change.clone(), now)
+            .await?;
+        global.status = to;
+        global.update_time = now;
+        match to {
+            GlobalStatus::Succeed => global.finish_time = Some(now),
+            GlobalStatus::Failed => global.rollback_time = Some(now),
+            _ => {}
+        }
+        if let Some(reason) = change.rollback_reason {
+            global.rollback_reason = reason;
+        }
+        if let Some(custom_data) = change.custom_data {
+            global.custom_data = custom_data;
+        }
+        info!(gid = global.gid, trans_type = %global.trans_type, from = %from, to = %to, rollback_reason = global.rollback_reason, "transaction status changed");
+        Ok(())
+    }
+
     /// Runs one pass in the background (detached from the request that asked for it).
     fn spawn_pass(self: &Arc<Self>, global: TransGlobal, branches: Vec<Branch>) {
         let engine = self.clone();
@@ -120,14 +150,6 @@ impl Engine {
         terminal_failure: bool,
     ) -> (CallResult, Option<PendingWrite>) {
         let result = self.caller.call(call).await;
-        debug!(
-            gid = call.gid,
-            branch_id = call.branch_id,
-            op = call.op,
-            url = call.url,
-            result = result.label(),
-            "branch called"
-        );
         let status = match &result {
             CallResult::Success => branch_status::SUCCEED,
             CallResult::Failure(_) if terminal_failure => branch_status::FAILED,
@@ -205,25 +227,9 @@ impl Pass {
     /// are stored first, so a final status never stands on unrecorded branches.
     async fn change_status(&mut self, to: GlobalStatus, change: StatusChange) -> DtmResult<()> {
         self.flush_writes().await?;
-        let now = self.now();
-        let from = self.global.status;
         self.engine
-            .store
-            .change_status(&self.global.gid, from, to, change.clone(), now)
-            .await?;
-        let g = &mut self.global;
-        g.status = to;
-        g.update_time = now;
-        match to {
-            GlobalStatus::Succeed => g.finish_time = Some(now),
-            GlobalStatus::Failed => g.rollback_time = Some(now),
-            _ => {}
-        }
-        if let Some(reason) = change.rollback_reason {
-            g.rollback_reason = reason;
-        }
-        info!(gid = g.gid, trans_type = %g.trans_type, from = %from, to = %to, rollback_reason = g.rollback_reason, "transaction status changed");
-        Ok(())
+            .change_status(&mut self.global, to, change)
+            .await
     }
 
     async fn abort_with(&mut self, reason: String) -> DtmResult<()> {

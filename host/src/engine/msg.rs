@@ -64,14 +64,6 @@ async fn check_back(pass: &mut Pass) -> DtmResult<()> {
         Vec::new(),
     );
     let result = pass.engine.caller.call(&call).await;
-    tracing::debug!(
-        gid = call.gid,
-        branch_id = call.branch_id,
-        op = call.op,
-        url = call.url,
-        result = result.label(),
-        "branch called"
-    );
     match result {
         CallResult::Success => {
             pass.change_status(GlobalStatus::Submitted, Default::default())

@@ -93,7 +93,10 @@ impl Engine {
         }
         let (global, branches) = self.build(&req, trans_type, GlobalStatus::Prepared).await?;
         match self.store.save_new(&global, &branches).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                tracing::info!(gid = global.gid, trans_type = %trans_type, to = "prepared", "transaction created");
+                Ok(())
+            }
             Err(StoreError::UniqueConflict) => {
                 let stored = self
                     .store
@@ -138,23 +141,11 @@ impl Engine {
                     && req.custom_data != stored.custom_data)
                     .then(|| req.custom_data.clone());
                 let change = StatusChange {
-                    custom_data: custom_data.clone(),
+                    custom_data,
                     ..Default::default()
                 };
-                self.store
-                    .change_status(
-                        &stored.gid,
-                        GlobalStatus::Prepared,
-                        GlobalStatus::Submitted,
-                        change,
-                        self.now(),
-                    )
+                self.change_status(&mut stored, GlobalStatus::Submitted, change)
                     .await?;
-                tracing::info!(gid = stored.gid, trans_type = %stored.trans_type, from = "prepared", to = "submitted", "transaction status changed");
-                stored.status = GlobalStatus::Submitted;
-                if let Some(custom_data) = custom_data {
-                    stored.custom_data = custom_data;
-                }
             }
             // Submitted again: drive it again from the stored records.
             GlobalStatus::Submitted => {}
@@ -175,23 +166,9 @@ impl Engine {
             .await?
             .ok_or_else(|| unknown_gid(&req.gid))?;
         if stored.trans_type == TransType::Msg && stored.status == GlobalStatus::Prepared {
-            self.store
-                .change_status(
-                    &stored.gid,
-                    GlobalStatus::Prepared,
-                    GlobalStatus::Failed,
-                    StatusChange::default(),
-                    self.now(),
-                )
-                .await?;
-            tracing::info!(
-                gid = stored.gid,
-                trans_type = "msg",
-                from = "prepared",
-                to = "failed",
-                "transaction status changed"
-            );
-            return Ok(());
+            return self
+                .change_status(&mut stored, GlobalStatus::Failed, StatusChange::default())
+                .await;
         }
         let abortable_type = matches!(req.trans_type.as_str(), "tcc" | "xa");
         let abortable_status = matches!(
@@ -205,25 +182,13 @@ impl Engine {
             )));
         }
         if stored.status == GlobalStatus::Prepared {
-            let reason = (!req.rollback_reason.is_empty()).then(|| req.rollback_reason.clone());
             let change = StatusChange {
-                rollback_reason: reason.clone(),
+                rollback_reason: (!req.rollback_reason.is_empty())
+                    .then(|| req.rollback_reason.clone()),
                 ..Default::default()
             };
-            self.store
-                .change_status(
-                    &stored.gid,
-                    GlobalStatus::Prepared,
-                    GlobalStatus::Aborting,
-                    change,
-                    self.now(),
-                )
+            self.change_status(&mut stored, GlobalStatus::Aborting, change)
                 .await?;
-            tracing::info!(gid = stored.gid, trans_type = %stored.trans_type, from = "prepared", to = "aborting", "transaction status changed");
-            stored.status = GlobalStatus::Aborting;
-            if let Some(reason) = reason {
-                stored.rollback_reason = reason;
-            }
         }
         let branches = self.store.find_branches(&stored.gid).await?;
         let wait = stored.options.wait_result;
@@ -274,7 +239,7 @@ impl Engine {
     }
 
     pub async fn force_stop(&self, gid: &str) -> DtmResult<()> {
-        let stored = self
+        let mut stored = self
             .store
             .find_global(gid)
             .await?
@@ -285,17 +250,8 @@ impl Engine {
                 stored.status
             )));
         }
-        self.store
-            .change_status(
-                gid,
-                stored.status,
-                GlobalStatus::Failed,
-                StatusChange::default(),
-                self.now(),
-            )
-            .await?;
-        tracing::info!(gid, trans_type = %stored.trans_type, from = %stored.status, to = "failed", "transaction force-stopped");
-        Ok(())
+        self.change_status(&mut stored, GlobalStatus::Failed, StatusChange::default())
+            .await
     }
 
     pub async fn reset_next_cron_time(&self, gid: &str) -> DtmResult<()> {

@@ -43,43 +43,25 @@ impl Engine {
             url: url.to_owned(),
             remark: remark.to_owned(),
         };
-        let Some(entry) = self
-            .store
-            .find_kv(TOPICS_CATEGORY, topic)
-            .await?
-            .into_iter()
-            .next()
-        else {
+        let Some((mut subscribers, version)) = self.load_topic(topic).await? else {
             let value = to_json(&[subscriber]);
             return Ok(self
                 .store
                 .create_kv(TOPICS_CATEGORY, topic, &value, self.now())
                 .await?);
         };
-        let mut subscribers = parse(&entry.v)?;
         if subscribers.iter().any(|s| s.url == url) {
             return Err(DtmError::Other("this url exists".into()));
         }
         subscribers.push(subscriber);
-        let value = to_json(&subscribers);
-        Ok(self
-            .store
-            .update_kv(TOPICS_CATEGORY, topic, &value, entry.version, self.now())
-            .await?)
+        self.save_topic(topic, &subscribers, version).await
     }
 
     pub async fn unsubscribe(&self, topic: &str, url: &str) -> DtmResult<()> {
         require(topic, url)?;
-        let Some(entry) = self
-            .store
-            .find_kv(TOPICS_CATEGORY, topic)
-            .await?
-            .into_iter()
-            .next()
-        else {
+        let Some((mut subscribers, version)) = self.load_topic(topic).await? else {
             return Err(DtmError::Other("no such a topic".into()));
         };
-        let mut subscribers = parse(&entry.v)?;
         if subscribers.is_empty() {
             return Err(DtmError::Other("this topic is empty".into()));
         }
@@ -87,10 +69,28 @@ impl Engine {
             return Err(DtmError::Other("no such an url ".into()));
         };
         subscribers.remove(at);
-        let value = to_json(&subscribers);
+        self.save_topic(topic, &subscribers, version).await
+    }
+
+    /// A topic's subscribers and the version they were read at.
+    async fn load_topic(&self, topic: &str) -> DtmResult<Option<(Vec<Subscriber>, i64)>> {
+        match self.store.find_kv(TOPICS_CATEGORY, topic).await?.first() {
+            Some(entry) => Ok(Some((parse(&entry.v)?, entry.version))),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a topic's subscribers if it is still at `version` (`storage: NotFound` if not).
+    async fn save_topic(
+        &self,
+        topic: &str,
+        subscribers: &[Subscriber],
+        version: i64,
+    ) -> DtmResult<()> {
+        let value = to_json(subscribers);
         Ok(self
             .store
-            .update_kv(TOPICS_CATEGORY, topic, &value, entry.version, self.now())
+            .update_kv(TOPICS_CATEGORY, topic, &value, version, self.now())
             .await?)
     }
 
@@ -100,14 +100,14 @@ impl Engine {
 
     /// The subscriber URLs of a topic, in subscription order; `topic not found` if none.
     pub(super) async fn topic_subscribers(&self, topic: &str) -> DtmResult<Vec<String>> {
-        let entries = self.store.find_kv(TOPICS_CATEGORY, topic).await?;
-        let urls: Vec<String> = match entries.first() {
-            Some(entry) => parse(&entry.v)?.into_iter().map(|s| s.url).collect(),
-            None => Vec::new(),
-        };
-        if urls.is_empty() {
+        let subscribers = self
+            .load_topic(topic)
+            .await?
+            .map(|(s, _)| s)
+            .unwrap_or_default();
+        if subscribers.is_empty() {
             return Err(DtmError::Other("topic not found".into()));
         }
-        Ok(urls)
+        Ok(subscribers.into_iter().map(|s| s.url).collect())
     }
 }
