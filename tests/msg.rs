@@ -166,11 +166,7 @@ async fn concurrent_msg_delivers_in_parallel() {
     body["wait_result"] = json!(true);
     assert_eq!(host.post("/submit", body).await.0, 200);
     let (a, b) = (&busi.calls("/A")[0], &busi.calls("/B")[0]);
-    let gap = if a.at > b.at {
-        a.at - b.at
-    } else {
-        b.at - a.at
-    };
+    let gap = common::apart(a, b);
     assert!(gap < Duration::from_millis(300), "{gap:?}");
 }
 

@@ -255,6 +255,15 @@ impl Reply {
     }
 }
 
+/// How far apart two calls arrived (in either order).
+pub fn apart(a: &Call, b: &Call) -> Duration {
+    if a.at > b.at {
+        a.at - b.at
+    } else {
+        b.at - a.at
+    }
+}
+
 /// One request the business service received.
 #[derive(Debug, Clone)]
 pub struct Call {
