@@ -19,17 +19,7 @@ async fn version_ping_and_unknown_routes() {
     assert_eq!(missing.text().await.unwrap(), "404 page not found");
     let wrong_method = host.http.get(host.api("/submit")).send().await.unwrap();
     assert_eq!(wrong_method.status().as_u16() / 100, 4);
-    let (status, body) = host
-        .post(
-            "/prepareWorkflow",
-            json!({"gid": "w", "trans_type": "workflow"}),
-        )
-        .await;
-    assert_eq!(status, 500);
-    assert!(body["message"]
-        .as_str()
-        .unwrap()
-        .contains("not supported yet"));
+
 }
 
 #[tokio::test]

@@ -49,6 +49,7 @@ impl HostProcess {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_dtm-host"))
             .env("HTTP_PORT", port.to_string())
+            .env("GRPC_PORT", free_port().to_string())
             .env("STORE_DATA_DIR", dir.path().join("data"))
             .env("LOG_LEVEL", log_level)
             .env("LOG_OUTPUTS", dir.path().join("host.log"))

@@ -14,6 +14,10 @@ pub enum DtmError {
     /// Input the coordinator refuses before touching the store (HTTP 400).
     #[error("{0}")]
     BadRequest(String),
+    /// Input refused the way dtm refuses it (HTTP 500, as in dtm; gRPC InvalidArgument), e.g.
+    /// an unknown trans type.
+    #[error("{0}")]
+    InvalidInput(String),
     /// Anything else (HTTP 500); dtm uses it for unknown gids and trans types as well.
     #[error("{0}")]
     Other(String),

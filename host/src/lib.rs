@@ -10,5 +10,6 @@ pub mod engine;
 pub mod error;
 pub mod gid;
 pub mod model;
+pub mod proto;
 pub mod server;
 pub mod store;

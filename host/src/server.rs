@@ -1,5 +1,6 @@
 //! Wiring: store, engine, listeners and the cron loop; graceful shutdown on SIGTERM / Ctrl-C.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,32 +56,52 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
     };
     let engine = Engine::new(store, caller, Arc::new(Clock::default()), schedule);
 
-    let addr = SocketAddr::from(([0, 0, 0, 0], config.http_port as u16));
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Listen {
-            key: "HttpPort",
-            addr,
-            source,
-        })?;
+    let http_listener = listen("HttpPort", config.http_port).await?;
+    let grpc_listener = listen("GrpcPort", config.grpc_port).await?;
     let state = HttpState {
         engine: engine.clone(),
         max_body_bytes: config.max_body_bytes as usize,
         test_clock: options.test_clock,
     };
+    let reflection = |builder: tonic_reflection::server::Builder<'static>| {
+        builder.register_encoded_file_descriptor_set(crate::proto::DESCRIPTORS)
+    };
+    let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1()
+        .map_err(|e| ServerError::Setup(format!("gRPC reflection: {e}")))?;
+    let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1alpha()
+        .map_err(|e| ServerError::Setup(format!("gRPC reflection: {e}")))?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let cron_interval = Duration::from_secs(config.trans_cron_interval as u64);
-    let cron = tokio::spawn(engine.clone().run_cron(cron_interval, stop_rx));
-    info!(http_port = config.http_port, "dtm-host serving");
+    let cron = tokio::spawn(engine.clone().run_cron(cron_interval, stop_rx.clone()));
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    info!(
+        http_port = config.http_port,
+        grpc_port = config.grpc_port,
+        "dtm-host serving"
+    );
 
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| ServerError::Setup(format!("HTTP server failed: {e}")))?;
+    let http = axum::serve(http_listener, router(state))
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .into_future();
+    let grpc = tonic::transport::Server::builder()
+        .add_service(crate::api::grpc::service(engine.clone()))
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            stopped(stop_rx),
+        );
+    let (http, grpc) = tokio::join!(http, grpc);
+    http.map_err(|e| ServerError::Setup(format!("HTTP server failed: {e}")))?;
+    grpc.map_err(|e| ServerError::Setup(format!("gRPC server failed: {e}")))?;
 
     info!("shutting down: no new requests; finishing running passes");
-    let _ = stop_tx.send(true);
     if cron.await.is_err() {
         warn!("cron loop ended abnormally");
     }
@@ -89,6 +110,18 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         .await;
     info!("stopped");
     Ok(())
+}
+
+async fn listen(key: &'static str, port: i64) -> Result<TcpListener, ServerError> {
+    let addr = SocketAddr::from(([0, 0, 0, 0], port as u16));
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Listen { key, addr, source })
+}
+
+/// Resolves once `stop` turns true.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 async fn shutdown_signal() {

@@ -26,6 +26,7 @@ pub fn free_port() -> u16 {
 pub struct Host {
     child: Option<Child>,
     pub port: u16,
+    pub grpc_port: u16,
     pub dir: Arc<tempfile::TempDir>,
     env: Vec<(String, String)>,
     pub http: reqwest::Client,
@@ -41,6 +42,7 @@ impl Host {
         let mut host = Host {
             child: None,
             port: free_port(),
+            grpc_port: free_port(),
             dir: Arc::new(tempfile::tempdir().unwrap()),
             env: env
                 .iter()
@@ -60,6 +62,7 @@ impl Host {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dtm-host"));
         cmd.arg("--test-clock")
             .env("HTTP_PORT", self.port.to_string())
+            .env("GRPC_PORT", self.grpc_port.to_string())
             .env("STORE_DATA_DIR", self.dir.path().join("data"))
             .env("TRANS_CRON_INTERVAL", "1")
             .env("LOG_LEVEL", "debug")

@@ -1,3 +1,5 @@
 //! The edges: each translates its wire format to engine requests and engine results back.
 
+pub mod grpc;
 pub mod http;
+pub mod jsonrpc;

@@ -2,7 +2,10 @@
 
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 
+use serde_json::{json, Value};
+
 use super::{BranchCall, CallResult};
+use crate::api::jsonrpc::{FAILURE_CODE, ONGOING_CODE};
 use crate::model::TransType;
 
 #[derive(Clone)]
@@ -21,13 +24,68 @@ impl HttpCaller {
 
     pub async fn call(&self, call: &BranchCall) -> CallResult {
         let url = with_dtm_params(call);
-        let post = !call.body.is_empty() || call.trans_type == TransType::Xa;
-        let mut request = if post {
+        // dtm sends GET for an empty body, except to xa branches; a workflow callback is
+        // always POST here (dtm's GET for empty workflow input is a quirk).
+        let post =
+            !call.body.is_empty() || matches!(call.trans_type, TransType::Xa | TransType::Workflow);
+        let request = if post {
             self.client.post(&url).body(call.body.clone())
         } else {
             self.client.get(&url)
         };
-        request = request
+        match self.send(request, call, &url).await {
+            Ok((status, body)) => classify(status, &body),
+            Err(e) => CallResult::Error(e),
+        }
+    }
+
+    /// A JSON-RPC branch (api.md §4.6): POST to the URL as stored, method from its `method`
+    /// parameter, params = the payload object plus gid, trans_type, branch_id and op.
+    pub async fn call_json_rpc(&self, call: &BranchCall) -> CallResult {
+        match self.try_json_rpc(call).await {
+            Ok(result) => result,
+            Err(e) => CallResult::Error(e),
+        }
+    }
+
+    async fn try_json_rpc(&self, call: &BranchCall) -> Result<CallResult, String> {
+        let url =
+            reqwest::Url::parse(&call.url).map_err(|e| format!("bad url '{}': {e}", call.url))?;
+        let method = url
+            .query_pairs()
+            .find(|(k, _)| k == "method")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        let mut params = match serde_json::from_slice::<Value>(&call.body) {
+            Ok(Value::Object(params)) => params,
+            _ if call.body.is_empty() => serde_json::Map::new(),
+            _ => return Err("the payload of a JSON-RPC branch must be a JSON object".into()),
+        };
+        for (key, value) in [
+            ("gid", call.gid.as_str()),
+            ("trans_type", call.trans_type.as_str()),
+            ("branch_id", call.branch_id.as_str()),
+            ("op", call.op.as_str()),
+        ] {
+            params.insert(key.into(), value.into());
+        }
+        let envelope = json!({"jsonrpc": "2.0", "id": crate::gid::new_gid(), "method": method, "params": params});
+        let request = self.client.post(url).body(envelope.to_string());
+        let (status, body) = self.send(request, call, &call.url).await?;
+        Ok(match classify(status, &body) {
+            CallResult::Success => classify_json_rpc(&body),
+            other => other,
+        })
+    }
+
+    /// Adds dtm's headers and the timeout, sends, and reads the whole answer.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        call: &BranchCall,
+        url: &str,
+    ) -> Result<(u16, String), String> {
+        let mut request = request
             .header(CONTENT_TYPE, "application/json")
             .timeout(call.timeout);
         for (name, value) in call.headers.iter() {
@@ -36,18 +94,35 @@ impl HttpCaller {
                 HeaderValue::try_from(value.as_str()),
             ) {
                 (Ok(name), Ok(value)) => request = request.header(name, value),
-                _ => return CallResult::Error(format!("invalid branch header '{name}'")),
+                _ => return Err(format!("invalid branch header '{name}'")),
             }
         }
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(e) => return CallResult::Error(format!("http call to {url} failed: {e}")),
-        };
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("http call to {url} failed: {e}"))?;
         let status = response.status().as_u16();
-        match response.text().await {
-            Ok(body) => classify(status, &body),
-            Err(e) => CallResult::Error(format!("reading the response of {url} failed: {e}")),
-        }
+        let body = response
+            .text()
+            .await
+            .map_err(|e| format!("reading the response of {url} failed: {e}"))?;
+        Ok((status, body))
+    }
+}
+
+/// The `error` member of a JSON-RPC answer: -32901 is FAILURE, -32902 ONGOING (the codes dtm
+/// means; its own comparison never matches), any other error is retried.
+fn classify_json_rpc(body: &str) -> CallResult {
+    let Ok(answer) = serde_json::from_str::<Value>(body) else {
+        return CallResult::Error(format!("JSON-RPC answer is not JSON: {body}"));
+    };
+    match &answer["error"] {
+        Value::Null => CallResult::Success,
+        error => match error["code"].as_i64() {
+            Some(FAILURE_CODE) => CallResult::Failure(format!("{body}. FAILURE")),
+            Some(ONGOING_CODE) => CallResult::Ongoing(body.to_owned()),
+            _ => CallResult::Error(format!("JSON-RPC error: {error}")),
+        },
     }
 }
 
@@ -113,6 +188,30 @@ mod tests {
             matches!(classify(200, "failure"), CallResult::Success),
             "case-sensitive"
         );
+    }
+
+    #[test]
+    fn json_rpc_error_codes() {
+        assert_eq!(
+            classify_json_rpc(r#"{"result":{},"error":null}"#),
+            CallResult::Success
+        );
+        assert!(matches!(
+            classify_json_rpc(r#"{"error":{"code":-32901,"message":"no"}}"#),
+            CallResult::Failure(_)
+        ));
+        assert!(matches!(
+            classify_json_rpc(r#"{"error":{"code":-32902,"message":"wait"}}"#),
+            CallResult::Ongoing(_)
+        ));
+        assert!(matches!(
+            classify_json_rpc(r#"{"error":{"code":-32603,"message":"x"}}"#),
+            CallResult::Error(_)
+        ));
+        assert!(matches!(
+            classify_json_rpc("not json"),
+            CallResult::Error(_)
+        ));
     }
 
     #[test]

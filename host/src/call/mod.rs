@@ -1,6 +1,7 @@
 //! Calling business branches: choosing the transport for a URL and classifying what came back
 //! as SUCCESS, FAILURE, ONGOING or another (retried) error (api.md §3–4).
 
+pub mod grpc;
 mod http;
 
 use std::collections::BTreeMap;
@@ -46,33 +47,37 @@ pub struct BranchCall {
     pub timeout: Duration,
 }
 
-/// Whether `url` is called over HTTP(S) for a transaction of `protocol`.
-fn is_http(url: &str, protocol: Protocol) -> bool {
+/// Whether `url` is called over HTTP(S) for a transaction of `protocol` (else over gRPC).
+pub fn goes_over_http(url: &str, protocol: Protocol) -> bool {
     protocol == Protocol::Http || url.starts_with("http://") || url.starts_with("https://")
 }
 
-/// Checks, before anything is stored, that a branch URL can be called over `protocol`: only
-/// gRPC transactions may name URLs without an `http(s)://` scheme.
+/// Checks, before anything is stored, that a branch URL can be called over `protocol`: an
+/// `http(s)://` URL always can; any other only in a gRPC transaction, as `host:port/Method`.
 pub fn check_url(url: &str, protocol: Protocol) -> Result<(), String> {
-    let has_scheme = url.starts_with("http://") || url.starts_with("https://");
-    if url.is_empty() || has_scheme || protocol == Protocol::Grpc {
+    if url.is_empty() || url.starts_with("http://") || url.starts_with("https://") {
         return Ok(());
     }
-    Err(format!(
-        "branch url '{url}' must start with http:// or https://"
-    ))
+    if protocol != Protocol::Grpc {
+        return Err(format!(
+            "branch url '{url}' must start with http:// or https://"
+        ));
+    }
+    grpc::split_url(url).map(|_| ())
 }
 
 /// Makes branch calls; holds the pooled connections.
 #[derive(Clone)]
 pub struct Caller {
     http: http::HttpCaller,
+    grpc: Arc<grpc::GrpcCaller>,
 }
 
 impl Caller {
     pub fn new() -> Result<Self, String> {
         Ok(Self {
             http: http::HttpCaller::new()?,
+            grpc: Arc::default(),
         })
     }
 
@@ -93,17 +98,11 @@ impl Caller {
         if call.url.is_empty() {
             return CallResult::Success;
         }
-        if !is_http(&call.url, call.protocol) {
-            return CallResult::Error(format!(
-                "gRPC branch calls are not supported yet: '{}'",
-                call.url
-            ));
+        if !goes_over_http(&call.url, call.protocol) {
+            return self.grpc.call(call).await;
         }
         if call.protocol == Protocol::JsonRpc && call.url.contains("method") {
-            return CallResult::Error(format!(
-                "JSON-RPC branch calls are not supported yet: '{}'",
-                call.url
-            ));
+            return self.http.call_json_rpc(call).await;
         }
         self.http.call(call).await
     }
@@ -120,5 +119,6 @@ mod tests {
         assert!(check_url("https://x/busi", Protocol::Http).is_ok());
         assert!(check_url("", Protocol::Http).is_ok());
         assert!(check_url("localhost:8080/busi.Busi/TransOut", Protocol::Grpc).is_ok());
+        assert!(check_url("localhost:8080", Protocol::Grpc).is_err());
     }
 }

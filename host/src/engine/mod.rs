@@ -9,6 +9,7 @@ mod saga;
 pub mod schedule;
 mod tcc;
 mod topics;
+mod workflow;
 mod xa;
 
 use std::sync::Arc;
@@ -132,9 +133,7 @@ impl Engine {
             Msg => msg::run(&mut pass).await,
             Tcc => tcc::run(&mut pass).await,
             Xa => xa::run(&mut pass).await,
-            // Workflows are driven by the client; the server only resumes them, which comes
-            // with workflow support (prepareWorkflow).
-            Workflow => Ok(()),
+            Workflow => workflow::run(&mut pass).await,
         };
         let flushed = pass.flush_writes().await;
         outcome.and(flushed).map(|()| pass.global)

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{msg, saga, schedule, Engine};
+use super::{msg, saga, schedule, workflow, Engine};
 use crate::call::check_url;
 use crate::error::{DtmError, DtmResult};
 use crate::model::{
@@ -28,6 +28,8 @@ pub struct TransRequest {
     pub protocol: Option<Protocol>,
     pub options: TransOptions,
     pub rollback_reason: String,
+    /// workflow submit: `status`, `rollback_reason`, `result`.
+    pub req_extra: BTreeMap<String, String>,
 }
 
 /// A registerBranch request: `data` holds tcc `confirm`/`cancel` or xa `url`.
@@ -40,7 +42,7 @@ pub struct BranchRequest {
     pub data: BTreeMap<String, String>,
 }
 
-fn check_id(what: &str, id: &str) -> DtmResult<()> {
+pub(super) fn check_id(what: &str, id: &str) -> DtmResult<()> {
     if id.is_empty() {
         return Err(DtmError::BadRequest(format!("{what} is empty")));
     }
@@ -59,7 +61,7 @@ fn check_id(what: &str, id: &str) -> DtmResult<()> {
 
 fn parse_trans_type(text: &str) -> DtmResult<TransType> {
     text.parse().map_err(|()| {
-        DtmError::Other(format!(
+        DtmError::InvalidInput(format!(
             "unknown trans_type '{text}': expected saga, msg, tcc, xa or workflow"
         ))
     })
@@ -117,6 +119,9 @@ impl Engine {
 
     pub async fn submit(self: &Arc<Self>, req: TransRequest) -> DtmResult<()> {
         let trans_type = parse_trans_type(&req.trans_type)?;
+        if trans_type == TransType::Workflow {
+            return self.submit_workflow(req).await;
+        }
         let (global, branches) = self
             .build(&req, trans_type, GlobalStatus::Submitted)
             .await?;
@@ -200,11 +205,7 @@ impl Engine {
         let ops = match req.trans_type.as_str() {
             "tcc" => [(op::CANCEL, "cancel"), (op::CONFIRM, "confirm")],
             "xa" => [(op::ROLLBACK, "url"), (op::COMMIT, "url")],
-            "workflow" => {
-                return Err(DtmError::Other(
-                    "workflow transactions are not supported yet".into(),
-                ))
-            }
+            "workflow" => return self.register_progress(req).await,
             other => return Err(DtmError::Other(format!("unknow trans type: {other}"))),
         };
         check_id("gid", &req.gid)?;
@@ -224,15 +225,19 @@ impl Engine {
                 )
             })
             .collect();
+        self.append_or_explain(&req.gid, &branches).await
+    }
+
+    /// Appends branch records while the transaction is prepared, in dtm's words when it is not.
+    pub(super) async fn append_or_explain(&self, gid: &str, branches: &[Branch]) -> DtmResult<()> {
         match self
             .store
-            .append_branches(&req.gid, GlobalStatus::Prepared, &branches)
+            .append_branches(gid, GlobalStatus::Prepared, branches)
             .await
         {
             Ok(()) => Ok(()),
             Err(StoreError::NotFound) => Err(DtmError::failure(format!(
-                "no trans with gid: {} status: prepared found",
-                req.gid
+                "no trans with gid: {gid} status: prepared found"
             ))),
             Err(e) => Err(e.into()),
         }
@@ -348,29 +353,24 @@ impl Engine {
     }
 
     /// Builds the global record and the branch records a request creates.
-    async fn build(
+    pub(super) async fn build(
         &self,
         req: &TransRequest,
         trans_type: TransType,
         status: GlobalStatus,
     ) -> DtmResult<(TransGlobal, Vec<Branch>)> {
         check_id("gid", &req.gid)?;
-        if trans_type == TransType::Workflow {
-            return Err(DtmError::Other(
-                "workflow transactions are not supported yet".into(),
-            ));
-        }
         let protocol = req.protocol.unwrap_or(Protocol::Http);
-        if protocol == Protocol::Grpc {
-            return Err(DtmError::BadRequest(
-                "protocol grpc is not supported yet".into(),
-            ));
-        }
         let now = self.now();
         let branches = match trans_type {
             TransType::Saga => {
                 saga::validate(&req.custom_data, req.steps.len()).map_err(DtmError::BadRequest)?;
                 saga_branches(req, now)?
+            }
+            TransType::Workflow => {
+                workflow::validate(&req.custom_data).map_err(DtmError::BadRequest)?;
+                check_url(&req.query_prepared, protocol).map_err(DtmError::BadRequest)?;
+                Vec::new()
             }
             TransType::Msg => {
                 msg::validate(&req.custom_data).map_err(DtmError::BadRequest)?;

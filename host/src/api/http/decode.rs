@@ -62,6 +62,8 @@ struct TransRequestJson {
     retry_count: i64,
     #[serde(deserialize_with = "nullable")]
     rollback_reason: String,
+    #[serde(deserialize_with = "nullable")]
+    req_extra: BTreeMap<String, Option<String>>,
 }
 
 /// dtm deletes these from gids given in HTTP bodies.
@@ -90,8 +92,16 @@ pub fn parse_protocol(text: &str) -> Result<Option<Protocol>, DtmError> {
     })
 }
 
-/// The body of prepare / submit / abort. Bad JSON is a 500, as in dtm.
+/// The body of prepare / submit / abort on the REST routes, whose gids dtm cleans. Bad JSON
+/// is a 500, as in dtm.
 pub fn trans_request(body: &[u8]) -> Result<TransRequest, DtmError> {
+    let mut request = trans_request_as_sent(body)?;
+    request.gid = clean_gid(&request.gid);
+    Ok(request)
+}
+
+/// A TransRequest object with its gid exactly as sent.
+pub fn trans_request_as_sent(body: &[u8]) -> Result<TransRequest, DtmError> {
     let object = json_object(body).map_err(DtmError::Other)?;
     let json: TransRequestJson = serde_json::from_value(lowercase_keys(Value::Object(object)))
         .map_err(|e| DtmError::Other(format!("request body: {e}")))?;
@@ -101,7 +111,7 @@ pub fn trans_request(body: &[u8]) -> Result<TransRequest, DtmError> {
             .collect()
     };
     Ok(TransRequest {
-        gid: clean_gid(&json.gid),
+        gid: json.gid,
         trans_type: json.trans_type,
         steps: json
             .steps
@@ -127,6 +137,7 @@ pub fn trans_request(body: &[u8]) -> Result<TransRequest, DtmError> {
             retry_count: json.retry_count,
         },
         rollback_reason: json.rollback_reason,
+        req_extra: strings(json.req_extra),
     })
 }
 
@@ -135,10 +146,10 @@ pub fn gid_only(body: &[u8]) -> Result<String, DtmError> {
     Ok(trans_request(body)?.gid)
 }
 
-/// The registerBranch body: a flat object of strings (or nulls), else 400 as in dtm.
-pub fn branch_request(body: &[u8]) -> Result<BranchRequest, ApiError> {
-    let bad = |m: String| ApiError::Body(StatusCode::BAD_REQUEST, m);
-    let object = json_object(body).map_err(bad)?;
+/// The registerBranch body: a flat object of strings (or nulls), gid as sent; the error text
+/// otherwise (the REST route answers it with 400, as dtm does).
+pub fn branch_request(body: &[u8]) -> Result<BranchRequest, String> {
+    let object = json_object(body)?;
     let mut data = BTreeMap::new();
     for (k, v) in object {
         match v {
@@ -153,14 +164,14 @@ pub fn branch_request(body: &[u8]) -> Result<BranchRequest, ApiError> {
                     Value::Array(_) => "an array",
                     _ => "an object",
                 };
-                return Err(bad(format!(
+                return Err(format!(
                     "registerBranch body must hold only strings, but '{k}' is {kind}"
-                )));
+                ));
             }
         }
     }
     let mut take = |key: &str| data.remove(key).unwrap_or_default();
-    let gid = clean_gid(&take("gid"));
+    let gid = take("gid");
     let trans_type = take("trans_type");
     let branch_id = take("branch_id");
     let payload = take("data").into_bytes();
@@ -221,9 +232,8 @@ mod tests {
             req.data.get("confirm").map(String::as_str),
             Some("http://c")
         );
-        assert!(matches!(
-            branch_request(br#"{"gid":1}"#),
-            Err(ApiError::Body(StatusCode::BAD_REQUEST, _))
-        ));
+        assert!(branch_request(br#"{"gid":1}"#)
+            .unwrap_err()
+            .contains("number"));
     }
 }

@@ -34,7 +34,9 @@ impl IntoResponse for ApiError {
             Self::Engine(DtmError::BadRequest(m)) => {
                 (StatusCode::BAD_REQUEST, json!({"message": m}))
             }
-            Self::Engine(e @ (DtmError::Other(_) | DtmError::Store(_))) => (
+            Self::Engine(
+                e @ (DtmError::Other(_) | DtmError::InvalidInput(_) | DtmError::Store(_)),
+            ) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({"message": e.to_string()}),
             ),

@@ -1,7 +1,7 @@
 //! dtm's HTTP API on `HttpPort`: routes under `/api/dtmsvr`, plus `/api/ping` (api.md §2).
 //! Handlers only translate: wire → engine request, engine result → dtm's JSON envelope.
 
-mod decode;
+pub(crate) mod decode;
 mod error;
 mod views;
 
@@ -54,7 +54,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/queryKV", get(query_kv));
     let mut app = Router::new()
         .nest("/api/dtmsvr", dtm)
-        .route("/api/ping", any(|| async { Json(json!({"msg": "pong"})) }));
+        .route("/api/ping", any(|| async { Json(json!({"msg": "pong"})) }))
+        .route("/api/json-rpc", post(json_rpc));
     if state.test_clock {
         app = app.route("/api/test/clock/advance", post(advance_clock));
     }
@@ -143,14 +144,32 @@ async fn reset_next_cron_time(State(s): State<HttpState>, body: Body) -> ApiResu
 
 async fn register_branch(State(s): State<HttpState>, body: Body) -> ApiResult {
     let body = decode::read_body(body, s.max_body_bytes).await?;
-    s.engine
-        .register_branch(decode::branch_request(&body)?)
-        .await?;
+    let mut request =
+        decode::branch_request(&body).map_err(|m| ApiError::Body(StatusCode::BAD_REQUEST, m))?;
+    request.gid = decode::clean_gid(&request.gid);
+    s.engine.register_branch(request).await?;
     success()
 }
 
-async fn prepare_workflow() -> ApiResult {
-    Err(DtmError::Other("prepareWorkflow is not supported yet".into()).into())
+async fn prepare_workflow(State(s): State<HttpState>, body: Body) -> ApiResult {
+    let body = decode::read_body(body, s.max_body_bytes).await?;
+    let (global, progress) = s
+        .engine
+        .prepare_workflow(decode::trans_request(&body)?)
+        .await?;
+    Ok(Json(json!({
+        "transaction": views::transaction(&global),
+        "progresses": progress.iter().map(views::branch).collect::<Vec<_>>(),
+    })))
+}
+
+async fn json_rpc(State(s): State<HttpState>, body: Body) -> Response {
+    match decode::read_body(body, s.max_body_bytes).await {
+        Ok(body) => crate::api::jsonrpc::handle(&s.engine, &body)
+            .await
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn query(State(s): State<HttpState>, RawQuery(raw): RawQuery) -> ApiResult {
