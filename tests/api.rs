@@ -19,7 +19,6 @@ async fn version_ping_and_unknown_routes() {
     assert_eq!(missing.text().await.unwrap(), "404 page not found");
     let wrong_method = host.http.get(host.api("/submit")).send().await.unwrap();
     assert_eq!(wrong_method.status().as_u16() / 100, 4);
-
 }
 
 #[tokio::test]

@@ -2,6 +2,8 @@
 //! own data directory, and a real HTTP business service ("busi") whose answers each test scripts.
 #![allow(dead_code)]
 
+pub mod grpc;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -1,6 +1,8 @@
 //! dtm's gRPC API on `GrpcPort`: service `dtmgimp.Dtm` plus server reflection (api.md §5).
 //! Handlers only translate: protobuf → engine request, engine result → gRPC status (§3.2).
 
+pub mod codec;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
