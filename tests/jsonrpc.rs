@@ -93,7 +93,7 @@ async fn msg_with_http_and_json_rpc_branches() {
     assert_eq!(busi.calls("/TransOut")[0].query["op"], "action");
     let rpc_call = &busi.calls("/api/json-rpc")[0];
     assert!(
-        rpc_call.query.get("gid").is_none(),
+        !rpc_call.query.contains_key("gid"),
         "no dtm query parameters on JSON-RPC calls"
     );
     let envelope: Value = serde_json::from_str(&rpc_call.body).unwrap();
