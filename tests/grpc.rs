@@ -296,6 +296,46 @@ async fn grpc_errors_map_to_dtm_codes() {
     assert_eq!(again.code(), Code::Aborted);
     assert!(again.message().ends_with("FAILURE"), "{}", again.message());
 
+    let aborted = DtmRequest {
+        gid: "aborted-tcc".into(),
+        trans_type: "tcc".into(),
+        rollback_reason: "try failed".into(),
+        trans_options: Some(DtmTransOptions {
+            wait_result: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    dtm.prepare(aborted.clone()).await.unwrap();
+    dtm.abort(aborted.clone()).await.unwrap();
+    let q = host.query("aborted-tcc").await;
+    assert_eq!(
+        (
+            q["transaction"]["status"].as_str(),
+            q["transaction"]["rollback_reason"].as_str()
+        ),
+        (Some("failed"), Some("try failed"))
+    );
+    assert_eq!(dtm.abort(aborted).await.unwrap_err().code(), Code::Aborted);
+    let oversized = DtmRequest {
+        gid: "big".into(),
+        trans_type: "msg".into(),
+        bin_payloads: vec![vec![0; 5 * 1024 * 1024]],
+        ..Default::default()
+    };
+    let too_big = dtm.submit(oversized).await.unwrap_err();
+    assert!(
+        matches!(
+            too_big.code(),
+            Code::OutOfRange | Code::ResourceExhausted | Code::InvalidArgument
+        ),
+        "{too_big:?}"
+    );
+    assert_eq!(
+        host.query("big").await["transaction"],
+        serde_json::Value::Null
+    );
+
     let unknown = dtm
         .register_branch(DtmBranchRequest {
             gid: "g".into(),

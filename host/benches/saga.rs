@@ -1,6 +1,7 @@
 //! `cargo bench --bench saga` (or `just bench`): 2-branch sagas through the release `dtm-host`
 //! on its durable embedded store, against a baseline that calls the same two branches directly,
-//! in the same run. Prints TPS, their ratio, p50/p99 latency and the host's peak RSS.
+//! in the same run: over HTTP (submit over HTTP, HTTP branches) and over gRPC (Submit over gRPC,
+//! gRPC branches). Prints TPS, their ratio, p50/p99 latency and the host's peak RSS.
 //!
 //! Settings (environment): BENCH_CONCURRENCY (default 64), BENCH_SECONDS (default 10),
 //! BENCH_LOG_LEVEL (the host's LogLevel, default info).
@@ -11,6 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dtm_host::proto::dtmgimp::dtm_client::DtmClient;
+use dtm_host::proto::dtmgimp::{DtmRequest, DtmTransOptions};
 use serde_json::json;
 
 fn env_or(key: &str, default: u64) -> u64 {
@@ -37,19 +40,49 @@ async fn start_busi() -> String {
     base
 }
 
+/// Empty gRPC business branches: every method answers OK, whatever the request bytes.
+async fn start_grpc_busi() -> String {
+    use dtm_host::call::grpc::RawCodec;
+    use std::future::Future;
+    use std::pin::Pin;
+
+    struct Ok200;
+    impl tonic::server::UnaryService<Vec<u8>> for Ok200 {
+        type Response = Vec<u8>;
+        type Future =
+            Pin<Box<dyn Future<Output = Result<tonic::Response<Vec<u8>>, tonic::Status>> + Send>>;
+        fn call(&mut self, _: tonic::Request<Vec<u8>>) -> Self::Future {
+            Box::pin(async { Ok(tonic::Response::new(Vec::new())) })
+        }
+    }
+    async fn any(request: axum::extract::Request) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        tonic::server::Grpc::new(RawCodec)
+            .unary(Ok200, request)
+            .await
+            .into_response()
+    }
+    let app = axum::Router::new().fallback(any);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    server
+}
+
 struct HostProcess {
     child: Child,
     port: u16,
+    grpc_port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl HostProcess {
     async fn start(log_level: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let (port, grpc_port) = (free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_dtm-host"))
             .env("HTTP_PORT", port.to_string())
-            .env("GRPC_PORT", free_port().to_string())
+            .env("GRPC_PORT", grpc_port.to_string())
             .env("STORE_DATA_DIR", dir.path().join("data"))
             .env("LOG_LEVEL", log_level)
             .env("LOG_OUTPUTS", dir.path().join("host.log"))
@@ -60,6 +93,7 @@ impl HostProcess {
         let host = Self {
             child,
             port,
+            grpc_port,
             _dir: dir,
         };
         let client = reqwest::Client::new();
@@ -213,6 +247,58 @@ fn main() {
         .await;
         print("dtm-host saga (embedded)", &coordinated);
         println!("ratio saga/baseline TPS: {:.2}", coordinated.tps / direct.tps);
+
+        let grpc_busi = start_grpc_busi().await;
+        let busi_channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_busi}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let direct_grpc = measure(concurrency, seconds, move |_| {
+            let channel = busi_channel.clone();
+            async move {
+                let mut grpc = tonic::client::Grpc::new(channel);
+                for method in ["/busi.Busi/TransOut", "/busi.Busi/TransIn"] {
+                    if grpc.ready().await.is_err() {
+                        return false;
+                    }
+                    let request = tonic::Request::new(vec![8u8, 30]);
+                    let path = method.parse().unwrap();
+                    if grpc.unary(request, path, dtm_host::call::grpc::RawCodec).await.is_err() {
+                        return false;
+                    }
+                }
+                true
+            }
+        })
+        .await;
+        print("baseline (direct gRPC)", &direct_grpc);
+
+        let dtm_channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", host.grpc_port))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let steps = json!([
+            {"action": format!("{grpc_busi}/busi.Busi/TransOut"), "compensate": format!("{grpc_busi}/busi.Busi/TransOutRevert")},
+            {"action": format!("{grpc_busi}/busi.Busi/TransIn"), "compensate": format!("{grpc_busi}/busi.Busi/TransInRevert")},
+        ])
+        .to_string();
+        let coordinated_grpc = measure(concurrency, seconds, move |n| {
+            let mut dtm = DtmClient::new(dtm_channel.clone());
+            let request = DtmRequest {
+                gid: format!("bench-grpc-{n}"),
+                trans_type: "saga".into(),
+                steps: steps.clone(),
+                bin_payloads: vec![vec![8, 30], vec![8, 30]],
+                trans_options: Some(DtmTransOptions { wait_result: true, ..Default::default() }),
+                ..Default::default()
+            };
+            async move { dtm.submit(request).await.is_ok() }
+        })
+        .await;
+        print("dtm-host gRPC saga", &coordinated_grpc);
+        println!("ratio gRPC saga/baseline TPS: {:.2}", coordinated_grpc.tps / direct_grpc.tps);
         println!("dtm-host peak RSS: {:.1} MiB", host.peak_rss_mib());
     });
 }
