@@ -47,12 +47,26 @@ pub struct StoreConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MicroServiceConfig {
+    /// The active driver's name: `default` (built in) or the name a wasm driver reports.
     #[serde(rename = "Driver")]
     pub driver: String,
     #[serde(rename = "Target")]
     pub target: String,
     #[serde(rename = "EndPoint")]
     pub end_point: String,
+    /// The active driver's `.wasm` component (dtm-host key).
+    #[serde(rename = "DriverPath")]
+    pub driver_path: String,
+    /// Comma-separated `host:port` registries a driver may send HTTP to, besides the host of
+    /// `Target` (dtm-host key).
+    #[serde(rename = "RegistryAddresses")]
+    pub registry_addresses: String,
+    /// Longest a driver call may run, in milliseconds (dtm-host key).
+    #[serde(rename = "DriverTimeoutMs")]
+    pub driver_timeout_ms: i64,
+    /// Most memory a driver instance may use, in MiB (dtm-host key).
+    #[serde(rename = "DriverMemoryMiB")]
+    pub driver_memory_mib: i64,
 }
 
 /// dtm's `HttpMicroService` section: read and ignored, as dtm does.
@@ -163,6 +177,10 @@ impl Default for Config {
                 driver: "default".into(),
                 target: String::new(),
                 end_point: String::new(),
+                driver_path: String::new(),
+                registry_addresses: String::new(),
+                driver_timeout_ms: 100,
+                driver_memory_mib: 64,
             },
             http_micro_service: HttpMicroServiceConfig {
                 driver: "default".into(),
@@ -410,6 +428,29 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             return Err(key_error(key, format!("not a TCP port: {value}")));
         }
     }
+    for (key, value) in [
+        (
+            "MicroService.DriverTimeoutMs",
+            c.micro_service.driver_timeout_ms,
+        ),
+        (
+            "MicroService.DriverMemoryMiB",
+            c.micro_service.driver_memory_mib,
+        ),
+    ] {
+        if value < 1 {
+            return Err(key_error(key, format!("must be at least 1, got {value}")));
+        }
+    }
+    if c.micro_service.driver != "default" && c.micro_service.driver_path.is_empty() {
+        return Err(key_error(
+            "MicroService.DriverPath",
+            format!(
+                "driver '{}' needs the path of its .wasm component",
+                c.micro_service.driver
+            ),
+        ));
+    }
     if c.max_body_bytes < 1024 {
         return Err(key_error(
             "MaxBodyBytes",
@@ -516,7 +557,8 @@ mod tests {
             (c.http_port, c.grpc_port, c.micro_service.end_point.as_str()),
             (4000, 36790, "x:1")
         );
-        let f = file("HttpPort: 5000\nMicroService:\n  Driver: dtm-driver-x\n");
+        let f =
+            file("HttpPort: 5000\nMicroService:\n  Driver: dtm-driver-x\n  DriverPath: x.wasm\n");
         let c = load(Some(f.path()), get).unwrap().config;
         assert_eq!(
             (

@@ -6,6 +6,7 @@ pub mod api;
 pub mod call;
 pub mod clock;
 pub mod config;
+pub mod drivers;
 pub mod engine;
 pub mod error;
 pub mod gid;

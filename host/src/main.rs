@@ -7,6 +7,7 @@ use clap::Parser;
 use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
 
 use dtm_host::config::{self, Config};
+use dtm_host::drivers;
 use dtm_host::server::{self, RunOptions};
 
 /// A dtm-compatible distributed-transaction coordinator.
@@ -28,6 +29,32 @@ struct Cli {
     /// Testing only: expose POST /api/test/clock/advance?seconds=N to move the clock.
     #[arg(long, hide = true)]
     test_clock: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Work with microservice drivers (WebAssembly components of wit/driver.wit).
+    Driver {
+        #[command(subcommand)]
+        action: DriverAction,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum DriverAction {
+    /// Print a driver's name, schemes, contract version, exports and imports.
+    Inspect { wasm: PathBuf },
+    /// Run the parse conformance vectors for the driver's name; `default` checks the built-in
+    /// driver. Exits non-zero when a case fails.
+    Check {
+        /// A `.wasm` driver, or `default`.
+        driver: String,
+        /// The vectors file (drivers.md §8).
+        #[arg(long, value_name = "FILE")]
+        vectors: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,6 +62,9 @@ fn main() -> anyhow::Result<()> {
     if cli.version {
         println!("dtm-host v{}", env!("CARGO_PKG_VERSION"));
         return Ok(());
+    }
+    if let Some(Command::Driver { action }) = cli.command {
+        return driver_command(action);
     }
     let loaded = config::load(cli.config.as_deref(), |k| std::env::var(k).ok())?;
     let config = loaded.config;
@@ -58,6 +88,55 @@ fn main() -> anyhow::Result<()> {
     };
     runtime.block_on(server::run(config, options))?;
     Ok(())
+}
+
+fn driver_command(action: DriverAction) -> anyhow::Result<()> {
+    match action {
+        DriverAction::Inspect { wasm } => {
+            let info = drivers::inspect(&wasm)?;
+            println!("name:     {}", info.name);
+            println!("schemes:  {}", info.schemes.join(", "));
+            println!("contract: {}", drivers::CONTRACT);
+            println!("exports:  {}", info.exports.join(", "));
+            println!("imports:  {}", info.imports.join(", "));
+            Ok(())
+        }
+        DriverAction::Check { driver, vectors } => {
+            let vectors = std::fs::read_to_string(&vectors)
+                .with_context(|| format!("cannot read {}", vectors.display()))?;
+            // A driver's send-http needs a runtime even though parsing never uses it.
+            let runtime = tokio::runtime::Runtime::new()?;
+            let _guard = runtime.enter();
+            let driver: Box<dyn drivers::Driver> = if driver == "default" {
+                Box::new(drivers::DefaultDriver::default())
+            } else {
+                let path = std::path::Path::new(&driver);
+                Box::new(drivers::WasmDriver::load(
+                    path,
+                    Default::default(),
+                    Default::default(),
+                    Default::default(),
+                    None,
+                )?)
+            };
+            let report = drivers::conformance::check(driver.as_ref(), &vectors)
+                .map_err(anyhow::Error::msg)?;
+            for failure in &report.failures {
+                println!("FAIL {failure}");
+            }
+            println!(
+                "{}: {} passed, {} failed, {} skipped",
+                driver.name(),
+                report.passed,
+                report.failures.len(),
+                report.skipped
+            );
+            if !report.failures.is_empty() {
+                anyhow::bail!("{} vectors failed", report.failures.len());
+            }
+            Ok(())
+        }
+    }
 }
 
 fn init_logging(config: &Config, debug: bool) -> anyhow::Result<()> {

@@ -14,6 +14,7 @@ use crate::api::http::{router, HttpState};
 use crate::call::Caller;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::drivers::{self, Driver, DriverError, HttpPolicy, Registration, WasmLimits};
 use crate::engine::schedule::ScheduleConfig;
 use crate::engine::Engine;
 use crate::store::sqlite::SqliteStore;
@@ -29,6 +30,8 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Driver(#[from] DriverError),
     #[error("{0}")]
     Setup(String),
 }
@@ -48,13 +51,15 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
     store.ping().await?;
     info!(driver = "embedded", data_dir = %data_dir.display(), "store ready");
 
-    let caller = Caller::new().map_err(ServerError::Setup)?;
+    let clock = Arc::new(Clock::default());
+    let driver = load_driver(&config, &data_dir, clock.clone())?;
+    let caller = Caller::new(driver.clone()).map_err(ServerError::Setup)?;
     let schedule = ScheduleConfig {
         retry_interval: config.retry_interval,
         timeout_to_fail: config.timeout_to_fail,
         request_timeout: config.request_timeout,
     };
-    let engine = Engine::new(store, caller, Arc::new(Clock::default()), schedule);
+    let engine = Engine::new(store, caller, clock, schedule);
 
     let http_listener = listen("HttpPort", config.http_port).await?;
     let grpc_listener = listen("GrpcPort", config.grpc_port).await?;
@@ -80,6 +85,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
+    let registration = register(&config, driver.clone(), stop_rx.clone()).await?;
     info!(
         http_port = config.http_port,
         grpc_port = config.grpc_port,
@@ -108,8 +114,87 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
     engine
         .shutdown(Duration::from_secs(config.request_timeout as u64 + 2))
         .await;
+    if let Some(registration) = registration {
+        deregister(driver.as_ref(), registration).await;
+    }
     info!("stopped");
     Ok(())
+}
+
+fn load_driver(
+    config: &Config,
+    data_dir: &std::path::Path,
+    clock: Arc<Clock>,
+) -> Result<Arc<dyn Driver>, ServerError> {
+    let ms = &config.micro_service;
+    let registries = std::iter::once(ms.target.as_str()).chain(ms.registry_addresses.split(','));
+    let policy = HttpPolicy::new(
+        registries,
+        Duration::from_secs(config.request_timeout as u64),
+    );
+    let limits = WasmLimits {
+        call_timeout: Duration::from_millis(ms.driver_timeout_ms as u64),
+        memory_bytes: (ms.driver_memory_mib as usize) << 20,
+    };
+    let cache = data_dir.join("driver-cache");
+    let driver = drivers::load(
+        &ms.driver,
+        &ms.driver_path,
+        limits,
+        policy,
+        clock,
+        Some(&cache),
+    )?;
+    info!(driver = driver.name(), schemes = ?driver.schemes(), "microservice driver ready");
+    Ok(driver)
+}
+
+/// Registers the coordinator through the driver when `MicroService.Target` is set, and keeps
+/// the registration alive until `stop`. Resolves to the task that returns the last state.
+async fn register(
+    config: &Config,
+    driver: Arc<dyn Driver>,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<Registration>>, ServerError> {
+    let ms = &config.micro_service;
+    if ms.target.is_empty() {
+        return Ok(None);
+    }
+    let registration = driver.register_service(&ms.target, &ms.end_point).await?;
+    info!(
+        target = ms.target,
+        endpoint = ms.end_point,
+        "registered with the microservice registry"
+    );
+    Ok(Some(tokio::spawn(keep_alive(driver, registration, stop))))
+}
+
+async fn keep_alive(
+    driver: Arc<dyn Driver>,
+    mut registration: Registration,
+    stop: watch::Receiver<bool>,
+) -> Registration {
+    while let Some(period) = registration.keep_alive {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => match driver.keep_alive(&registration.state).await {
+                Ok(renewed) => registration = renewed,
+                Err(e) => warn!(error = %e, "keeping the registration alive failed; retrying next period"),
+            },
+            _ = stopped(stop.clone()) => break,
+        }
+    }
+    stopped(stop).await;
+    registration
+}
+
+async fn deregister(driver: &dyn Driver, keeper: tokio::task::JoinHandle<Registration>) {
+    let Ok(registration) = keeper.await else {
+        return;
+    };
+    match driver.deregister(&registration.state).await {
+        Ok(()) => info!("deregistered from the microservice registry"),
+        Err(e) => warn!(error = %e, "deregistering failed"),
+    }
 }
 
 async fn listen(key: &'static str, port: i64) -> Result<TcpListener, ServerError> {

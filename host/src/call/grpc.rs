@@ -3,7 +3,9 @@
 //! and the status code classified (§3.5). One lazily connected channel per server, reused.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -12,59 +14,181 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use super::{BranchCall, CallResult};
+use crate::drivers::{needs_resolving, Driver, Resolution, ServerMethod};
 
-/// Splits a branch URL the way dtm's default driver does: at the first `/`, into the server
-/// (`host:port`) and the method path (`/package.Service/Method`).
-pub fn split_url(url: &str) -> Result<(&str, &str), String> {
-    if url.contains("://") {
-        return Err(format!(
-            "call dtmdriver.Use() before you use custom scheme for '{url}'"
-        ));
+/// How long resolved endpoints are used when the driver suggests no interval.
+const DEFAULT_REFRESH: Duration = Duration::from_secs(30);
+/// Most parsed URLs remembered; the cache starts over when full.
+const PARSE_CACHE_LIMIT: usize = 65_536;
+
+/// The endpoints a server with a driver scheme resolved to, used round-robin.
+struct Resolved {
+    endpoints: Vec<String>,
+    next: AtomicUsize,
+    fresh_until: Mutex<Instant>,
+    refreshing: AtomicBool,
+}
+
+impl Resolved {
+    fn new(resolution: Resolution) -> Self {
+        Self {
+            fresh_until: Mutex::new(Instant::now() + resolution.refresh.unwrap_or(DEFAULT_REFRESH)),
+            endpoints: resolution.endpoints,
+            next: AtomicUsize::new(0),
+            refreshing: AtomicBool::new(false),
+        }
     }
-    match url.find('/') {
-        Some(at) if at > 0 => Ok((&url[..at], &url[at..])),
-        _ => Err(format!("bad url: '{url}'. no '/' found")),
+
+    fn pick(&self) -> Option<&String> {
+        let n = self.endpoints.len();
+        (n > 0).then(|| &self.endpoints[self.next.fetch_add(1, Ordering::Relaxed) % n])
+    }
+
+    fn is_stale(&self) -> bool {
+        self.fresh_until
+            .lock()
+            .map_or(true, |until| Instant::now() >= *until)
+    }
+
+    fn mark_stale(&self) {
+        if let Ok(mut until) = self.fresh_until.lock() {
+            *until = Instant::now();
+        }
     }
 }
 
-#[derive(Default)]
 pub struct GrpcCaller {
+    driver: Arc<dyn Driver>,
+    parsed: Mutex<HashMap<String, ServerMethod>>,
     channels: Mutex<HashMap<String, Channel>>,
+    resolved: Mutex<HashMap<String, Arc<Resolved>>>,
 }
 
 impl GrpcCaller {
-    fn channel(&self, server: &str) -> Result<Channel, String> {
+    pub fn new(driver: Arc<dyn Driver>) -> Self {
+        Self {
+            driver,
+            parsed: Mutex::default(),
+            channels: Mutex::default(),
+            resolved: Mutex::default(),
+        }
+    }
+
+    /// The driver's split of a branch URL, remembered.
+    pub fn server_method(&self, url: &str) -> Result<ServerMethod, String> {
+        if let Some(found) = self.parsed.lock().ok().and_then(|p| p.get(url).cloned()) {
+            return Ok(found);
+        }
+        let split = self
+            .driver
+            .parse_server_method(url)
+            .map_err(|e| e.to_string())?;
+        if split.server.is_empty() {
+            return Err(format!(
+                "driver {} found no server in '{url}'",
+                self.driver.name()
+            ));
+        }
+        if let Ok(mut parsed) = self.parsed.lock() {
+            if parsed.len() >= PARSE_CACHE_LIMIT {
+                parsed.clear();
+            }
+            parsed.insert(url.to_owned(), split.clone());
+        }
+        Ok(split)
+    }
+
+    fn channel(&self, endpoint: &str) -> Result<Channel, String> {
         let mut channels = self
             .channels
             .lock()
             .map_err(|_| "gRPC channel cache poisoned".to_owned())?;
-        if let Some(channel) = channels.get(server) {
+        if let Some(channel) = channels.get(endpoint) {
             return Ok(channel.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{server}"))
-            .map_err(|e| format!("bad gRPC server '{server}': {e}"))?
+        let channel = Endpoint::from_shared(format!("http://{endpoint}"))
+            .map_err(|e| format!("bad gRPC server '{endpoint}': {e}"))?
             .connect_lazy();
-        channels.insert(server.to_owned(), channel.clone());
+        channels.insert(endpoint.to_owned(), channel.clone());
         Ok(channel)
     }
 
-    pub async fn call(&self, call: &BranchCall) -> CallResult {
+    /// The endpoint to call for `server`: itself, or the next of those its driver scheme
+    /// resolves to. Stale lists are refreshed in the background; the last good list is kept
+    /// while resolving fails.
+    async fn endpoint(
+        self: &Arc<Self>,
+        server: &str,
+    ) -> Result<(String, Option<Arc<Resolved>>), String> {
+        if !needs_resolving(self.driver.as_ref(), server) {
+            return Ok((server.to_owned(), None));
+        }
+        let known = self
+            .resolved
+            .lock()
+            .ok()
+            .and_then(|r| r.get(server).cloned());
+        let resolved = match known {
+            Some(resolved) => {
+                if resolved.is_stale() && !resolved.refreshing.swap(true, Ordering::AcqRel) {
+                    let (caller, server) = (self.clone(), server.to_owned());
+                    tokio::spawn(async move { caller.resolve(&server).await });
+                }
+                resolved
+            }
+            None => self.resolve(server).await?,
+        };
+        let endpoint = resolved
+            .pick()
+            .cloned()
+            .ok_or_else(|| format!("'{server}' resolved to no endpoint"))?;
+        Ok((endpoint, Some(resolved)))
+    }
+
+    async fn resolve(&self, server: &str) -> Result<Arc<Resolved>, String> {
+        match self.driver.resolve(server).await {
+            Ok(resolution) => {
+                tracing::debug!(server, endpoints = ?resolution.endpoints, "resolved");
+                let resolved = Arc::new(Resolved::new(resolution));
+                if let Ok(mut all) = self.resolved.lock() {
+                    all.insert(server.to_owned(), resolved.clone());
+                }
+                Ok(resolved)
+            }
+            Err(e) => {
+                let known = self
+                    .resolved
+                    .lock()
+                    .ok()
+                    .and_then(|r| r.get(server).cloned());
+                if let Some(known) = &known {
+                    known.refreshing.store(false, Ordering::Release);
+                }
+                tracing::warn!(server, error = %e, kept = known.is_some(), "resolving failed");
+                known.ok_or_else(|| format!("resolving '{server}' failed: {e}"))
+            }
+        }
+    }
+
+    pub async fn call(self: &Arc<Self>, call: &BranchCall) -> CallResult {
         match self.try_call(call).await {
             Ok(()) => CallResult::Success,
             Err(result) => result,
         }
     }
 
-    async fn try_call(&self, call: &BranchCall) -> Result<(), CallResult> {
-        let (server, method) = split_url(&call.url).map_err(CallResult::Error)?;
+    async fn try_call(self: &Arc<Self>, call: &BranchCall) -> Result<(), CallResult> {
+        let ServerMethod { server, method } =
+            self.server_method(&call.url).map_err(CallResult::Error)?;
         let path = method
             .parse::<http::uri::PathAndQuery>()
             .map_err(|e| CallResult::Error(format!("bad gRPC method '{method}': {e}")))?;
-        let channel = self.channel(server).map_err(CallResult::Error)?;
+        let (endpoint, resolved) = self.endpoint(&server).await.map_err(CallResult::Error)?;
+        let channel = self.channel(&endpoint).map_err(CallResult::Error)?;
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready()
             .await
-            .map_err(|e| CallResult::Error(format!("gRPC server {server} not ready: {e}")))?;
+            .map_err(|e| CallResult::Error(format!("gRPC server {endpoint} not ready: {e}")))?;
         let mut request = tonic::Request::new(call.body.clone());
         request.set_timeout(call.timeout);
         let metadata = request.metadata_mut();
@@ -84,10 +208,13 @@ impl GrpcCaller {
             })?;
             metadata.insert(key, value);
         }
-        grpc.unary(request, path, RawCodec)
-            .await
-            .map(|_| ())
-            .map_err(classify)
+        let outcome = grpc.unary(request, path, RawCodec).await;
+        if let (Err(status), Some(resolved)) = (&outcome, &resolved) {
+            if status.code() == Code::Unavailable {
+                resolved.mark_stale();
+            }
+        }
+        outcome.map(|_| ()).map_err(classify)
     }
 }
 
@@ -149,17 +276,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_split_at_the_first_slash() {
+    fn the_default_driver_splits_urls_and_results_are_remembered() {
+        let caller = GrpcCaller::new(Arc::new(crate::drivers::DefaultDriver::default()));
+        let split = caller
+            .server_method("localhost:58081/busi.Busi/TransOut")
+            .unwrap();
         assert_eq!(
-            split_url("localhost:58081/busi.Busi/TransOut"),
-            Ok(("localhost:58081", "/busi.Busi/TransOut"))
+            (split.server.as_str(), split.method.as_str()),
+            ("localhost:58081", "/busi.Busi/TransOut")
         );
-        assert!(split_url("localhost:58081")
+        assert_eq!(caller.parsed.lock().unwrap().len(), 1);
+        assert!(caller
+            .server_method("localhost:58081")
             .unwrap_err()
             .contains("no '/' found"));
-        assert!(split_url("etcd://x/busi.Busi/TransOut")
+        assert!(caller
+            .server_method("etcd://x/busi.Busi/TransOut")
             .unwrap_err()
             .contains("custom scheme"));
+    }
+
+    #[test]
+    fn resolved_endpoints_are_used_round_robin() {
+        let resolved = Resolved::new(Resolution {
+            endpoints: vec!["a:1".into(), "b:2".into()],
+            refresh: None,
+        });
+        let picks: Vec<_> = (0..4).map(|_| resolved.pick().unwrap().clone()).collect();
+        assert_eq!(picks, ["a:1", "b:2", "a:1", "b:2"]);
+        assert!(!resolved.is_stale());
+        resolved.mark_stale();
+        assert!(resolved.is_stale());
     }
 
     #[test]

@@ -52,20 +52,6 @@ pub fn goes_over_http(url: &str, protocol: Protocol) -> bool {
     protocol == Protocol::Http || url.starts_with("http://") || url.starts_with("https://")
 }
 
-/// Checks, before anything is stored, that a branch URL can be called over `protocol`: an
-/// `http(s)://` URL always can; any other only in a gRPC transaction, as `host:port/Method`.
-pub fn check_url(url: &str, protocol: Protocol) -> Result<(), String> {
-    if url.is_empty() || url.starts_with("http://") || url.starts_with("https://") {
-        return Ok(());
-    }
-    if protocol != Protocol::Grpc {
-        return Err(format!(
-            "branch url '{url}' must start with http:// or https://"
-        ));
-    }
-    grpc::split_url(url).map(|_| ())
-}
-
 /// Makes branch calls; holds the pooled connections.
 #[derive(Clone)]
 pub struct Caller {
@@ -74,10 +60,27 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub fn new() -> Result<Self, String> {
+    /// Checks, before anything is stored, that a branch URL can be called over `protocol`: an
+    /// `http(s)://` URL always can; any other only in a gRPC transaction, and only if the
+    /// microservice driver can split it.
+    pub fn check_url(&self, url: &str, protocol: Protocol) -> Result<(), String> {
+        if url.is_empty() || url.starts_with("http://") || url.starts_with("https://") {
+            return Ok(());
+        }
+        if protocol != Protocol::Grpc {
+            return Err(format!(
+                "branch url '{url}' must start with http:// or https://"
+            ));
+        }
+        self.grpc.server_method(url).map(|_| ())
+    }
+}
+
+impl Caller {
+    pub fn new(driver: Arc<dyn crate::drivers::Driver>) -> Result<Self, String> {
         Ok(Self {
             http: http::HttpCaller::new()?,
-            grpc: Arc::default(),
+            grpc: Arc::new(grpc::GrpcCaller::new(driver)),
         })
     }
 
@@ -114,6 +117,8 @@ mod tests {
 
     #[test]
     fn urls_without_scheme_are_refused_for_http_transactions() {
+        let caller = Caller::new(Arc::new(crate::drivers::DefaultDriver::default())).unwrap();
+        let check_url = |url: &str, protocol| caller.check_url(url, protocol);
         assert!(check_url("localhost:8080/busi", Protocol::Http).is_err());
         assert!(check_url("http://localhost:8080/busi", Protocol::Http).is_ok());
         assert!(check_url("https://x/busi", Protocol::Http).is_ok());

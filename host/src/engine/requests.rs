@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{msg, saga, schedule, workflow, Engine};
-use crate::call::check_url;
 use crate::error::{DtmError, DtmResult};
 use crate::model::{
     op, Branch, GlobalStatus, KvEntry, Protocol, ScanFilter, TransGlobal, TransOptions, TransType,
@@ -369,18 +368,24 @@ impl Engine {
             }
             TransType::Workflow => {
                 workflow::validate(&req.custom_data).map_err(DtmError::BadRequest)?;
-                check_url(&req.query_prepared, protocol).map_err(DtmError::BadRequest)?;
+                self.caller
+                    .check_url(&req.query_prepared, protocol)
+                    .map_err(DtmError::BadRequest)?;
                 Vec::new()
             }
             TransType::Msg => {
                 msg::validate(&req.custom_data).map_err(DtmError::BadRequest)?;
-                check_url(&req.query_prepared, protocol).map_err(DtmError::BadRequest)?;
+                self.caller
+                    .check_url(&req.query_prepared, protocol)
+                    .map_err(DtmError::BadRequest)?;
                 self.msg_branches(req, now).await?
             }
             _ => Vec::new(),
         };
         for b in &branches {
-            check_url(&b.url, protocol).map_err(DtmError::BadRequest)?;
+            self.caller
+                .check_url(&b.url, protocol)
+                .map_err(DtmError::BadRequest)?;
         }
         let interval = schedule::base_interval(
             req.options.retry_interval,

@@ -1,0 +1,177 @@
+//! The parts of Go's `net/url.Parse` that dtm's drivers depend on (drivers.md §2.1), and the
+//! two split procedures several drivers share (§3). Go's rules differ from WHATWG URLs in many
+//! corners, and the drivers' conformance vectors pin Go's.
+
+/// The fields of a parsed URL the drivers use.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Url {
+    pub scheme: String,
+    pub host: String,
+    /// Percent-decoded.
+    pub path: String,
+    pub raw_query: String,
+}
+
+fn unhex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-decodes `s`; `host` mode allows only `%25` for ASCII bytes.
+fn unescape(s: &str, host: bool) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1).and_then(|&h| unhex(h)).zip(bytes.get(i + 2).and_then(|&l| unhex(l)));
+            let Some((h, l)) = hex else {
+                let end = (i + 3).min(bytes.len());
+                return Err(format!("invalid URL escape \"{}\"", &s[i..end]));
+            };
+            let byte = h * 16 + l;
+            if host && byte < 0x80 && byte != b'%' {
+                return Err(format!("invalid URL escape \"{}\"", &s[i..i + 3]));
+            }
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "invalid UTF-8 after unescaping".to_owned())
+}
+
+fn check_host(host: &str) -> Result<(), String> {
+    if let Some(rest) = host.strip_prefix('[') {
+        let Some(close) = rest.find(']') else { return Err("missing ']' in host".into()) };
+        let after = &rest[close + 1..];
+        if !(after.is_empty() || (after.starts_with(':') && after[1..].bytes().all(|b| b.is_ascii_digit()))) {
+            return Err(format!("invalid port \"{after}\" after host"));
+        }
+        return Ok(());
+    }
+    if let Some(colon) = host.rfind(':') {
+        let port = &host[colon..];
+        if !port[1..].bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("invalid port \"{port}\" after host"));
+        }
+    }
+    const ALLOWED: &[u8] = b"-_.~!$&'()*+,;=:[]<>\"%";
+    for b in host.bytes() {
+        if b < 0x80 && !b.is_ascii_alphanumeric() && !ALLOWED.contains(&b) {
+            return Err(format!("invalid character {:?} in host name", b as char));
+        }
+    }
+    Ok(())
+}
+
+/// Go's `url.Parse`, for the fields drivers use.
+pub fn parse(raw: &str) -> Result<Url, String> {
+    let raw = raw.split('#').next().unwrap_or_default();
+    if raw.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err("net/url: invalid control character in URL".into());
+    }
+    let mut url = Url::default();
+    let mut rest = raw;
+    for (i, b) in raw.bytes().enumerate() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' => {}
+            b'0'..=b'9' | b'+' | b'-' | b'.' if i > 0 => {}
+            b':' if i == 0 => return Err("missing protocol scheme".into()),
+            b':' => {
+                url.scheme = raw[..i].to_ascii_lowercase();
+                rest = &raw[i + 1..];
+                break;
+            }
+            _ => break,
+        }
+    }
+    if rest.ends_with('?') && rest.matches('?').count() == 1 {
+        rest = &rest[..rest.len() - 1];
+    } else if let Some(q) = rest.find('?') {
+        url.raw_query = rest[q + 1..].to_owned();
+        rest = &rest[..q];
+    }
+    if !rest.starts_with('/') {
+        if !url.scheme.is_empty() {
+            return Ok(url); // opaque: no host, no path
+        }
+        let first_segment = rest.split('/').next().unwrap_or_default();
+        if first_segment.contains(':') {
+            return Err("first path segment in URL cannot contain colon".into());
+        }
+    }
+    if rest.starts_with("//") && (!url.scheme.is_empty() || !rest.starts_with("///")) {
+        let after = &rest[2..];
+        let (authority, path) = match after.find('/') {
+            Some(slash) => (&after[..slash], &after[slash..]),
+            None => (after, ""),
+        };
+        let host = match authority.rfind('@') {
+            Some(at) => &authority[at + 1..],
+            None => authority,
+        };
+        check_host(host)?;
+        url.host = unescape(host, true)?;
+        rest = path;
+    }
+    url.path = unescape(rest, false)?;
+    Ok(url)
+}
+
+/// S1: everything before the first `/` is the server, the rest (query included) the method.
+pub fn split_first_slash(uri: &str) -> Result<(String, String), String> {
+    match uri.find('/') {
+        Some(at) => Ok((uri[..at].to_owned(), uri[at..].to_owned())),
+        None => Err(format!("bad url: '{uri}'. no '/' found")),
+    }
+}
+
+/// S2: the first path segment stays with `scheme://host`, the rest is the method. A URL Go
+/// cannot parse gives an empty pair, as in Go; an empty path is an error (Go panics).
+pub fn split_service_segment(uri: &str) -> Result<(String, String), String> {
+    let Ok(url) = parse(uri) else { return Ok((String::new(), String::new())) };
+    let path = url.path.as_str();
+    if path.is_empty() {
+        return Err(format!("bad url: '{uri}'. no path to split"));
+    }
+    let base = format!("{}://{}", url.scheme, url.host);
+    Ok(match path[1..].find('/') {
+        Some(k) => (format!("{base}{}", &path[..k + 1]), path[k + 1..].to_owned()),
+        None => (base, path.to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_like_go() {
+        let u = parse("etcd://user:pw@localhost:2379/dtmservice?x=1#frag").unwrap();
+        assert_eq!((u.scheme.as_str(), u.host.as_str(), u.path.as_str(), u.raw_query.as_str()), ("etcd", "localhost:2379", "/dtmservice", "x=1"));
+        assert_eq!(parse("localhost:8080/a").unwrap().path, "", "opaque");
+        assert!(parse("127.0.0.1:8080/a").is_err());
+        assert!(parse("etcd://h:abc/x").is_err());
+        assert!(parse("a\u{1}b").is_err());
+        assert_eq!(parse("direct:///1.2.3.4:80/p.S/M").unwrap().path, "/1.2.3.4:80/p.S/M");
+        assert_eq!(parse("etcd://h/a%2Fb").unwrap().path, "/a/b");
+    }
+
+    #[test]
+    fn service_segment_split() {
+        let s = |u: &str| split_service_segment(u).unwrap();
+        assert_eq!(s("etcd://localhost:2379/dtmservice/dtmgimp.Dtm/Submit"), ("etcd://localhost:2379/dtmservice".into(), "/dtmgimp.Dtm/Submit".into()));
+        assert_eq!(s("direct:///1.2.3.4:80/p.S/M"), ("direct:///1.2.3.4:80".into(), "/p.S/M".into()));
+        assert_eq!(s("etcd://h/svc"), ("etcd://h".into(), "/svc".into()));
+        assert_eq!(s("etcd://h/"), ("etcd://h".into(), "/".into()));
+        assert_eq!(s("host/a//b"), ("://host".into(), "/a//b".into()));
+        assert!(split_service_segment("etcd://h").is_err());
+    }
+}

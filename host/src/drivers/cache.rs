@@ -1,0 +1,42 @@
+//! Compiled drivers kept on disk, keyed by the `.wasm` file's SHA-256 and the engine's
+//! compatibility hash (wasmtime version and settings), so a restart skips compilation.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+/// Compiles `bytes`, or loads the artifact a previous run cached in `dir`. Returns the
+/// component and whether it came from the cache.
+pub fn compile(
+    engine: &Engine,
+    bytes: &[u8],
+    dir: Option<&Path>,
+) -> wasmtime::Result<(Component, bool)> {
+    let Some(dir) = dir else {
+        return Ok((Component::from_binary(engine, bytes)?, false));
+    };
+    let mut engine_hash = DefaultHasher::new();
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
+    let digest = Sha256::digest(bytes);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let path = dir.join(format!("{hex}-{:016x}.cwasm", engine_hash.finish()));
+    if path.exists() {
+        // SAFETY: the file was written by `Component::serialize` below, into the coordinator's
+        // own data directory, under a name derived from the source's hash and this engine's
+        // settings; wasmtime also checks the artifact's version and settings before use.
+        if let Ok(component) = unsafe { Component::deserialize_file(engine, &path) } {
+            return Ok((component, true));
+        }
+    }
+    let component = Component::from_binary(engine, bytes)?;
+    std::fs::create_dir_all(dir)?;
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, component.serialize()?)?;
+    std::fs::rename(&temporary, &path)?;
+    Ok((component, false))
+}

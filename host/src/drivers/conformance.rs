@@ -1,0 +1,86 @@
+//! `dtm-host driver check`: runs the parse conformance vectors (`parse-vectors.json`, drivers.md
+//! §8) that name a driver against it.
+
+use serde::Deserialize;
+
+use super::Driver;
+
+#[derive(Debug, Deserialize)]
+struct Vector {
+    driver: String,
+    uri: String,
+    #[serde(default)]
+    server: Option<String>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    error: bool,
+    /// Cases that need environment variables the sandbox does not give drivers.
+    #[serde(default)]
+    env: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The outcome of a conformance run.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub passed: usize,
+    pub skipped: usize,
+    /// One line per failed case.
+    pub failures: Vec<String>,
+}
+
+/// Runs every vector for `driver.name()` from the JSON array `vectors`.
+pub fn check(driver: &dyn Driver, vectors: &str) -> Result<Report, String> {
+    let vectors: Vec<Vector> =
+        serde_json::from_str(vectors).map_err(|e| format!("not a vectors file: {e}"))?;
+    let mut report = Report::default();
+    for v in vectors.iter().filter(|v| v.driver == driver.name()) {
+        if v.env.as_ref().is_some_and(|env| !env.is_empty()) {
+            report.skipped += 1;
+            continue;
+        }
+        let got = driver.parse_server_method(&v.uri);
+        let ok = match (&got, v.error) {
+            (Err(_), true) => true,
+            (Ok(sm), false) => {
+                Some(&sm.server) == v.server.as_ref() && Some(&sm.method) == v.method.as_ref()
+            }
+            _ => false,
+        };
+        if ok {
+            report.passed += 1;
+        } else {
+            let expected = if v.error {
+                "an error".to_owned()
+            } else {
+                format!(
+                    "({:?}, {:?})",
+                    v.server.as_deref().unwrap_or(""),
+                    v.method.as_deref().unwrap_or("")
+                )
+            };
+            let got = match got {
+                Ok(sm) => format!("({:?}, {:?})", sm.server, sm.method),
+                Err(e) => format!("error: {e}"),
+            };
+            report
+                .failures
+                .push(format!("{:?}: expected {expected}, got {got}", v.uri));
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drivers::DefaultDriver;
+
+    #[test]
+    fn the_default_driver_passes_its_vectors() {
+        let vectors = include_str!("../../../tests/data/parse-vectors.json");
+        let report = check(&DefaultDriver::default(), vectors).unwrap();
+        assert!(report.failures.is_empty(), "{:#?}", report.failures);
+        assert_eq!(report.passed, 8);
+    }
+}

@@ -1,0 +1,396 @@
+//! A driver loaded from a WebAssembly component of the world `driver` (`wit/driver.wit`).
+//!
+//! Compiled once (and cached on disk), pre-linked into an `InstancePre`, and called through a
+//! small pool of instances. Every call runs under an epoch deadline and a memory cap; a call
+//! that traps or overruns fails alone and its instance is thrown away, so the next call gets a
+//! fresh one. Calls that may use the network (`register-service`, `keep-alive`, `deregister`,
+//! `resolve`) run on blocking threads; `parse-server-method` runs inline and may not.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::{cache, Driver, DriverError, HttpPolicy, Registration, Resolution, ServerMethod};
+use crate::clock::Clock;
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({ world: "driver", path: "../wit" });
+}
+
+use bindings::dtm::driver::types::{HttpRequest, HttpResponse, LogLevel};
+use bindings::{Driver as Bindings, DriverPre};
+
+/// How often the engine's epoch advances; deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Per-call limits of a wasm driver.
+#[derive(Debug, Clone, Copy)]
+pub struct WasmLimits {
+    /// Longest a call may run.
+    pub call_timeout: Duration,
+    /// Most linear memory an instance may have.
+    pub memory_bytes: usize,
+}
+
+impl Default for WasmLimits {
+    fn default() -> Self {
+        Self {
+            call_timeout: Duration::from_millis(100),
+            memory_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What a driver instance's store holds: an empty WASI context and the host capabilities.
+struct DriverState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    host: Arc<HostCapabilities>,
+    /// Whether this call runs on a thread that may wait for the network.
+    network: bool,
+}
+
+/// The capabilities shared by every instance of one driver.
+struct HostCapabilities {
+    driver: String,
+    clock: Arc<Clock>,
+    http: HttpPolicy,
+    client: reqwest::Client,
+}
+
+impl WasiView for DriverState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::dtm::driver::types::Host for DriverState {}
+
+impl bindings::dtm::driver::host::Host for DriverState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        let driver = self.host.driver.as_str();
+        match level {
+            LogLevel::Debug => tracing::debug!(driver, message, "driver log"),
+            LogLevel::Info => tracing::info!(driver, message, "driver log"),
+            LogLevel::Warn => tracing::warn!(driver, message, "driver log"),
+            LogLevel::Error => tracing::error!(driver, message, "driver log"),
+        }
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        self.host.clock.now_ms().max(0) as u64
+    }
+
+    fn send_http(&mut self, request: HttpRequest) -> Result<HttpResponse, String> {
+        if !self.network {
+            return Err("send-http is not available in parse-server-method".into());
+        }
+        tracing::debug!(
+            driver = self.host.driver,
+            method = request.method,
+            url = request.url,
+            "driver HTTP request"
+        );
+        self.host.http.send(&self.host.client, request)
+    }
+}
+
+/// One live instance and its store.
+struct Instance {
+    store: Store<DriverState>,
+    bindings: Bindings,
+}
+
+struct Runtime {
+    engine: Engine,
+    pre: DriverPre<DriverState>,
+    host: Arc<HostCapabilities>,
+    limits: WasmLimits,
+    idle: Mutex<Vec<Instance>>,
+}
+
+/// One engine per process: its epoch ticker thread lives as long as the process.
+fn engine() -> Result<Engine, String> {
+    static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let mut config = Config::new();
+            config.wasm_component_model(true).epoch_interruption(true);
+            let engine = Engine::new(&config).map_err(|e| e.to_string())?;
+            let ticker = engine.weak();
+            std::thread::Builder::new()
+                .name("wasm-epoch".into())
+                .spawn(move || {
+                    while let Some(engine) = ticker.upgrade() {
+                        engine.increment_epoch();
+                        drop(engine);
+                        std::thread::sleep(EPOCH_TICK);
+                    }
+                })
+                .map_err(|e| e.to_string())?;
+            Ok(engine)
+        })
+        .clone()
+}
+
+impl Runtime {
+    fn instantiate(&self) -> wasmtime::Result<Instance> {
+        let mut wasi = WasiCtx::builder();
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let state = DriverState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.limits.memory_bytes)
+                .instances(16)
+                .build(),
+            host: self.host.clone(),
+            network: false,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(u64::MAX / 2);
+        let bindings = self.pre.instantiate(&mut store)?;
+        Ok(Instance { store, bindings })
+    }
+
+    /// Runs `f` on an idle instance (or a new one) under the call limits. An instance whose
+    /// call failed is dropped: after a trap its state cannot be trusted.
+    fn call<R>(
+        &self,
+        name: &'static str,
+        network: bool,
+        f: impl FnOnce(&Bindings, &mut Store<DriverState>) -> wasmtime::Result<R>,
+    ) -> Result<R, DriverError> {
+        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut instance = match pooled {
+            Some(instance) => instance,
+            None => self.instantiate().map_err(|e| trap(name, self.limits, e))?,
+        };
+        let ticks = self
+            .limits
+            .call_timeout
+            .as_millis()
+            .div_ceil(EPOCH_TICK.as_millis())
+            .max(1) as u64;
+        instance.store.set_epoch_deadline(ticks);
+        instance.store.data_mut().network = network;
+        let result =
+            f(&instance.bindings, &mut instance.store).map_err(|e| trap(name, self.limits, e))?;
+        instance.store.set_epoch_deadline(u64::MAX / 2);
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(instance);
+        }
+        Ok(result)
+    }
+}
+
+fn trap(call: &'static str, limits: WasmLimits, error: wasmtime::Error) -> DriverError {
+    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return DriverError::Timeout {
+            call,
+            limit_ms: limits.call_timeout.as_millis() as u64,
+        };
+    }
+    DriverError::Trap {
+        call,
+        reason: format!("{error:#}"),
+    }
+}
+
+/// A loaded wasm driver.
+pub struct WasmDriver {
+    name: String,
+    schemes: Vec<String>,
+    runtime: Arc<Runtime>,
+}
+
+/// What `dtm-host driver inspect` reports.
+#[derive(Debug)]
+pub struct Inspection {
+    pub name: String,
+    pub schemes: Vec<String>,
+    pub exports: Vec<String>,
+    pub imports: Vec<String>,
+}
+
+/// Loads a driver without configuration, to describe it.
+pub fn inspect(path: &Path) -> Result<Inspection, DriverError> {
+    let driver = WasmDriver::load(
+        path,
+        WasmLimits::default(),
+        HttpPolicy::default(),
+        Arc::default(),
+        None,
+    )?;
+    let engine = &driver.runtime.engine;
+    let component_type = driver
+        .runtime
+        .pre
+        .instance_pre()
+        .component()
+        .component_type();
+    Ok(Inspection {
+        name: driver.name,
+        schemes: driver.schemes,
+        exports: component_type
+            .exports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect(),
+        imports: component_type
+            .imports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect(),
+    })
+}
+
+impl WasmDriver {
+    pub fn load(
+        path: &Path,
+        limits: WasmLimits,
+        http: HttpPolicy,
+        clock: Arc<Clock>,
+        cache_dir: Option<&Path>,
+    ) -> Result<Self, DriverError> {
+        let fail = |reason: String| DriverError::Load {
+            path: path.display().to_string(),
+            reason,
+        };
+        let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+        let engine = engine().map_err(fail)?;
+        let (component, cached) = cache::compile(&engine, &bytes, cache_dir)
+            .map_err(|e| fail(format!("not a WebAssembly component: {e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| fail(e.to_string()))?;
+        Bindings::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(|e| fail(e.to_string()))?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| fail(format!("not a driver of {}: {e:#}", super::CONTRACT)))?;
+        let pre = DriverPre::new(instance_pre)
+            .map_err(|e| fail(format!("not a driver of {}: {e:#}", super::CONTRACT)))?;
+        let client = reqwest::Client::builder()
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
+        let host = Arc::new(HostCapabilities {
+            driver: path.display().to_string(),
+            clock,
+            http,
+            client,
+        });
+        let runtime = Arc::new(Runtime {
+            engine,
+            pre,
+            host,
+            limits,
+            idle: Mutex::new(Vec::new()),
+        });
+        let name = runtime.call("name", false, |b, s| b.call_name(s))?;
+        let schemes = runtime.call("schemes", false, |b, s| b.call_schemes(s))?;
+        tracing::info!(driver = name, path = %path.display(), cached, "wasm driver loaded");
+        Ok(Self {
+            name,
+            schemes,
+            runtime,
+        })
+    }
+
+    /// Runs a network-capable call on a blocking thread.
+    async fn blocking<R: Send + 'static>(
+        &self,
+        name: &'static str,
+        f: impl FnOnce(&Bindings, &mut Store<DriverState>) -> wasmtime::Result<Result<R, String>>
+            + Send
+            + 'static,
+    ) -> Result<R, DriverError> {
+        let runtime = self.runtime.clone();
+        tokio::task::spawn_blocking(move || runtime.call(name, true, f))
+            .await
+            .map_err(|e| DriverError::Trap {
+                call: name,
+                reason: e.to_string(),
+            })?
+            .and_then(|r| r.map_err(DriverError::Refused))
+    }
+}
+
+fn millis(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
+
+fn registration(r: bindings::dtm::driver::types::Registration) -> Registration {
+    Registration {
+        state: r.state,
+        keep_alive: millis(r.keep_alive_ms),
+    }
+}
+
+#[async_trait]
+impl Driver for WasmDriver {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn schemes(&self) -> &[String] {
+        &self.schemes
+    }
+
+    fn parse_server_method(&self, uri: &str) -> Result<ServerMethod, DriverError> {
+        self.runtime
+            .call("parse-server-method", false, |b, s| {
+                b.call_parse_server_method(s, uri)
+            })?
+            .map(|sm| ServerMethod {
+                server: sm.server,
+                method: sm.method,
+            })
+            .map_err(DriverError::Refused)
+    }
+
+    async fn register_service(
+        &self,
+        target: &str,
+        endpoint: &str,
+    ) -> Result<Registration, DriverError> {
+        let (target, endpoint) = (target.to_owned(), endpoint.to_owned());
+        self.blocking("register-service", move |b, s| {
+            b.call_register_service(s, &target, &endpoint)
+        })
+        .await
+        .map(registration)
+    }
+
+    async fn keep_alive(&self, state: &str) -> Result<Registration, DriverError> {
+        let state = state.to_owned();
+        self.blocking("keep-alive", move |b, s| b.call_keep_alive(s, &state))
+            .await
+            .map(registration)
+    }
+
+    async fn deregister(&self, state: &str) -> Result<(), DriverError> {
+        let state = state.to_owned();
+        self.blocking("deregister", move |b, s| b.call_deregister(s, &state))
+            .await
+    }
+
+    async fn resolve(&self, server: &str) -> Result<Resolution, DriverError> {
+        let server = server.to_owned();
+        self.blocking("resolve", move |b, s| b.call_resolve(s, &server))
+            .await
+            .map(|r| Resolution {
+                endpoints: r.endpoints,
+                refresh: millis(r.refresh_ms),
+            })
+    }
+}
