@@ -16,6 +16,50 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::Value;
 
+/// The `.wasm` of guest driver `crate_name`, built once per test run from `guest-drivers/`.
+pub fn guest_wasm(crate_name: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-drivers");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(root.join("Cargo.toml"))
+            .status()
+            .expect("run cargo for the guest drivers");
+        assert!(status.success(), "building the guest drivers failed");
+        root.join("target/wasm32-wasip2/release")
+    });
+    dir.join(format!("{crate_name}.wasm"))
+}
+
+/// Runs the binary with `env` and `args` to its end (it must not serve); returns its exit
+/// status and everything it wrote to stderr.
+pub fn run_to_exit(env: &[(&str, &str)], args: &[&str]) -> (ExitStatus, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_dtm-host"))
+        .args(args)
+        .env("HTTP_PORT", free_port().to_string())
+        .env("GRPC_PORT", free_port().to_string())
+        .env("STORE_DATA_DIR", dir.path().join("data"))
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run dtm-host");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status, text)
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -71,7 +115,7 @@ impl Host {
             .env("LOG_OUTPUTS", self.log_path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(std::fs::File::create(self.dir.path().join("stderr.log")).unwrap());
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -91,8 +135,12 @@ impl Host {
         panic!("dtm-host did not answer /api/ping; log:\n{}", self.log());
     }
 
+    /// The host's log, then anything it wrote to stderr (a panic would be there).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let stderr =
+            std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default();
+        format!("{log}{stderr}")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -28,7 +28,10 @@ fn unescape(s: &str, host: bool) -> Result<String, String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1).and_then(|&h| unhex(h)).zip(bytes.get(i + 2).and_then(|&l| unhex(l)));
+            let hex = bytes
+                .get(i + 1)
+                .and_then(|&h| unhex(h))
+                .zip(bytes.get(i + 2).and_then(|&l| unhex(l)));
             let Some((h, l)) = hex else {
                 let end = (i + 3).min(bytes.len());
                 return Err(format!("invalid URL escape \"{}\"", &s[i..end]));
@@ -49,9 +52,13 @@ fn unescape(s: &str, host: bool) -> Result<String, String> {
 
 fn check_host(host: &str) -> Result<(), String> {
     if let Some(rest) = host.strip_prefix('[') {
-        let Some(close) = rest.find(']') else { return Err("missing ']' in host".into()) };
+        let Some(close) = rest.find(']') else {
+            return Err("missing ']' in host".into());
+        };
         let after = &rest[close + 1..];
-        if !(after.is_empty() || (after.starts_with(':') && after[1..].bytes().all(|b| b.is_ascii_digit()))) {
+        if !(after.is_empty()
+            || (after.starts_with(':') && after[1..].bytes().all(|b| b.is_ascii_digit())))
+        {
             return Err(format!("invalid port \"{after}\" after host"));
         }
         return Ok(());
@@ -136,14 +143,19 @@ pub fn split_first_slash(uri: &str) -> Result<(String, String), String> {
 /// S2: the first path segment stays with `scheme://host`, the rest is the method. A URL Go
 /// cannot parse gives an empty pair, as in Go; an empty path is an error (Go panics).
 pub fn split_service_segment(uri: &str) -> Result<(String, String), String> {
-    let Ok(url) = parse(uri) else { return Ok((String::new(), String::new())) };
+    let Ok(url) = parse(uri) else {
+        return Ok((String::new(), String::new()));
+    };
     let path = url.path.as_str();
     if path.is_empty() {
         return Err(format!("bad url: '{uri}'. no path to split"));
     }
     let base = format!("{}://{}", url.scheme, url.host);
     Ok(match path[1..].find('/') {
-        Some(k) => (format!("{base}{}", &path[..k + 1]), path[k + 1..].to_owned()),
+        Some(k) => (
+            format!("{base}{}", &path[..k + 1]),
+            path[k + 1..].to_owned(),
+        ),
         None => (base, path.to_owned()),
     })
 }
@@ -155,20 +167,40 @@ mod tests {
     #[test]
     fn parses_like_go() {
         let u = parse("etcd://user:pw@localhost:2379/dtmservice?x=1#frag").unwrap();
-        assert_eq!((u.scheme.as_str(), u.host.as_str(), u.path.as_str(), u.raw_query.as_str()), ("etcd", "localhost:2379", "/dtmservice", "x=1"));
+        assert_eq!(
+            (
+                u.scheme.as_str(),
+                u.host.as_str(),
+                u.path.as_str(),
+                u.raw_query.as_str()
+            ),
+            ("etcd", "localhost:2379", "/dtmservice", "x=1")
+        );
         assert_eq!(parse("localhost:8080/a").unwrap().path, "", "opaque");
         assert!(parse("127.0.0.1:8080/a").is_err());
         assert!(parse("etcd://h:abc/x").is_err());
         assert!(parse("a\u{1}b").is_err());
-        assert_eq!(parse("direct:///1.2.3.4:80/p.S/M").unwrap().path, "/1.2.3.4:80/p.S/M");
+        assert_eq!(
+            parse("direct:///1.2.3.4:80/p.S/M").unwrap().path,
+            "/1.2.3.4:80/p.S/M"
+        );
         assert_eq!(parse("etcd://h/a%2Fb").unwrap().path, "/a/b");
     }
 
     #[test]
     fn service_segment_split() {
         let s = |u: &str| split_service_segment(u).unwrap();
-        assert_eq!(s("etcd://localhost:2379/dtmservice/dtmgimp.Dtm/Submit"), ("etcd://localhost:2379/dtmservice".into(), "/dtmgimp.Dtm/Submit".into()));
-        assert_eq!(s("direct:///1.2.3.4:80/p.S/M"), ("direct:///1.2.3.4:80".into(), "/p.S/M".into()));
+        assert_eq!(
+            s("etcd://localhost:2379/dtmservice/dtmgimp.Dtm/Submit"),
+            (
+                "etcd://localhost:2379/dtmservice".into(),
+                "/dtmgimp.Dtm/Submit".into()
+            )
+        );
+        assert_eq!(
+            s("direct:///1.2.3.4:80/p.S/M"),
+            ("direct:///1.2.3.4:80".into(), "/p.S/M".into())
+        );
         assert_eq!(s("etcd://h/svc"), ("etcd://h".into(), "/svc".into()));
         assert_eq!(s("etcd://h/"), ("etcd://h".into(), "/".into()));
         assert_eq!(s("host/a//b"), ("://host".into(), "/a//b".into()));

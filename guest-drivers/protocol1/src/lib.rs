@@ -4,7 +4,6 @@
 
 wit_bindgen::generate!({ world: "driver", path: "../../wit" });
 
-
 struct Protocol1;
 
 impl Guest for Protocol1 {
@@ -26,11 +25,17 @@ impl Guest for Protocol1 {
     }
 
     fn register_service(_target: String, _endpoint: String) -> Result<Registration, String> {
-        Ok(Registration { state: String::new(), keep_alive_ms: 0 })
+        Ok(Registration {
+            state: String::new(),
+            keep_alive_ms: 0,
+        })
     }
 
     fn keep_alive(state: String) -> Result<Registration, String> {
-        Ok(Registration { state, keep_alive_ms: 0 })
+        Ok(Registration {
+            state,
+            keep_alive_ms: 0,
+        })
     }
 
     fn deregister(_state: String) -> Result<(), String> {
@@ -47,7 +52,10 @@ impl Guest for Protocol1 {
         if endpoint.is_empty() {
             return Err(format!("'{server}' names no endpoint"));
         }
-        Ok(Resolution { endpoints: vec![endpoint], refresh_ms: 0 })
+        Ok(Resolution {
+            endpoints: vec![endpoint],
+            refresh_ms: 0,
+        })
     }
 }
 

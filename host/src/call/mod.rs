@@ -86,12 +86,17 @@ impl Caller {
 
     pub async fn call(&self, call: &BranchCall) -> CallResult {
         let result = self.dispatch(call).await;
+        let detail = match &result {
+            CallResult::Success => "",
+            CallResult::Failure(d) | CallResult::Ongoing(d) | CallResult::Error(d) => d.as_str(),
+        };
         tracing::debug!(
             gid = call.gid,
             branch_id = call.branch_id,
             op = call.op,
             url = call.url,
             result = result.label(),
+            detail,
             "branch called"
         );
         result

@@ -165,9 +165,19 @@ impl Runtime {
         Ok(Instance { store, bindings })
     }
 
-    /// Runs `f` on an idle instance (or a new one) under the call limits. An instance whose
+    /// Runs `f` on an idle instance (or a new one) under the call limits, off the async
+    /// runtime's threads (WASI's synchronous streams block on the runtime). An instance whose
     /// call failed is dropped: after a trap its state cannot be trusted.
-    fn call<R>(
+    fn call<R: Send>(
+        &self,
+        name: &'static str,
+        network: bool,
+        f: impl FnOnce(&Bindings, &mut Store<DriverState>) -> wasmtime::Result<R> + Send,
+    ) -> Result<R, DriverError> {
+        off_runtime(|| self.call_here(name, network, f))
+    }
+
+    fn call_here<R>(
         &self,
         name: &'static str,
         network: bool,
@@ -193,6 +203,20 @@ impl Runtime {
             idle.push(instance);
         }
         Ok(result)
+    }
+}
+
+/// Runs `f` where blocking is allowed: as is outside a runtime or on a blocking thread, via
+/// `block_in_place` on a multi-thread runtime's worker, on a scoped thread otherwise.
+fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Err(_) => f(),
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|scope| match scope.spawn(f).join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
     }
 }
 

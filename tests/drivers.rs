@@ -1,0 +1,246 @@
+//! Microservice drivers as wasm components, against the real binary: conformance, the
+//! sandbox's limits with hostile guests, resolution through a driver, and the compile cache.
+
+mod common;
+
+use std::time::Duration;
+
+use common::grpc::GrpcBusi;
+use common::{guest_wasm, run_to_exit, Host};
+use dtm_host::proto::dtmgimp::dtm_client::DtmClient;
+use dtm_host::proto::dtmgimp::{DtmRequest, DtmTransOptions};
+use serde_json::json;
+use tonic::Code;
+
+const VECTORS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/data/parse-vectors.json"
+);
+
+#[test]
+fn driver_check_runs_the_conformance_vectors() {
+    let protocol1 = guest_wasm("protocol1");
+    for driver in [protocol1.to_str().unwrap(), "default"] {
+        let (status, output) = run_to_exit(&[], &["driver", "check", driver, "--vectors", VECTORS]);
+        assert!(status.success(), "{output}");
+        assert!(output.contains(" passed, 0 failed"), "{output}");
+    }
+    let (status, output) = run_to_exit(
+        &[],
+        &[
+            "driver",
+            "check",
+            guest_wasm("hostile").to_str().unwrap(),
+            "--vectors",
+            VECTORS,
+        ],
+    );
+    assert!(
+        status.success(),
+        "no vectors name the hostile driver: {output}"
+    );
+    assert!(output.contains("0 passed, 0 failed"), "{output}");
+}
+
+#[test]
+fn driver_inspect_describes_a_component() {
+    let (status, output) = run_to_exit(
+        &[],
+        &[
+            "driver",
+            "inspect",
+            guest_wasm("protocol1").to_str().unwrap(),
+        ],
+    );
+    assert!(status.success(), "{output}");
+    for line in [
+        "name:     dtm-driver-protocol1",
+        "schemes:  protocol1",
+        "contract: dtm:driver@0.1.0",
+        "parse-server-method",
+    ] {
+        assert!(output.contains(line), "{line} missing in {output}");
+    }
+    let not_a_component = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_a_component.path(), b"\0asm\x01\0\0\0").unwrap();
+    let (status, output) = run_to_exit(
+        &[],
+        &[
+            "driver",
+            "inspect",
+            not_a_component.path().to_str().unwrap(),
+        ],
+    );
+    assert!(!status.success());
+    assert!(output.contains("not a WebAssembly component"), "{output}");
+}
+
+#[test]
+fn a_driver_whose_name_differs_is_refused_at_start() {
+    let wasm = guest_wasm("protocol1");
+    let env = [
+        ("MICRO_SERVICE_DRIVER", "dtm-driver-gozero"),
+        ("MICRO_SERVICE_DRIVER_PATH", wasm.to_str().unwrap()),
+    ];
+    let (status, output) = run_to_exit(&env, &[]);
+    assert!(!status.success());
+    assert!(
+        output.contains(
+            "is named 'dtm-driver-protocol1', but MicroService.Driver is 'dtm-driver-gozero'"
+        ),
+        "{output}"
+    );
+    let (status, output) = run_to_exit(&[("MICRO_SERVICE_DRIVER", "dtm-driver-gozero")], &[]);
+    assert!(!status.success());
+    assert!(output.contains("MicroService.DriverPath"), "{output}");
+}
+
+async fn hostile_host() -> Host {
+    let wasm = guest_wasm("hostile");
+    Host::start_with(&[
+        ("MICRO_SERVICE_DRIVER", "dtm-driver-hostile"),
+        ("MICRO_SERVICE_DRIVER_PATH", wasm.to_str().unwrap()),
+        ("MICRO_SERVICE_DRIVER_TIMEOUT_MS", "100"),
+        ("MICRO_SERVICE_DRIVER_MEMORY_MI_B", "16"),
+    ])
+    .await
+}
+
+fn saga(gid: &str, action: String) -> DtmRequest {
+    DtmRequest {
+        gid: gid.into(),
+        trans_type: "saga".into(),
+        steps: json!([{"action": action, "compensate": ""}]).to_string(),
+        bin_payloads: vec![vec![1]],
+        trans_options: Some(DtmTransOptions {
+            wait_result: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_guests_fail_alone_while_sagas_go_on() {
+    let (host, busi) = (hostile_host().await, GrpcBusi::start().await);
+    let endpoint = format!("http://127.0.0.1:{}", host.grpc_port);
+    let dtm = DtmClient::connect(endpoint).await.unwrap();
+    let normal = (0..20).map(|i| {
+        let mut dtm = dtm.clone();
+        let url = busi.url("/busi.Busi/TransOut");
+        async move { dtm.submit(saga(&format!("fine-{i}"), url)).await }
+    });
+    let hostile = ["trap", "loop", "grow", "http"].map(|kind| {
+        let mut dtm = dtm.clone();
+        async move {
+            (
+                kind,
+                dtm.submit(saga(
+                    &format!("hostile-{kind}"),
+                    format!("{kind}/busi.Busi/X"),
+                ))
+                .await,
+            )
+        }
+    });
+    let (normal, hostile) = tokio::join!(
+        futures::future::join_all(normal),
+        futures::future::join_all(hostile)
+    );
+    for outcome in normal {
+        outcome.unwrap();
+    }
+    let expected = [
+        ("trap", "failed in the sandbox"),
+        ("loop", "ran out of time (100 ms)"),
+        ("grow", "failed in the sandbox"),
+        ("http", "send-http is not available in parse-server-method"),
+    ];
+    for ((kind, outcome), (_, text)) in hostile.into_iter().zip(expected) {
+        let status = outcome.unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{kind}: {status:?}\n{}",
+            host.log()
+        );
+        assert!(
+            status.message().contains(text),
+            "{kind}: {}",
+            status.message()
+        );
+        assert_eq!(
+            host.query(&format!("hostile-{kind}")).await["transaction"],
+            serde_json::Value::Null
+        );
+    }
+    for i in 0..20 {
+        assert_eq!(host.status(&format!("fine-{i}")).await, "succeed");
+    }
+    assert_eq!(busi.calls("/busi.Busi/TransOut").len(), 20);
+}
+
+#[tokio::test]
+async fn a_driver_cannot_reach_addresses_the_config_does_not_name() {
+    let host = hostile_host().await;
+    let mut dtm = DtmClient::connect(format!("http://127.0.0.1:{}", host.grpc_port))
+        .await
+        .unwrap();
+    let outcome = dtm
+        .submit(saga("resolve", "hostile://anywhere/svc/busi.Busi/X".into()))
+        .await;
+    assert_eq!(
+        outcome.unwrap_err().code(),
+        Code::Aborted,
+        "the branch call failed, so wait_result reports it"
+    );
+    let q = host.query("resolve").await;
+    assert_eq!(
+        q["transaction"]["status"], "submitted",
+        "retried later, not lost"
+    );
+    let log = host.log();
+    assert!(
+        log.contains("send-http refused: 127.0.0.1:9 is not a configured registry address"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn protocol1_urls_resolve_to_their_endpoint() {
+    let wasm = guest_wasm("protocol1");
+    let host = Host::start_with(&[
+        ("MICRO_SERVICE_DRIVER", "dtm-driver-protocol1"),
+        ("MICRO_SERVICE_DRIVER_PATH", wasm.to_str().unwrap()),
+    ])
+    .await;
+    let busi = GrpcBusi::start().await;
+    let mut dtm = DtmClient::connect(format!("http://127.0.0.1:{}", host.grpc_port))
+        .await
+        .unwrap();
+    let url = format!("protocol1:///{}/busi.Busi/TransOut", busi.server);
+    dtm.submit(saga("p1", url)).await.unwrap();
+    assert_eq!(host.status("p1").await, "succeed");
+    let call = &busi.calls("/busi.Busi/TransOut")[0];
+    assert_eq!(call.metadata["dtm-gid"], "p1");
+    let cache = host.dir.path().join("data/driver-cache");
+    assert_eq!(
+        std::fs::read_dir(&cache).unwrap().count(),
+        1,
+        "the compiled driver is cached"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_uses_the_cached_compilation() {
+    let wasm = guest_wasm("protocol1");
+    let mut host = Host::start_with(&[
+        ("MICRO_SERVICE_DRIVER", "dtm-driver-protocol1"),
+        ("MICRO_SERVICE_DRIVER_PATH", wasm.to_str().unwrap()),
+    ])
+    .await;
+    assert!(host.log().contains(r#""cached":false"#), "{}", host.log());
+    host.restart().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(host.log().contains(r#""cached":true"#), "{}", host.log());
+}
