@@ -3,31 +3,14 @@
 //! cache; resolving through wasm. Start-up: loading the wasm driver cold (compiling) against
 //! loading it from the compiled-artifact cache. Builds `guest-drivers/` first if needed.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
 use dtm_host::call::grpc::GrpcCaller;
 use dtm_host::drivers::{DefaultDriver, Driver, WasmDriver};
-
-fn protocol1() -> PathBuf {
-    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-drivers"));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(root.join("Cargo.toml"))
-        .status()
-        .expect("run cargo for the guest drivers");
-    assert!(status.success());
-    root.join("target/wasm32-wasip2/release/protocol1.wasm")
-}
 
 /// Median of `runs` timings of `n` calls, per call.
 fn per_call(runs: usize, n: u32, mut f: impl FnMut()) -> Duration {
@@ -61,7 +44,7 @@ fn load(path: &std::path::Path, cache: &std::path::Path) -> WasmDriver {
 }
 
 fn main() {
-    let wasm = protocol1();
+    let wasm = common::guest_wasm("protocol1");
     let url = "protocol1:///127.0.0.1:36790/dtmgimp.Dtm/NewGid";
     let plain = "127.0.0.1:36790/dtmgimp.Dtm/NewGid";
 
@@ -112,6 +95,17 @@ fn main() {
                 .unwrap(),
         );
     });
+    let plain_wasm_ns = per_call(7, 100_000, || {
+        std::hint::black_box(
+            wasm_driver
+                .parse_server_method(std::hint::black_box(plain))
+                .unwrap(),
+        );
+    });
+    println!(
+        "parse-server-method, wasm, plain host:port URL: {:>6.0} ns/call",
+        plain_wasm_ns.as_nanos()
+    );
     let caller = GrpcCaller::new(wasm_driver.clone());
     let cached_ns = per_call(7, 1_000_000, || {
         std::hint::black_box(caller.server_method(std::hint::black_box(url)).unwrap());

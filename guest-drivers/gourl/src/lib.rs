@@ -160,6 +160,15 @@ pub fn split_service_segment(uri: &str) -> Result<(String, String), String> {
     })
 }
 
+/// The split most of dtm's drivers start with: S1 for a URL without `//`, S2 otherwise.
+pub fn split_server_method(uri: &str) -> Result<(String, String), String> {
+    if uri.contains("//") {
+        split_service_segment(uri)
+    } else {
+        split_first_slash(uri)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

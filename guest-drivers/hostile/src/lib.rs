@@ -47,11 +47,7 @@ impl Guest for Hostile {
                 method: String::new(),
             }),
             _ => {
-                let (server, method) = if uri.contains("//") {
-                    gourl::split_service_segment(&uri)?
-                } else {
-                    gourl::split_first_slash(&uri)?
-                };
+                let (server, method) = gourl::split_server_method(&uri)?;
                 Ok(ServerMethod { server, method })
             }
         }

@@ -16,11 +16,7 @@ impl Guest for Protocol1 {
     }
 
     fn parse_server_method(uri: String) -> Result<ServerMethod, String> {
-        let (server, method) = if uri.contains("//") {
-            gourl::split_service_segment(&uri)?
-        } else {
-            gourl::split_first_slash(&uri)?
-        };
+        let (server, method) = gourl::split_server_method(&uri)?;
         Ok(ServerMethod { server, method })
     }
 
