@@ -2,14 +2,18 @@
 //! two split procedures several drivers share (§3). Go's rules differ from WHATWG URLs in many
 //! corners, and the drivers' conformance vectors pin Go's.
 
-/// The fields of a parsed URL the drivers use.
+use std::borrow::Cow;
+
+/// The fields of a parsed URL the drivers use, borrowed from the input where Go would not
+/// change them (drivers parse on every call, so allocations count).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Url {
-    pub scheme: String,
-    pub host: String,
+pub struct Url<'a> {
+    /// Lower-cased.
+    pub scheme: Cow<'a, str>,
+    pub host: Cow<'a, str>,
     /// Percent-decoded.
-    pub path: String,
-    pub raw_query: String,
+    pub path: Cow<'a, str>,
+    pub raw_query: &'a str,
 }
 
 fn unhex(b: u8) -> Option<u8> {
@@ -22,7 +26,10 @@ fn unhex(b: u8) -> Option<u8> {
 }
 
 /// Percent-decodes `s`; `host` mode allows only `%25` for ASCII bytes.
-fn unescape(s: &str, host: bool) -> Result<String, String> {
+fn unescape(s: &str, host: bool) -> Result<Cow<'_, str>, String> {
+    if !s.contains('%') {
+        return Ok(Cow::Borrowed(s));
+    }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -47,7 +54,9 @@ fn unescape(s: &str, host: bool) -> Result<String, String> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| "invalid UTF-8 after unescaping".to_owned())
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| "invalid UTF-8 after unescaping".to_owned())
 }
 
 fn check_host(host: &str) -> Result<(), String> {
@@ -69,17 +78,42 @@ fn check_host(host: &str) -> Result<(), String> {
             return Err(format!("invalid port \"{port}\" after host"));
         }
     }
-    const ALLOWED: &[u8] = b"-_.~!$&'()*+,;=:[]<>\"%";
-    for b in host.bytes() {
-        if b < 0x80 && !b.is_ascii_alphanumeric() && !ALLOWED.contains(&b) {
-            return Err(format!("invalid character {:?} in host name", b as char));
-        }
+    let allowed = |b: u8| {
+        b >= 0x80
+            || b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'_'
+                    | b'.'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'['
+                    | b']'
+                    | b'<'
+                    | b'>'
+                    | b'"'
+                    | b'%'
+            )
+    };
+    match host.bytes().find(|&b| !allowed(b)) {
+        Some(b) => Err(format!("invalid character {:?} in host name", b as char)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Go's `url.Parse`, for the fields drivers use.
-pub fn parse(raw: &str) -> Result<Url, String> {
+pub fn parse(raw: &str) -> Result<Url<'_>, String> {
     let raw = raw.split('#').next().unwrap_or_default();
     if raw.bytes().any(|b| b < 0x20 || b == 0x7f) {
         return Err("net/url: invalid control character in URL".into());
@@ -92,7 +126,12 @@ pub fn parse(raw: &str) -> Result<Url, String> {
             b'0'..=b'9' | b'+' | b'-' | b'.' if i > 0 => {}
             b':' if i == 0 => return Err("missing protocol scheme".into()),
             b':' => {
-                url.scheme = raw[..i].to_ascii_lowercase();
+                let scheme = &raw[..i];
+                url.scheme = if scheme.bytes().any(|b| b.is_ascii_uppercase()) {
+                    Cow::Owned(scheme.to_ascii_lowercase())
+                } else {
+                    Cow::Borrowed(scheme)
+                };
                 rest = &raw[i + 1..];
                 break;
             }
@@ -102,7 +141,7 @@ pub fn parse(raw: &str) -> Result<Url, String> {
     if rest.ends_with('?') && rest.matches('?').count() == 1 {
         rest = &rest[..rest.len() - 1];
     } else if let Some(q) = rest.find('?') {
-        url.raw_query = rest[q + 1..].to_owned();
+        url.raw_query = &rest[q + 1..];
         rest = &rest[..q];
     }
     if !rest.starts_with('/') {
@@ -146,18 +185,19 @@ pub fn split_service_segment(uri: &str) -> Result<(String, String), String> {
     let Ok(url) = parse(uri) else {
         return Ok((String::new(), String::new()));
     };
-    let path = url.path.as_str();
+    let path = url.path.as_ref();
     if path.is_empty() {
         return Err(format!("bad url: '{uri}'. no path to split"));
     }
-    let base = format!("{}://{}", url.scheme, url.host);
-    Ok(match path[1..].find('/') {
-        Some(k) => (
-            format!("{base}{}", &path[..k + 1]),
-            path[k + 1..].to_owned(),
-        ),
-        None => (base, path.to_owned()),
-    })
+    let (segment, method) = match path[1..].find('/') {
+        Some(k) => path.split_at(k + 1),
+        None => ("", path),
+    };
+    let mut server = String::with_capacity(url.scheme.len() + 3 + url.host.len() + segment.len());
+    for part in [url.scheme.as_ref(), "://", url.host.as_ref(), segment] {
+        server.push_str(part);
+    }
+    Ok((server, method.to_owned()))
 }
 
 /// The split most of dtm's drivers start with: S1 for a URL without `//`, S2 otherwise.
@@ -178,10 +218,10 @@ mod tests {
         let u = parse("etcd://user:pw@localhost:2379/dtmservice?x=1#frag").unwrap();
         assert_eq!(
             (
-                u.scheme.as_str(),
-                u.host.as_str(),
-                u.path.as_str(),
-                u.raw_query.as_str()
+                u.scheme.as_ref(),
+                u.host.as_ref(),
+                u.path.as_ref(),
+                u.raw_query
             ),
             ("etcd", "localhost:2379", "/dtmservice", "x=1")
         );

@@ -42,7 +42,7 @@ impl Guest for Protocol1 {
     fn resolve(server: String) -> Result<Resolution, String> {
         let url = gourl::parse(&server)?;
         let endpoint = match url.path.strip_prefix('/').unwrap_or(&url.path) {
-            "" => url.host,
+            "" => url.host.into_owned(),
             path => path.to_owned(),
         };
         if endpoint.is_empty() {
