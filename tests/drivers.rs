@@ -244,3 +244,33 @@ async fn a_restart_uses_the_cached_compilation() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(host.log().contains(r#""cached":true"#), "{}", host.log());
 }
+
+#[tokio::test]
+async fn the_host_registers_keeps_alive_and_deregisters_through_the_driver() {
+    let registry = common::Busi::start().await;
+    let registry_host = registry.base.trim_start_matches("http://").to_owned();
+    let target = format!("hostile://{registry_host}/dtmservice");
+    let wasm = guest_wasm("hostile");
+    let mut host = Host::start_with(&[
+        ("MICRO_SERVICE_DRIVER", "dtm-driver-hostile"),
+        ("MICRO_SERVICE_DRIVER_PATH", wasm.to_str().unwrap()),
+        ("MICRO_SERVICE_TARGET", &target),
+        ("MICRO_SERVICE_END_POINT", "localhost:36790"),
+    ])
+    .await;
+    let registered = registry.calls("/register");
+    assert_eq!(registered.len(), 1, "{}", host.log());
+    assert_eq!(
+        registered[0].body, "localhost:36790",
+        "sent through the allowed send-http"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        registry.calls("/keepalive").len() >= 2,
+        "{:?}",
+        registry.all_calls()
+    );
+    assert!(registry.calls("/deregister").is_empty());
+    assert!(host.terminate().await.success());
+    assert_eq!(registry.calls("/deregister").len(), 1, "{}", host.log());
+}

@@ -1,6 +1,8 @@
 //! `dtm-driver-hostile`, for the host's sandbox tests only. Its parse-server-method misbehaves
 //! on purpose when a URL starts with `trap/`, `loop/`, `grow/` or `http/`; its resolve tries
-//! to reach an address no configuration allows.
+//! to reach an address no configuration allows. Its registration talks to a fake registry at the
+//! target's host (`POST /register`, `/keepalive` every 200 ms, `/deregister`), so the tests can
+//! watch the host drive the registration's life.
 
 wit_bindgen::generate!({ world: "driver", path: "../../wit" });
 
@@ -15,6 +17,20 @@ fn forbidden_request() -> HttpRequest {
         url: "http://127.0.0.1:9/steal".into(),
         headers: vec![],
         body: vec![],
+    }
+}
+
+/// One call to the fake registry at `registry` (`host:port`).
+fn post(registry: &str, what: &str, body: String) -> Result<(), String> {
+    let request = HttpRequest {
+        method: "POST".into(),
+        url: format!("http://{registry}/{what}"),
+        headers: vec![("content-type".into(), "text/plain".into())],
+        body: body.into_bytes(),
+    };
+    match send_http(&request)?.status {
+        200 => Ok(()),
+        status => Err(format!("registry answered {status}")),
     }
 }
 
@@ -53,22 +69,25 @@ impl Guest for Hostile {
         }
     }
 
-    fn register_service(_target: String, _endpoint: String) -> Result<Registration, String> {
+    fn register_service(target: String, endpoint: String) -> Result<Registration, String> {
+        let registry = gourl::parse(&target)?.host.into_owned();
+        post(&registry, "register", endpoint)?;
         Ok(Registration {
-            state: String::new(),
-            keep_alive_ms: 0,
+            state: registry,
+            keep_alive_ms: 200,
         })
     }
 
-    fn keep_alive(state: String) -> Result<Registration, String> {
+    fn keep_alive(registry: String) -> Result<Registration, String> {
+        post(&registry, "keepalive", String::new())?;
         Ok(Registration {
-            state,
-            keep_alive_ms: 0,
+            state: registry,
+            keep_alive_ms: 200,
         })
     }
 
-    fn deregister(_state: String) -> Result<(), String> {
-        Ok(())
+    fn deregister(registry: String) -> Result<(), String> {
+        post(&registry, "deregister", String::new())
     }
 
     fn resolve(_server: String) -> Result<Resolution, String> {
