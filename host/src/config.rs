@@ -451,6 +451,10 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             ),
         ));
     }
+    if let Err(problem) = crate::call::grpc::Balancing::from_service_config(&c.grpc_service_config)
+    {
+        return Err(key_error("GrpcServiceConfig", problem));
+    }
     if c.max_body_bytes < 1024 {
         return Err(key_error(
             "MaxBodyBytes",
@@ -585,6 +589,10 @@ mod tests {
         assert!(err("Store: 3").contains("Store"));
         assert!(err("Store:\n  Driver: nosuch").contains("Store.Driver"));
         assert!(err("LogLevel: loud").contains("LogLevel"));
+        assert!(
+            err("GrpcServiceConfig: '{\"loadBalancingConfig\":[{\"grpclb\":{}}]}'")
+                .contains("GrpcServiceConfig")
+        );
         assert!(err("- a\n- b").contains("mapping"));
         let get = |k: &str| (k == "HTTP_PORT").then(|| "eighty".to_string());
         assert!(load(None, get)

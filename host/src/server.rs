@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::api::http::{router, HttpState};
+use crate::call::grpc::Balancing;
 use crate::call::Caller;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -53,7 +54,9 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
 
     let clock = Arc::new(Clock::default());
     let driver = load_driver(&config, &data_dir, clock.clone())?;
-    let caller = Caller::new(driver.clone()).map_err(ServerError::Setup)?;
+    let balancing =
+        Balancing::from_service_config(&config.grpc_service_config).map_err(ServerError::Setup)?;
+    let caller = Caller::new(driver.clone(), balancing).map_err(ServerError::Setup)?;
     let schedule = ScheduleConfig {
         retry_interval: config.retry_interval,
         timeout_to_fail: config.timeout_to_fail,

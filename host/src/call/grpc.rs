@@ -21,7 +21,37 @@ const DEFAULT_REFRESH: Duration = Duration::from_secs(30);
 /// Most parsed URLs remembered; the cache starts over when full.
 const PARSE_CACHE_LIMIT: usize = 65_536;
 
-/// The endpoints a server with a driver scheme resolved to, used round-robin.
+/// How calls spread over the endpoints a server resolved to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balancing {
+    /// Each call takes the next endpoint (gRPC's `round_robin`, dtm's default).
+    #[default]
+    RoundRobin,
+    /// Every call takes the first endpoint (gRPC's `pick_first`).
+    PickFirst,
+}
+
+impl Balancing {
+    /// Reads the policy of a gRPC service config such as dtm's default
+    /// `{"loadBalancingConfig": [{"round_robin":{}}]}` (config key `GrpcServiceConfig`).
+    pub fn from_service_config(json: &str) -> Result<Self, String> {
+        let config: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+        let policy = config["loadBalancingConfig"][0]
+            .as_object()
+            .and_then(|p| p.keys().next().cloned())
+            .unwrap_or_else(|| "round_robin".into());
+        match policy.as_str() {
+            "round_robin" => Ok(Self::RoundRobin),
+            "pick_first" => Ok(Self::PickFirst),
+            other => Err(format!(
+                "load balancing policy '{other}' is not supported (round_robin, pick_first)"
+            )),
+        }
+    }
+}
+
+/// The endpoints a server with a driver scheme resolved to.
 struct Resolved {
     endpoints: Vec<String>,
     next: AtomicUsize,
@@ -39,9 +69,13 @@ impl Resolved {
         }
     }
 
-    fn pick(&self) -> Option<&String> {
+    fn pick(&self, balancing: Balancing) -> Option<&String> {
         let n = self.endpoints.len();
-        (n > 0).then(|| &self.endpoints[self.next.fetch_add(1, Ordering::Relaxed) % n])
+        let at = match balancing {
+            Balancing::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed) % n.max(1),
+            Balancing::PickFirst => 0,
+        };
+        self.endpoints.get(at)
     }
 
     fn is_stale(&self) -> bool {
@@ -59,15 +93,17 @@ impl Resolved {
 
 pub struct GrpcCaller {
     driver: Arc<dyn Driver>,
+    balancing: Balancing,
     parsed: Mutex<HashMap<String, ServerMethod>>,
     channels: Mutex<HashMap<String, Channel>>,
     resolved: Mutex<HashMap<String, Arc<Resolved>>>,
 }
 
 impl GrpcCaller {
-    pub fn new(driver: Arc<dyn Driver>) -> Self {
+    pub fn new(driver: Arc<dyn Driver>, balancing: Balancing) -> Self {
         Self {
             driver,
+            balancing,
             parsed: Mutex::default(),
             channels: Mutex::default(),
             resolved: Mutex::default(),
@@ -139,7 +175,7 @@ impl GrpcCaller {
             None => self.resolve(server).await?,
         };
         let endpoint = resolved
-            .pick()
+            .pick(self.balancing)
             .cloned()
             .ok_or_else(|| format!("'{server}' resolved to no endpoint"))?;
         Ok((endpoint, Some(resolved)))
@@ -277,7 +313,10 @@ mod tests {
 
     #[test]
     fn the_default_driver_splits_urls_and_results_are_remembered() {
-        let caller = GrpcCaller::new(Arc::new(crate::drivers::DefaultDriver::default()));
+        let caller = GrpcCaller::new(
+            Arc::new(crate::drivers::DefaultDriver::default()),
+            Balancing::default(),
+        );
         let split = caller
             .server_method("localhost:58081/busi.Busi/TransOut")
             .unwrap();
@@ -302,8 +341,24 @@ mod tests {
             endpoints: vec!["a:1".into(), "b:2".into()],
             refresh: None,
         });
-        let picks: Vec<_> = (0..4).map(|_| resolved.pick().unwrap().clone()).collect();
+        let picks: Vec<_> = (0..4)
+            .map(|_| resolved.pick(Balancing::RoundRobin).unwrap().clone())
+            .collect();
         assert_eq!(picks, ["a:1", "b:2", "a:1", "b:2"]);
+        assert_eq!(resolved.pick(Balancing::PickFirst).unwrap(), "a:1");
+        let default = r#"{"loadBalancingConfig": [{"round_robin":{}}]}"#;
+        assert_eq!(
+            Balancing::from_service_config(default),
+            Ok(Balancing::RoundRobin)
+        );
+        assert_eq!(
+            Balancing::from_service_config(r#"{"loadBalancingConfig":[{"pick_first":{}}]}"#),
+            Ok(Balancing::PickFirst)
+        );
+        assert!(
+            Balancing::from_service_config(r#"{"loadBalancingConfig":[{"grpclb":{}}]}"#).is_err()
+        );
+        assert!(Balancing::from_service_config("{").is_err());
         assert!(!resolved.is_stale());
         resolved.mark_stale();
         assert!(resolved.is_stale());

@@ -77,10 +77,13 @@ impl Caller {
 }
 
 impl Caller {
-    pub fn new(driver: Arc<dyn crate::drivers::Driver>) -> Result<Self, String> {
+    pub fn new(
+        driver: Arc<dyn crate::drivers::Driver>,
+        balancing: grpc::Balancing,
+    ) -> Result<Self, String> {
         Ok(Self {
             http: http::HttpCaller::new()?,
-            grpc: Arc::new(grpc::GrpcCaller::new(driver)),
+            grpc: Arc::new(grpc::GrpcCaller::new(driver, balancing)),
         })
     }
 
@@ -122,7 +125,11 @@ mod tests {
 
     #[test]
     fn urls_without_scheme_are_refused_for_http_transactions() {
-        let caller = Caller::new(Arc::new(crate::drivers::DefaultDriver::default())).unwrap();
+        let caller = Caller::new(
+            Arc::new(crate::drivers::DefaultDriver::default()),
+            Default::default(),
+        )
+        .unwrap();
         let check_url = |url: &str, protocol| caller.check_url(url, protocol);
         assert!(check_url("localhost:8080/busi", Protocol::Http).is_err());
         assert!(check_url("http://localhost:8080/busi", Protocol::Http).is_ok());
