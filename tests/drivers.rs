@@ -248,6 +248,11 @@ async fn a_restart_uses_the_cached_compilation() {
 #[tokio::test]
 async fn the_host_registers_keeps_alive_and_deregisters_through_the_driver() {
     let registry = common::Busi::start().await;
+    // Slower than the driver's 100 ms limit: waiting on the registry is not the driver's time.
+    registry.once(
+        "/register",
+        common::Reply::ok().after(Duration::from_millis(300)),
+    );
     let registry_host = registry.base.trim_start_matches("http://").to_owned();
     let target = format!("hostile://{registry_host}/dtmservice");
     let wasm = guest_wasm("hostile");
@@ -255,6 +260,7 @@ async fn the_host_registers_keeps_alive_and_deregisters_through_the_driver() {
         ("MICRO_SERVICE_DRIVER", "dtm-driver-hostile"),
         ("MICRO_SERVICE_DRIVER_PATH", wasm.to_str().unwrap()),
         ("MICRO_SERVICE_TARGET", &target),
+        ("MICRO_SERVICE_DRIVER_TIMEOUT_MS", "100"),
         ("MICRO_SERVICE_END_POINT", "localhost:36790"),
     ])
     .await;

@@ -354,3 +354,65 @@ async fn per_transaction_request_timeout() {
     assert_eq!(host.post("/submit", slow(&hasty, 1)).await.0, 409);
     assert_eq!(host.status(&hasty).await, "submitted");
 }
+
+#[tokio::test]
+async fn branch_headers_replace_dtm_defaults_and_answers_are_read_in_part() {
+    let (host, busi) = (Host::start().await, Busi::start().await);
+    let huge = format!(
+        "{{\"dtm_result\":\"FAILURE\",\"pad\":\"{}\"}}",
+        "x".repeat(1 << 20)
+    );
+    busi.always("/TransIn", Reply::with(409, &huge));
+    let gid = host.new_gid().await;
+    let mut body = transfer(&gid, &busi);
+    body["branch_headers"] = json!({"Content-Type": "text/plain"});
+    body["wait_result"] = json!(true);
+    assert_eq!(host.post("/submit", body).await.0, 409);
+    let call = &busi.calls("/TransOut")[0];
+    assert_eq!(
+        call.headers["content-type"], "text/plain",
+        "one Content-Type, the branch header's"
+    );
+    let reason = host.query(&gid).await["transaction"]["rollback_reason"]
+        .as_str()
+        .unwrap()
+        .len();
+    assert!(
+        reason < 70 * 1024,
+        "only the start of a 1 MiB answer is kept: {reason} bytes"
+    );
+}
+
+#[tokio::test]
+async fn out_of_range_options_are_refused() {
+    let (host, busi) = (Host::start().await, Busi::start().await);
+    for (key, value) in [
+        ("request_timeout", json!(400_000_000_000i64)),
+        ("retry_interval", json!(9_223_372_036_854_775i64)),
+        ("timeout_to_fail", json!(-1)),
+        ("retry_limit", json!(-5)),
+        ("branch_headers", json!({"bad header": "x"})),
+    ] {
+        let gid = format!("range-{key}");
+        let mut body = transfer(&gid, &busi);
+        body[key] = value;
+        let (status, reply) = host.post("/submit", body).await;
+        assert_eq!(status, 400, "{key}: {reply}");
+        assert!(
+            reply["message"]
+                .as_str()
+                .unwrap()
+                .contains(if key == "branch_headers" {
+                    "bad header"
+                } else {
+                    key
+                }),
+            "{reply}"
+        );
+        assert_eq!(
+            host.query(&gid).await["transaction"],
+            serde_json::Value::Null
+        );
+    }
+    assert!(busi.all_calls().is_empty());
+}

@@ -20,6 +20,9 @@ use crate::drivers::{needs_resolving, Driver, Resolution, ServerMethod};
 const DEFAULT_REFRESH: Duration = Duration::from_secs(30);
 /// Most parsed URLs remembered; the cache starts over when full.
 const PARSE_CACHE_LIMIT: usize = 65_536;
+/// Most servers with a channel or a resolution kept; the caches start over when full (calls
+/// under way keep their channel).
+const SERVER_CACHE_LIMIT: usize = 4_096;
 
 /// How calls spread over the endpoints a server resolved to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -145,6 +148,9 @@ impl GrpcCaller {
         let channel = Endpoint::from_shared(format!("http://{endpoint}"))
             .map_err(|e| format!("bad gRPC server '{endpoint}': {e}"))?
             .connect_lazy();
+        if channels.len() >= SERVER_CACHE_LIMIT {
+            channels.clear();
+        }
         channels.insert(endpoint.to_owned(), channel.clone());
         Ok(channel)
     }
@@ -187,6 +193,9 @@ impl GrpcCaller {
                 tracing::debug!(server, endpoints = ?resolution.endpoints, "resolved");
                 let resolved = Arc::new(Resolved::new(resolution));
                 if let Ok(mut all) = self.resolved.lock() {
+                    if all.len() >= SERVER_CACHE_LIMIT {
+                        all.clear();
+                    }
                     all.insert(server.to_owned(), resolved.clone());
                 }
                 Ok(resolved)

@@ -1,6 +1,9 @@
 //! Plain HTTP branch calls (api.md §4.2) and the classification of their responses (§3.4).
 
-use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+
+/// How much of a branch's answer is read (and may end up in a rollback reason).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 use serde_json::{json, Value};
 
@@ -85,27 +88,39 @@ impl HttpCaller {
         call: &BranchCall,
         url: &str,
     ) -> Result<(u16, String), String> {
-        let mut request = request
-            .header(CONTENT_TYPE, "application/json")
-            .timeout(call.timeout);
+        // dtm's headers: Content-Type, then the branch headers, a same-named one replacing it.
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in call.headers.iter() {
             match (
                 HeaderName::try_from(name.as_str()),
                 HeaderValue::try_from(value.as_str()),
             ) {
-                (Ok(name), Ok(value)) => request = request.header(name, value),
+                (Ok(name), Ok(value)) => {
+                    headers.insert(name, value);
+                }
                 _ => return Err(format!("invalid branch header '{name}'")),
             }
         }
-        let response = request
+        let mut response = request
+            .headers(headers)
+            .timeout(call.timeout)
             .send()
             .await
             .map_err(|e| format!("http call to {url} failed: {e}"))?;
         let status = response.status().as_u16();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| format!("reading the response of {url} failed: {e}"))?;
+        // Only the start of an answer is read: enough to classify it and to report why.
+        let mut body = Vec::new();
+        while body.len() < MAX_ANSWER_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    body.extend_from_slice(&chunk[..chunk.len().min(MAX_ANSWER_BYTES - body.len())])
+                }
+                Ok(None) => break,
+                Err(e) => return Err(format!("reading the response of {url} failed: {e}")),
+            }
+        }
+        let body = String::from_utf8_lossy(&body).into_owned();
         Ok((status, body))
     }
 }

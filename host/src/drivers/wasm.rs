@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::{cache, Driver, DriverError, HttpPolicy, Registration, Resolution, ServerMethod};
@@ -54,6 +54,9 @@ struct DriverState {
     host: Arc<HostCapabilities>,
     /// Whether this call runs on a thread that may wait for the network.
     network: bool,
+    /// Time this call spent waiting in `send-http`, not yet credited to its deadline: the
+    /// deadline limits the driver's own running time, not the registry's.
+    host_wait: Duration,
 }
 
 /// The capabilities shared by every instance of one driver.
@@ -100,7 +103,10 @@ impl bindings::dtm::driver::host::Host for DriverState {
             url = request.url,
             "driver HTTP request"
         );
-        self.host.http.send(&self.host.client, request)
+        let started = std::time::Instant::now();
+        let response = self.host.http.send(&self.host.client, request);
+        self.host_wait += started.elapsed();
+        response
     }
 }
 
@@ -157,10 +163,19 @@ impl Runtime {
                 .build(),
             host: self.host.clone(),
             network: false,
+            host_wait: Duration::ZERO,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(u64::MAX / 2);
+        // At the deadline: extend it by the time spent waiting on the host, else stop the call.
+        store.epoch_deadline_callback(|mut store| {
+            let waited = std::mem::take(&mut store.data_mut().host_wait);
+            if waited.is_zero() {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Continue(ticks(waited)))
+        });
         let bindings = self.pre.instantiate(&mut store)?;
         Ok(Instance { store, bindings })
     }
@@ -188,22 +203,24 @@ impl Runtime {
             Some(instance) => instance,
             None => self.instantiate().map_err(|e| trap(name, self.limits, e))?,
         };
-        let ticks = self
-            .limits
-            .call_timeout
-            .as_millis()
-            .div_ceil(EPOCH_TICK.as_millis())
-            .max(1) as u64;
-        instance.store.set_epoch_deadline(ticks);
-        instance.store.data_mut().network = network;
+        instance
+            .store
+            .set_epoch_deadline(ticks(self.limits.call_timeout));
+        let state = instance.store.data_mut();
+        state.network = network;
+        state.host_wait = Duration::ZERO;
         let result =
             f(&instance.bindings, &mut instance.store).map_err(|e| trap(name, self.limits, e))?;
-        instance.store.set_epoch_deadline(u64::MAX / 2);
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(instance);
         }
         Ok(result)
     }
+}
+
+/// Epoch ticks covering `time`.
+fn ticks(time: Duration) -> u64 {
+    time.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1) as u64
 }
 
 /// Runs `f` where blocking is allowed: as is outside a runtime or on a blocking thread, via

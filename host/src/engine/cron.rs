@@ -15,7 +15,7 @@ impl Engine {
     /// Claims and processes one due transaction; `false` when none was due.
     pub async fn process_one_due(self: &Arc<Self>) -> bool {
         let now = self.now();
-        let lease_until = now + self.conf.retry_interval * 1000;
+        let lease_until = super::schedule::after_secs(now, self.conf.retry_interval);
         let global = match self.store.claim_due(now, lease_until, now).await {
             Ok(Some(global)) => global,
             Ok(None) => return false,
@@ -33,8 +33,12 @@ impl Engine {
                 return true;
             }
         };
-        if let Err(e) = self.process(global, branches).await {
-            debug!(gid, error = %e, "cron: pass ended with an error; retried later");
+        // In its own task, so even a bug that panics costs one pass, not the loop.
+        let engine = self.clone();
+        match tokio::spawn(async move { engine.process(global, branches).await }).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => debug!(gid, error = %e, "cron: pass ended with an error; retried later"),
+            Err(e) => warn!(gid, error = %e, "cron: pass aborted; retried after its lease"),
         }
         true
     }

@@ -249,7 +249,7 @@ impl Pass {
     async fn touch(&mut self, touch: Touch, delay_secs: Option<i64>) -> DtmResult<()> {
         let interval = schedule::next_interval(&self.global, touch, &self.engine.conf);
         let now = self.now();
-        let next = now + delay_secs.unwrap_or(interval) * 1000;
+        let next = schedule::after_secs(now, delay_secs.unwrap_or(interval));
         self.engine
             .store
             .touch_cron_time(&self.global.gid, self.global.status, interval, next, now)

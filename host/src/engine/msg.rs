@@ -19,7 +19,15 @@ struct MsgCustomData {
 
 /// Checks a message's `custom_data` before anything is stored.
 pub(super) fn validate(custom_data: &str) -> Result<(), String> {
-    parse_custom_data::<MsgCustomData>(custom_data).map(|_| ())
+    let data: MsgCustomData = parse_custom_data(custom_data)?;
+    if data.delay > super::requests::MAX_SECONDS as u64 {
+        return Err(format!(
+            "custom_data delay {} is more than {} seconds",
+            data.delay,
+            super::requests::MAX_SECONDS
+        ));
+    }
+    Ok(())
 }
 
 pub(super) async fn run(pass: &mut Pass) -> DtmResult<()> {
@@ -32,7 +40,7 @@ pub(super) async fn run(pass: &mut Pass) -> DtmResult<()> {
     let delay = parse_custom_data::<MsgCustomData>(&pass.global.custom_data)
         .map_err(DtmError::Other)?
         .delay as i64;
-    if delay > 0 && pass.now() - pass.global.create_time < delay * 1000 {
+    if delay > 0 && pass.now() < super::schedule::after_secs(pass.global.create_time, delay) {
         return pass.touch(Touch::Keep, Some(delay)).await;
     }
     let pending: Vec<usize> = (0..pass.branches.len())

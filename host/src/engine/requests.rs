@@ -13,6 +13,9 @@ use crate::store::{Page, StatusChange, StoreError};
 
 /// Longest gid or branch id accepted (the SQL stores' column width).
 const MAX_ID_LEN: usize = 128;
+/// Longest duration, in seconds, a request may ask for (ten years): keeps schedule arithmetic
+/// far from overflow.
+pub(super) const MAX_SECONDS: i64 = 10 * 365 * 24 * 3600;
 
 /// A prepare / submit / abort request, as every edge hands it to the engine.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +57,43 @@ pub(super) fn check_id(what: &str, id: &str) -> DtmResult<()> {
         return Err(DtmError::BadRequest(format!(
             "{what} contains control characters"
         )));
+    }
+    Ok(())
+}
+
+/// Durations within [0, MAX_SECONDS], counts not negative, and header names and values that
+/// can go on the wire.
+fn check_options(o: &TransOptions) -> DtmResult<()> {
+    for (name, value) in [
+        ("timeout_to_fail", o.timeout_to_fail),
+        ("request_timeout", o.request_timeout),
+        ("retry_interval", o.retry_interval),
+    ] {
+        if !(0..=MAX_SECONDS).contains(&value) {
+            return Err(DtmError::BadRequest(format!(
+                "{name} must be between 0 and {MAX_SECONDS} seconds, got {value}"
+            )));
+        }
+    }
+    if o.retry_limit < 0 {
+        return Err(DtmError::BadRequest(format!(
+            "retry_limit must not be negative, got {}",
+            o.retry_limit
+        )));
+    }
+    for (name, value) in &o.branch_headers {
+        let valid_name = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let valid_value = value
+            .bytes()
+            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
+        if !valid_name || !valid_value {
+            return Err(DtmError::BadRequest(format!(
+                "branch header '{name}' is not a valid HTTP header"
+            )));
+        }
     }
     Ok(())
 }
@@ -276,7 +316,7 @@ impl Engine {
         let now = self.now();
         Ok(self
             .store
-            .reset_cron_times(now + timeout * 1000, limit, now)
+            .reset_cron_times(schedule::after_secs(now, timeout), limit, now)
             .await?)
     }
 
@@ -360,6 +400,7 @@ impl Engine {
     ) -> DtmResult<(TransGlobal, Vec<Branch>)> {
         check_id("gid", &req.gid)?;
         let protocol = req.protocol.unwrap_or(Protocol::Http);
+        check_options(&req.options)?;
         let now = self.now();
         let branches = match trans_type {
             TransType::Saga => {
@@ -406,7 +447,7 @@ impl Engine {
             options: req.options.clone(),
             custom_data: req.custom_data.clone(),
             next_cron_interval: interval,
-            next_cron_time: now + interval * 1000,
+            next_cron_time: schedule::after_secs(now, interval),
             owner: String::new(),
             ext_data: String::new(),
             result: String::new(),

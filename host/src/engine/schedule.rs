@@ -4,6 +4,11 @@
 use crate::clock::Millis;
 use crate::model::{TransGlobal, TransType};
 
+/// `now` plus `secs` seconds, in milliseconds, saturating instead of wrapping.
+pub fn after_secs(now: Millis, secs: i64) -> Millis {
+    now.saturating_add(secs.saturating_mul(1000))
+}
+
 /// Server-wide scheduling settings (config keys of the same names).
 #[derive(Debug, Clone, Copy)]
 pub struct ScheduleConfig {
@@ -59,7 +64,7 @@ pub fn timeout_secs(global: &TransGlobal, conf: &ScheduleConfig) -> Option<i64> 
 }
 
 pub fn is_timed_out(global: &TransGlobal, conf: &ScheduleConfig, now: Millis) -> bool {
-    timeout_secs(global, conf).is_some_and(|t| now - global.create_time >= t * 1000)
+    timeout_secs(global, conf).is_some_and(|t| now >= after_secs(global.create_time, t))
 }
 
 /// The per-call timeout of branch calls, in seconds.

@@ -78,8 +78,9 @@ const UNFINISHED: &str = "status IN ('prepared', 'submitted', 'aborting')";
 
 /// Answers one caller once the batch holding its write has committed (or failed to).
 type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
-/// One write: says whether to keep it, and how to answer.
-type WriteFn = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+/// One write: runs on the connection (or, given none, only prepares its answer: the batch
+/// failed before it), says whether to keep it, and how to answer.
+type WriteFn = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
 
 struct WriteOp {
     /// Runs several statements, so it gets a savepoint to undo them all on error. A single
@@ -110,7 +111,7 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 fn open(path: &Path) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(backend)?;
     conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; \
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=2000; \
          PRAGMA wal_autocheckpoint=8192;",
     )
     .map_err(backend)?;
@@ -170,7 +171,10 @@ impl SqliteStore {
     ) -> StoreResult<T> {
         let (tx, rx) = oneshot::channel();
         let run: WriteFn = Box::new(move |conn| {
-            let result = f(conn);
+            let result = match conn {
+                Some(conn) => f(conn),
+                None => Err(backend("not run")),
+            };
             let keep = result.is_ok();
             let done: Completion = Box::new(move |commit| {
                 let _ = tx.send(commit.and(result));
@@ -224,42 +228,58 @@ fn run_writer(conn: Connection, rx: mpsc::Receiver<WriteOp>) {
             }
         }
         let mut completions = Vec::with_capacity(batch.len());
-        let begin = exec(&conn, "BEGIN IMMEDIATE");
-        if let Err(e) = begin {
-            let err = backend(e);
+        if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
+            let error = backend(e);
             for op in batch {
-                let (_, done) = (op.run)(&conn);
-                done(Err(err.clone()));
+                let (_, done) = (op.run)(None);
+                done(Err(error.clone()));
             }
             continue;
         }
+        // Set when SQLite rolled the whole transaction back (an I/O error, a full disk): the
+        // rest of the batch is not run, and nothing of it is reported as written.
+        let mut broken: Option<StoreError> = None;
         for op in batch {
-            if !op.multi_statement {
-                let (_, done) = (op.run)(&conn);
-                completions.push((done, None));
+            if let Some(error) = &broken {
+                let (_, done) = (op.run)(None);
+                completions.push((done, Some(error.clone())));
                 continue;
             }
-            if let Err(e) = exec(&conn, "SAVEPOINT op") {
-                let (_, done) = (op.run)(&conn);
-                completions.push((done, Some(backend(e))));
-                continue;
+            if op.multi_statement {
+                if let Err(e) = exec(&conn, "SAVEPOINT op") {
+                    let (_, done) = (op.run)(None);
+                    completions.push((done, Some(backend(e))));
+                    continue;
+                }
             }
-            let (keep, done) = (op.run)(&conn);
-            let undone = if keep {
-                Ok(())
-            } else {
-                exec(&conn, "ROLLBACK TO op")
-            };
-            let end_error = undone
-                .and_then(|()| exec(&conn, "RELEASE op"))
-                .err()
-                .map(backend);
-            completions.push((done, end_error));
+            let (keep, done) = (op.run)(Some(&conn));
+            let mut op_error = None;
+            if op.multi_statement && !conn.is_autocommit() {
+                let undone = if keep {
+                    Ok(())
+                } else {
+                    exec(&conn, "ROLLBACK TO op")
+                };
+                op_error = undone
+                    .and_then(|()| exec(&conn, "RELEASE op"))
+                    .err()
+                    .map(backend);
+            }
+            if conn.is_autocommit() {
+                broken = Some(backend("the store rolled back a batch of writes after an error; none of them was written"));
+            }
+            completions.push((done, op_error));
         }
-        let commit = exec(&conn, "COMMIT").map_err(backend);
-        if commit.is_err() {
-            let _ = exec(&conn, "ROLLBACK");
-        }
+        let commit = match &broken {
+            Some(error) => Err(error.clone()),
+            None => {
+                let commit = exec(&conn, "COMMIT").map_err(backend);
+                if commit.is_err() {
+                    let _ = exec(&conn, "ROLLBACK");
+                }
+                commit
+            }
+        };
         for (done, op_error) in completions {
             done(match (&commit, op_error) {
                 (Err(e), _) => Err(e.clone()),
@@ -753,6 +773,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path(), false).unwrap();
         crate::store::suite::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_cannot_begin_is_refused_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), false).unwrap();
+        let intruder = Connection::open(dir.path().join("dtm.sqlite")).unwrap();
+        intruder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let global = crate::store::suite::sample_global("locked-out", 1_000);
+        let refused = store.save_new(&global, &[]).await;
+        assert!(
+            matches!(refused, Err(StoreError::Backend(_))),
+            "{refused:?}"
+        );
+        intruder.execute_batch("ROLLBACK").unwrap();
+        assert!(
+            store.find_global("locked-out").await.unwrap().is_none(),
+            "a refused write was applied"
+        );
+        store.save_new(&global, &[]).await.unwrap();
     }
 
     #[tokio::test]

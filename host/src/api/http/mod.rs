@@ -266,6 +266,6 @@ async fn query_kv(State(s): State<HttpState>, RawQuery(raw): RawQuery) -> ApiRes
 /// Tests only (`--test-clock`): moves the engine's clock forward by `?seconds=N`.
 async fn advance_clock(State(s): State<HttpState>, RawQuery(raw): RawQuery) -> ApiResult {
     let seconds = int_param(&query_params(raw), "seconds")?.unwrap_or(0);
-    s.engine.clock().advance_ms(seconds * 1000);
+    s.engine.clock().advance_ms(seconds.saturating_mul(1000));
     success()
 }
