@@ -6,11 +6,13 @@
 //! Settings (environment): BENCH_CONCURRENCY (default 64), BENCH_SECONDS (default 10),
 //! BENCH_LOG_LEVEL (the host's LogLevel, default info).
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
 
 use dtm_host::proto::dtmgimp::dtm_client::DtmClient;
 use dtm_host::proto::dtmgimp::{DtmRequest, DtmTransOptions};
@@ -21,14 +23,6 @@ fn env_or(key: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Empty business branches on loopback: every path answers 200 SUCCESS.
@@ -79,7 +73,7 @@ struct HostProcess {
 impl HostProcess {
     async fn start(log_level: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (port, grpc_port) = (free_port(), free_port());
+        let (port, grpc_port) = (common::free_port(), common::free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_dtm-host"))
             .env("HTTP_PORT", port.to_string())
             .env("GRPC_PORT", grpc_port.to_string())
