@@ -22,7 +22,9 @@ pub fn guest_wasm(crate_name: &str) -> PathBuf {
     let dir = BUILT.get_or_init(|| {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-drivers");
         // rustup installs a toolchain file's targets only along with the toolchain itself.
-        let _ = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status();
+        let _ = Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip2"])
+            .status();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .args([
