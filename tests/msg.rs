@@ -79,9 +79,7 @@ async fn check_back_ongoing_then_success_delivers() {
         200
     );
     host.advance_clock(40).await;
-    while busi.calls("/QueryPrepared").is_empty() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    busi.wait_for("/QueryPrepared", 1).await;
     let check = &busi.calls("/QueryPrepared")[0];
     assert_eq!(check.method, "GET");
     assert_eq!(

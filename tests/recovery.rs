@@ -8,16 +8,6 @@ use std::time::Duration;
 use common::{free_port, saga, transfer, Busi, Host, Reply};
 use serde_json::json;
 
-async fn wait_for_call(busi: &Busi, path: &str, count: usize) {
-    for _ in 0..500 {
-        if busi.calls(path).len() >= count {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{path} was not called {count} times");
-}
-
 #[tokio::test]
 async fn saga_killed_mid_flight_completes_after_restart() {
     let (mut host, busi) = (Host::start().await, Busi::start().await);
@@ -25,7 +15,7 @@ async fn saga_killed_mid_flight_completes_after_restart() {
     let gid = host.new_gid().await;
     let body = transfer(&gid, &busi);
     assert_eq!(host.post("/submit", body).await.0, 200);
-    wait_for_call(&busi, "/TransIn", 1).await;
+    busi.wait_for("/TransIn", 1).await;
     host.kill9();
     host.restart().await;
     assert_eq!(host.status(&gid).await, "submitted");
@@ -145,7 +135,7 @@ async fn sigterm_finishes_running_passes_before_exit() {
     let gid = host.new_gid().await;
     let body = transfer(&gid, &busi);
     assert_eq!(host.post("/submit", body).await.0, 200);
-    wait_for_call(&busi, "/TransIn", 1).await;
+    busi.wait_for("/TransIn", 1).await;
     let status = host.terminate().await;
     assert!(status.success(), "{status}");
     assert!(host.log().contains("stopped"));

@@ -281,9 +281,7 @@ async fn saga_without_timeout_never_times_out() {
     assert_eq!(host.post("/submit", body).await.0, 409);
     host.advance_clock(36_000).await;
     let before = busi.calls("/TransOut").len();
-    while busi.calls("/TransOut").len() == before {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    busi.wait_for("/TransOut", before + 1).await;
     assert_eq!(host.status(&gid).await, "submitted");
     assert!(busi.calls("/TransOutRevert").is_empty());
 }

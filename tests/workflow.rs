@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use base64::Engine as _;
 use common::{Busi, Host};
 use serde_json::{json, Value};
@@ -135,12 +133,7 @@ async fn interrupted_workflow_is_called_back_after_a_crash() {
     host.restart().await;
     assert!(busi.calls("/api/workflow/resume").is_empty());
     host.advance_clock(15).await;
-    for _ in 0..200 {
-        if !busi.calls("/api/workflow/resume").is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    busi.wait_for("/api/workflow/resume", 1).await;
     let call = &busi.calls("/api/workflow/resume")[0];
     assert_eq!(call.method, "POST");
     assert_eq!(call.body, "{\"amount\":30}");

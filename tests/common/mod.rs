@@ -423,6 +423,18 @@ impl Busi {
             .insert(path.to_owned(), reply);
     }
 
+    /// Waits until `path` has been called `count` times (panics after 10 s).
+    pub async fn wait_for(&self, path: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.calls(path).len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "{path} was not called {count} times"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub fn calls(&self, path: &str) -> Vec<Call> {
         self.state
             .calls
