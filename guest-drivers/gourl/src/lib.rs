@@ -171,6 +171,76 @@ pub fn parse(raw: &str) -> Result<Url<'_>, String> {
     Ok(url)
 }
 
+impl Url<'_> {
+    /// Go's `Hostname()`: the host without its port and without IPv6 brackets.
+    pub fn hostname(&self) -> &str {
+        split_host_port(&self.host).0
+    }
+
+    /// Go's `Port()`: the digits after the host's last `:`, or empty.
+    pub fn port(&self) -> &str {
+        split_host_port(&self.host).1
+    }
+
+    /// Go's `Query()` (§2.2).
+    pub fn query(&self) -> Query {
+        Query::parse(self.raw_query)
+    }
+}
+
+fn split_host_port(host: &str) -> (&str, &str) {
+    if let Some(rest) = host.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((name, after)) => (name, after.strip_prefix(':').unwrap_or_default()),
+            None => (host, ""),
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => (name, port),
+        Some((name, _)) => (name, ""),
+        None => (host, ""),
+    }
+}
+
+/// A parsed query string: keys with their values in order (Go's `url.Values`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    /// Go's `url.ParseQuery`, keeping what it keeps: pieces with `;` or a bad escape are
+    /// skipped, `+` means space.
+    pub fn parse(raw: &str) -> Self {
+        let decode = |s: &str| unescape(&s.replace('+', " "), false).map(Cow::into_owned);
+        let pairs = raw
+            .split('&')
+            .filter(|piece| !piece.is_empty() && !piece.contains(';'))
+            .filter_map(|piece| {
+                let (key, value) = piece.split_once('=').unwrap_or((piece, ""));
+                Some((decode(key).ok()?, decode(value).ok()?))
+            })
+            .collect();
+        Self { pairs }
+    }
+
+    /// The first value of `key`, or `""` (Go's `Get`).
+    pub fn get(&self, key: &str) -> &str {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`, in order.
+    pub fn all<'q>(&'q self, key: &'q str) -> impl Iterator<Item = &'q str> + 'q {
+        self.pairs
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// S1: everything before the first `/` is the server, the rest (query included) the method.
 pub fn split_first_slash(uri: &str) -> Result<(String, String), String> {
     match uri.find('/') {
@@ -254,5 +324,21 @@ mod tests {
         assert_eq!(s("etcd://h/"), ("etcd://h".into(), "/".into()));
         assert_eq!(s("host/a//b"), ("://host".into(), "/a//b".into()));
         assert!(split_service_segment("etcd://h").is_err());
+    }
+
+    #[test]
+    fn hostname_port_and_query_follow_go() {
+        let url = parse("etcd://h1:2379,h2:2379/svc?user=root&password=a%2Bb+c&x&;bad=1&user=2").unwrap();
+        assert_eq!((url.hostname(), url.port()), ("h1:2379,h2", "2379"));
+        let query = url.query();
+        assert_eq!(query.get("user"), "root");
+        assert_eq!(query.all("user").collect::<Vec<_>>(), ["root", "2"]);
+        assert_eq!(query.get("password"), "a+b c");
+        assert_eq!(query.get("x"), "");
+        assert_eq!(query.get("bad"), "");
+        let v6 = parse("polaris://[::1]:8090/svc").unwrap();
+        assert_eq!((v6.hostname(), v6.port()), ("::1", "8090"));
+        let named = parse("nacos://localhost/svc").unwrap();
+        assert_eq!((named.hostname(), named.port()), ("localhost", ""));
     }
 }

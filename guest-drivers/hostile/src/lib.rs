@@ -39,8 +39,12 @@ impl Guest for Hostile {
         "dtm-driver-hostile".into()
     }
 
-    fn schemes() -> Vec<String> {
-        vec!["hostile".into()]
+    fn activate() -> Activation {
+        Activation {
+            schemes: vec!["hostile".into()],
+            rewrites_http: false,
+            rewrites_grpc: false,
+        }
     }
 
     fn parse_server_method(uri: String) -> Result<ServerMethod, String> {
@@ -90,12 +94,24 @@ impl Guest for Hostile {
         post(&registry, "deregister", String::new())
     }
 
-    fn resolve(_server: String) -> Result<Resolution, String> {
+    fn resolve(_server: String, _registry: String) -> Result<Resolution, String> {
         let response = send_http(&forbidden_request())?;
         Err(format!(
             "a forbidden request went through: HTTP {}",
             response.status
         ))
+    }
+
+    fn rewrite_http(_url: String) -> Result<Option<HttpTarget>, String> {
+        Ok(None)
+    }
+
+    fn rewrite_grpc(
+        _server: String,
+        _method: String,
+        _payload: Vec<u8>,
+    ) -> Result<Option<GrpcCall>, String> {
+        Ok(None)
     }
 }
 

@@ -11,8 +11,12 @@ impl Guest for Protocol1 {
         "dtm-driver-protocol1".into()
     }
 
-    fn schemes() -> Vec<String> {
-        vec!["protocol1".into()]
+    fn activate() -> Activation {
+        Activation {
+            schemes: vec!["protocol1".into()],
+            rewrites_http: false,
+            rewrites_grpc: false,
+        }
     }
 
     fn parse_server_method(uri: String) -> Result<ServerMethod, String> {
@@ -39,7 +43,7 @@ impl Guest for Protocol1 {
     }
 
     /// The dial target's endpoint: the path without its leading `/`, else the host.
-    fn resolve(server: String) -> Result<Resolution, String> {
+    fn resolve(server: String, _registry: String) -> Result<Resolution, String> {
         let url = gourl::parse(&server)?;
         let endpoint = match url.path.strip_prefix('/').unwrap_or(&url.path) {
             "" => url.host.into_owned(),
@@ -52,6 +56,18 @@ impl Guest for Protocol1 {
             endpoints: vec![endpoint],
             refresh_ms: 0,
         })
+    }
+
+    fn rewrite_http(_url: String) -> Result<Option<HttpTarget>, String> {
+        Ok(None)
+    }
+
+    fn rewrite_grpc(
+        _server: String,
+        _method: String,
+        _payload: Vec<u8>,
+    ) -> Result<Option<GrpcCall>, String> {
+        Ok(None)
     }
 }
 
