@@ -56,7 +56,7 @@ fn driver_inspect_describes_a_component() {
     for line in [
         "name:     dtm-driver-protocol1",
         "schemes:  protocol1",
-        "contract: dtm:driver@0.1.0",
+        "contract: dtm:driver@0.2.0",
         "parse-server-method",
     ] {
         assert!(output.contains(line), "{line} missing in {output}");

@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use dtm_host::call::grpc::RawCodec;
-use dtm_host::drivers::{self, DefaultDriver, Driver, DriverError, WasmDriver};
+use dtm_host::drivers::{self, DefaultDriver, Driver, DriverError, Grants, HttpPolicy, WasmDriver};
 use dtm_host::proto::dtmgimp::dtm_client::DtmClient;
 use dtm_host::proto::dtmgimp::{DtmBranchRequest, DtmRequest, DtmTransOptions};
 use serde_json::{json, Value};
@@ -42,6 +42,9 @@ pub enum ClientError {
 }
 
 type Result<T> = std::result::Result<T, ClientError>;
+
+/// How long a driver may wait for the registry it asks.
+const REGISTRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 enum Transport {
     /// Base URL such as `http://localhost:36789/api/dtmsvr`.
@@ -77,16 +80,22 @@ impl Client {
         }
     }
 
-    /// Loads a wasm microservice driver, as dtm-host does with `MicroService.DriverPath`.
-    pub fn use_driver(mut self, path: impl AsRef<Path>) -> Result<Self> {
-        let driver = WasmDriver::load(
-            path.as_ref(),
-            Default::default(),
-            Default::default(),
-            Default::default(),
-            None,
-        )?;
-        self.driver = Arc::new(driver);
+    /// Loads a wasm microservice driver, as dtm-host does with `MicroService.DriverPath`; it may
+    /// not reach any registry (enough for drivers whose servers name their endpoint, such as
+    /// `protocol1:///host:port`).
+    pub fn use_driver(self, path: impl AsRef<Path>) -> Result<Self> {
+        self.use_driver_with_registry(path, "")
+    }
+
+    /// Loads a wasm microservice driver that may ask `registry` (a registry URL such as
+    /// `etcd://127.0.0.1:2379`, the way `MicroService.Target` names one) to resolve servers,
+    /// e.g. the coordinator's address `etcd://127.0.0.1:2379/dtmservice`.
+    pub fn use_driver_with_registry(
+        mut self,
+        path: impl AsRef<Path>,
+        registry: &str,
+    ) -> Result<Self> {
+        self.driver = load_driver(path.as_ref(), registry)?;
         Ok(self)
     }
 
@@ -246,6 +255,17 @@ impl Client {
     }
 }
 
+/// Loads a wasm driver that may reach `registry` (and resolves against it).
+fn load_driver(path: &Path, registry: &str) -> Result<Arc<dyn Driver>> {
+    let grants = Grants {
+        http: HttpPolicy::new([registry], REGISTRY_TIMEOUT),
+        registry: registry.to_owned(),
+        env: drivers::driver_env(),
+    };
+    let driver = WasmDriver::load(path, Default::default(), grants, Default::default(), None)?;
+    Ok(Arc::new(driver))
+}
+
 fn status(s: tonic::Status) -> ClientError {
     match s.code() {
         Code::Aborted => ClientError::Failure(s.message().to_owned()),
@@ -399,5 +419,43 @@ impl Tcc<'_> {
         self.client
             .send("abort", TransRequest::new(&self.gid, "tcc"))
             .await
+    }
+}
+
+/// A business service registered through a wasm driver in the registry `target` names, the way
+/// its framework's own servers register (go-zero: `etcd://127.0.0.1:2379/trans.rpc` →
+/// key `trans.rpc/<lease>` = endpoint), and kept alive until [`ServiceRegistration::deregister`].
+pub struct ServiceRegistration {
+    driver: Arc<dyn Driver>,
+    stop: tokio::sync::watch::Sender<bool>,
+    keeper: tokio::task::JoinHandle<drivers::Registration>,
+}
+
+impl ServiceRegistration {
+    /// Registers `endpoint` (`host:port`) at `target` through the driver at `driver_path`.
+    pub async fn register(
+        driver_path: impl AsRef<Path>,
+        target: &str,
+        endpoint: &str,
+    ) -> Result<Self> {
+        let driver = load_driver(driver_path.as_ref(), target)?;
+        let registration = driver.register_service(target, endpoint).await?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let keeper = tokio::spawn(drivers::keep_alive(driver.clone(), registration, stopped));
+        Ok(Self {
+            driver,
+            stop,
+            keeper,
+        })
+    }
+
+    /// Stops renewing and removes the registration.
+    pub async fn deregister(self) -> Result<()> {
+        let _ = self.stop.send(true);
+        let registration = self
+            .keeper
+            .await
+            .map_err(|e| ClientError::Call(format!("keep-alive task failed: {e}")))?;
+        Ok(self.driver.deregister(&registration.state).await?)
     }
 }

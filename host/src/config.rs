@@ -67,6 +67,9 @@ pub struct MicroServiceConfig {
     /// Most memory a driver instance may use, in MiB (dtm-host key).
     #[serde(rename = "DriverMemoryMiB")]
     pub driver_memory_mib: i64,
+    /// Where compiled drivers are cached; empty: `<Store.DataDir>/driver-cache` (dtm-host key).
+    #[serde(rename = "DriverCacheDir")]
+    pub driver_cache_dir: String,
 }
 
 /// dtm's `HttpMicroService` section: read and ignored, as dtm does.
@@ -181,6 +184,7 @@ impl Default for Config {
                 registry_addresses: String::new(),
                 driver_timeout_ms: 100,
                 driver_memory_mib: 64,
+                driver_cache_dir: String::new(),
             },
             http_micro_service: HttpMicroServiceConfig {
                 driver: "default".into(),

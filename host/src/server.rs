@@ -15,7 +15,7 @@ use crate::call::grpc::Balancing;
 use crate::call::Caller;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::drivers::{self, Driver, DriverError, HttpPolicy, Registration, WasmLimits};
+use crate::drivers::{self, Driver, DriverError, Grants, HttpPolicy, Registration, WasmLimits};
 use crate::engine::schedule::ScheduleConfig;
 use crate::engine::Engine;
 use crate::store::sqlite::SqliteStore;
@@ -131,24 +131,38 @@ fn load_driver(
 ) -> Result<Arc<dyn Driver>, ServerError> {
     let ms = &config.micro_service;
     let registries = std::iter::once(ms.target.as_str()).chain(ms.registry_addresses.split(','));
-    let policy = HttpPolicy::new(
-        registries,
-        Duration::from_secs(config.request_timeout as u64),
-    );
+    let grants = Grants {
+        http: HttpPolicy::new(
+            registries,
+            Duration::from_secs(config.request_timeout as u64),
+        ),
+        registry: ms.target.clone(),
+        env: drivers::driver_env(),
+    };
     let limits = WasmLimits {
         call_timeout: Duration::from_millis(ms.driver_timeout_ms as u64),
         memory_bytes: (ms.driver_memory_mib as usize) << 20,
     };
-    let cache = data_dir.join("driver-cache");
+    let cache = match ms.driver_cache_dir.as_str() {
+        "" => data_dir.join("driver-cache"),
+        dir => PathBuf::from(dir),
+    };
     let driver = drivers::load(
         &ms.driver,
         &ms.driver_path,
         limits,
-        policy,
+        grants,
         clock,
         Some(&cache),
     )?;
-    info!(driver = driver.name(), schemes = ?driver.schemes(), "microservice driver ready");
+    let activation = driver.activation();
+    info!(
+        driver = driver.name(),
+        schemes = ?activation.schemes,
+        rewrites_http = activation.rewrites_http,
+        rewrites_grpc = activation.rewrites_grpc,
+        "microservice driver ready"
+    );
     Ok(driver)
 }
 
@@ -169,25 +183,11 @@ async fn register(
         endpoint = ms.end_point,
         "registered with the microservice registry"
     );
-    Ok(Some(tokio::spawn(keep_alive(driver, registration, stop))))
-}
-
-async fn keep_alive(
-    driver: Arc<dyn Driver>,
-    mut registration: Registration,
-    stop: watch::Receiver<bool>,
-) -> Registration {
-    while let Some(period) = registration.keep_alive {
-        tokio::select! {
-            _ = tokio::time::sleep(period) => match driver.keep_alive(&registration.state).await {
-                Ok(renewed) => registration = renewed,
-                Err(e) => warn!(error = %e, "keeping the registration alive failed; retrying next period"),
-            },
-            _ = stopped(stop.clone()) => break,
-        }
-    }
-    stopped(stop).await;
-    registration
+    Ok(Some(tokio::spawn(drivers::keep_alive(
+        driver,
+        registration,
+        stop,
+    ))))
 }
 
 async fn deregister(driver: &dyn Driver, keeper: tokio::task::JoinHandle<Registration>) {

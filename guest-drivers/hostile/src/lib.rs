@@ -102,7 +102,7 @@ impl Guest for Hostile {
         ))
     }
 
-    fn rewrite_http(_url: String) -> Result<Option<HttpTarget>, String> {
+    fn rewrite_http(_url: String, _registry: String) -> Result<Option<HttpTarget>, String> {
         Ok(None)
     }
 

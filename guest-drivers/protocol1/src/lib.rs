@@ -58,7 +58,7 @@ impl Guest for Protocol1 {
         })
     }
 
-    fn rewrite_http(_url: String) -> Result<Option<HttpTarget>, String> {
+    fn rewrite_http(_url: String, _registry: String) -> Result<Option<HttpTarget>, String> {
         Ok(None)
     }
 

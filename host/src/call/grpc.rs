@@ -14,7 +14,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use super::{BranchCall, CallResult};
-use crate::drivers::{needs_resolving, Driver, Resolution, ServerMethod};
+use crate::drivers::{needs_resolving, Driver, DriverError, GrpcCall, Resolution, ServerMethod};
 
 /// How long resolved endpoints are used when the driver suggests no interval.
 const DEFAULT_REFRESH: Duration = Duration::from_secs(30);
@@ -158,6 +158,11 @@ impl GrpcCaller {
     /// The endpoint to call for `server`: itself, or the next of those its driver scheme
     /// resolves to. Stale lists are refreshed in the background; the last good list is kept
     /// while resolving fails.
+    /// The endpoint the next call to `server` goes to (resolved through the driver, cached).
+    pub async fn next_endpoint(self: &Arc<Self>, server: &str) -> Result<String, String> {
+        self.endpoint(server).await.map(|(endpoint, _)| endpoint)
+    }
+
     async fn endpoint(
         self: &Arc<Self>,
         server: &str,
@@ -188,7 +193,16 @@ impl GrpcCaller {
     }
 
     async fn resolve(&self, server: &str) -> Result<Arc<Resolved>, String> {
-        match self.driver.resolve(server).await {
+        // An empty list is kept out like a failure: a registry between deregistration and
+        // re-registration (or briefly inconsistent) must not strand calls with no endpoint.
+        let resolved = self.driver.resolve(server).await.and_then(|resolution| {
+            if resolution.endpoints.is_empty() {
+                Err(DriverError::Refused("no endpoint registered".into()))
+            } else {
+                Ok(resolution)
+            }
+        });
+        match resolved {
             Ok(resolution) => {
                 tracing::debug!(server, endpoints = ?resolution.endpoints, "resolved");
                 let resolved = Arc::new(Resolved::new(resolution));
@@ -225,6 +239,23 @@ impl GrpcCaller {
     async fn try_call(self: &Arc<Self>, call: &BranchCall) -> Result<(), CallResult> {
         let ServerMethod { server, method } =
             self.server_method(&call.url).map_err(CallResult::Error)?;
+        let rewritten = if self.driver.activation().rewrites_grpc {
+            self.driver
+                .rewrite_grpc(&server, &method, &call.body)
+                .map_err(|e| {
+                    CallResult::Error(format!("driver could not route '{}': {e}", call.url))
+                })?
+        } else {
+            None
+        };
+        let (method, payload, driver_metadata) = match rewritten {
+            Some(GrpcCall {
+                method,
+                payload,
+                metadata,
+            }) => (method, payload, metadata),
+            None => (method, call.body.clone(), Vec::new()),
+        };
         let path = method
             .parse::<http::uri::PathAndQuery>()
             .map_err(|e| CallResult::Error(format!("bad gRPC method '{method}': {e}")))?;
@@ -234,7 +265,7 @@ impl GrpcCaller {
         grpc.ready()
             .await
             .map_err(|e| CallResult::Error(format!("gRPC server {endpoint} not ready: {e}")))?;
-        let mut request = tonic::Request::new(call.body.clone());
+        let mut request = tonic::Request::new(payload);
         request.set_timeout(call.timeout);
         let metadata = request.metadata_mut();
         let dtm = [
@@ -244,7 +275,11 @@ impl GrpcCaller {
             ("dtm-op", call.op.as_str()),
             ("dtm-dtm", ""),
         ];
-        let headers = call.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let headers = call
+            .headers
+            .iter()
+            .chain(driver_metadata.iter().map(|(k, v)| (k, v)))
+            .map(|(k, v)| (k.as_str(), v.as_str()));
         for (key, value) in dtm.into_iter().chain(headers) {
             let key = AsciiMetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes())
                 .map_err(|_| CallResult::Error(format!("invalid branch header '{key}'")))?;

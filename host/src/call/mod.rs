@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::drivers::Driver;
 use crate::model::{Protocol, TransType};
 
 /// What a branch call came back with.
@@ -57,14 +58,19 @@ pub fn goes_over_http(url: &str, protocol: Protocol) -> bool {
 pub struct Caller {
     http: http::HttpCaller,
     grpc: Arc<grpc::GrpcCaller>,
+    driver: Arc<dyn Driver>,
 }
 
 impl Caller {
     /// Checks, before anything is stored, that a branch URL can be called over `protocol`: an
-    /// `http(s)://` URL always can; any other only in a gRPC transaction, and only if the
-    /// microservice driver can split it.
+    /// `http(s)://` URL always can; any other in an HTTP transaction only if the driver rewrites
+    /// HTTP calls (it decides at call time), in a gRPC transaction only if the driver can split
+    /// it.
     pub fn check_url(&self, url: &str, protocol: Protocol) -> Result<(), String> {
         if url.is_empty() || url.starts_with("http://") || url.starts_with("https://") {
+            return Ok(());
+        }
+        if protocol != Protocol::Grpc && self.driver.activation().rewrites_http {
             return Ok(());
         }
         if protocol != Protocol::Grpc {
@@ -77,13 +83,11 @@ impl Caller {
 }
 
 impl Caller {
-    pub fn new(
-        driver: Arc<dyn crate::drivers::Driver>,
-        balancing: grpc::Balancing,
-    ) -> Result<Self, String> {
+    pub fn new(driver: Arc<dyn Driver>, balancing: grpc::Balancing) -> Result<Self, String> {
         Ok(Self {
             http: http::HttpCaller::new()?,
-            grpc: Arc::new(grpc::GrpcCaller::new(driver, balancing)),
+            grpc: Arc::new(grpc::GrpcCaller::new(driver.clone(), balancing)),
+            driver,
         })
     }
 
@@ -115,7 +119,23 @@ impl Caller {
         if call.protocol == Protocol::JsonRpc && call.url.contains("method") {
             return self.http.call_json_rpc(call).await;
         }
-        self.http.call(call).await
+        if !self.driver.activation().rewrites_http {
+            return self.http.call(call).await;
+        }
+        match self.driver.rewrite_http(&call.url).await {
+            Ok(None) => self.http.call(call).await,
+            Ok(Some(target)) => {
+                let mut headers = (*call.headers).clone();
+                headers.extend(target.headers);
+                let rewritten = BranchCall {
+                    url: target.url,
+                    headers: Arc::new(headers),
+                    ..call.clone()
+                };
+                self.http.call(&rewritten).await
+            }
+            Err(e) => CallResult::Error(format!("driver could not route '{}': {e}", call.url)),
+        }
     }
 }
 

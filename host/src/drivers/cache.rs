@@ -35,7 +35,8 @@ pub fn compile(
     }
     let component = Component::from_binary(engine, bytes)?;
     std::fs::create_dir_all(dir)?;
-    let temporary = path.with_extension("tmp");
+    // One temporary file per process: coordinators may share a cache directory.
+    let temporary = path.with_extension(format!("{}.tmp", std::process::id()));
     std::fs::write(&temporary, component.serialize()?)?;
     std::fs::rename(&temporary, &path)?;
     Ok((component, false))

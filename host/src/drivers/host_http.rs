@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use crate::drivers::wasm::bindings::dtm::driver::types::{HttpRequest, HttpResponse};
 
+/// The largest response a driver gets; a registry answer beyond it is refused, so a
+/// misbehaving registry cannot balloon the host's memory (the driver's own is capped anyway).
+const MAX_RESPONSE_BYTES: usize = 4 << 20;
+
 /// Which `host:port` destinations a driver may reach.
 #[derive(Debug, Clone, Default)]
 pub struct HttpPolicy {
@@ -83,7 +87,7 @@ impl HttpPolicy {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| "send-http needs the coordinator's runtime".to_owned())?;
         handle.block_on(async move {
-            let response = builder
+            let mut response = builder
                 .send()
                 .await
                 .map_err(|e| format!("request failed: {e}"))?;
@@ -98,14 +102,23 @@ impl HttpPolicy {
                     )
                 })
                 .collect();
-            let body = response
-                .bytes()
+            let mut body = Vec::new();
+            while let Some(chunk) = response
+                .chunk()
                 .await
-                .map_err(|e| format!("reading the response failed: {e}"))?;
+                .map_err(|e| format!("reading the response failed: {e}"))?
+            {
+                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                    return Err(format!(
+                        "the response is larger than {MAX_RESPONSE_BYTES} bytes"
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
             Ok(HttpResponse {
                 status,
                 headers,
-                body: body.to_vec(),
+                body,
             })
         })
     }

@@ -3,11 +3,13 @@
 
 use async_trait::async_trait;
 
-use super::{Driver, DriverError, Registration, Resolution, ServerMethod};
+use super::{
+    Activation, Driver, DriverError, GrpcCall, HttpTarget, Registration, Resolution, ServerMethod,
+};
 
 #[derive(Debug, Default)]
 pub struct DefaultDriver {
-    schemes: Vec<String>,
+    activation: Activation,
 }
 
 #[async_trait]
@@ -16,8 +18,8 @@ impl Driver for DefaultDriver {
         "default"
     }
 
-    fn schemes(&self) -> &[String] {
-        &self.schemes
+    fn activation(&self) -> &Activation {
+        &self.activation
     }
 
     fn parse_server_method(&self, uri: &str) -> Result<ServerMethod, DriverError> {
@@ -63,5 +65,18 @@ impl Driver for DefaultDriver {
         Err(DriverError::Refused(format!(
             "the default driver resolves no scheme: '{server}'"
         )))
+    }
+
+    async fn rewrite_http(&self, _url: &str) -> Result<Option<HttpTarget>, DriverError> {
+        Ok(None)
+    }
+
+    fn rewrite_grpc(
+        &self,
+        _server: &str,
+        _method: &str,
+        _payload: &[u8],
+    ) -> Result<Option<GrpcCall>, DriverError> {
+        Ok(None)
     }
 }

@@ -4,10 +4,12 @@
 //! small pool of instances. Every call runs under an epoch deadline and a memory cap; a call
 //! that traps or overruns fails alone and its instance is thrown away, so the next call gets a
 //! fresh one. Calls that may use the network (`register-service`, `keep-alive`, `deregister`,
-//! `resolve`) run on blocking threads; `parse-server-method` runs inline and may not.
+//! `resolve`, `rewrite-http`) run on blocking threads; `parse-server-method` and `rewrite-grpc`
+//! run inline and may not.
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,7 +17,10 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::{cache, Driver, DriverError, HttpPolicy, Registration, Resolution, ServerMethod};
+use super::{
+    cache, Activation, Driver, DriverError, Grants, GrpcCall, HttpPolicy, HttpTarget, Registration,
+    Resolution, ServerMethod,
+};
 use crate::clock::Clock;
 
 pub(crate) mod bindings {
@@ -64,6 +69,8 @@ struct HostCapabilities {
     driver: String,
     clock: Arc<Clock>,
     http: HttpPolicy,
+    /// What `env` answers; replaced only by conformance runs (`WasmDriver::set_env`).
+    env: RwLock<BTreeMap<String, String>>,
     client: reqwest::Client,
 }
 
@@ -107,6 +114,14 @@ impl bindings::dtm::driver::host::Host for DriverState {
         let response = self.host.http.send(&self.host.client, request);
         self.host_wait += started.elapsed();
         response
+    }
+
+    fn env(&mut self, name: String) -> Option<String> {
+        self.host.env.read().ok()?.get(&name).cloned()
+    }
+
+    fn local_ipv4(&mut self) -> Option<String> {
+        super::local_ipv4()
     }
 }
 
@@ -253,7 +268,9 @@ fn trap(call: &'static str, limits: WasmLimits, error: wasmtime::Error) -> Drive
 /// A loaded wasm driver.
 pub struct WasmDriver {
     name: String,
-    schemes: Vec<String>,
+    activation: Activation,
+    /// `MicroService.Target`, for `resolve` and `rewrite-http`.
+    registry: Arc<str>,
     runtime: Arc<Runtime>,
 }
 
@@ -271,7 +288,7 @@ pub fn inspect(path: &Path) -> Result<Inspection, DriverError> {
     let driver = WasmDriver::load(
         path,
         WasmLimits::default(),
-        HttpPolicy::default(),
+        Grants::default(),
         Arc::default(),
         None,
     )?;
@@ -284,7 +301,7 @@ pub fn inspect(path: &Path) -> Result<Inspection, DriverError> {
         .component_type();
     Ok(Inspection {
         name: driver.name,
-        schemes: driver.schemes,
+        schemes: driver.activation.schemes,
         exports: component_type
             .exports(engine)
             .map(|(name, _)| name.to_owned())
@@ -300,7 +317,7 @@ impl WasmDriver {
     pub fn load(
         path: &Path,
         limits: WasmLimits,
-        http: HttpPolicy,
+        grants: Grants,
         clock: Arc<Clock>,
         cache_dir: Option<&Path>,
     ) -> Result<Self, DriverError> {
@@ -327,7 +344,8 @@ impl WasmDriver {
         let host = Arc::new(HostCapabilities {
             driver: path.display().to_string(),
             clock,
-            http,
+            http: grants.http,
+            env: RwLock::new(grants.env),
             client,
         });
         let runtime = Arc::new(Runtime {
@@ -338,13 +356,25 @@ impl WasmDriver {
             idle: Mutex::new(Vec::new()),
         });
         let name = runtime.call("name", false, |b, s| b.call_name(s))?;
-        let schemes = runtime.call("schemes", false, |b, s| b.call_schemes(s))?;
+        let activation = runtime.call("activate", false, |b, s| b.call_activate(s))?;
         tracing::info!(driver = name, path = %path.display(), cached, "wasm driver loaded");
         Ok(Self {
             name,
-            schemes,
+            activation: Activation {
+                schemes: activation.schemes,
+                rewrites_http: activation.rewrites_http,
+                rewrites_grpc: activation.rewrites_grpc,
+            },
+            registry: grants.registry.into(),
             runtime,
         })
+    }
+
+    /// Replaces the environment variables `env` answers: for conformance cases that need some.
+    pub fn set_env(&self, env: BTreeMap<String, String>) {
+        if let Ok(mut current) = self.runtime.host.env.write() {
+            *current = env;
+        }
     }
 
     /// Runs a network-capable call on a blocking thread.
@@ -383,8 +413,8 @@ impl Driver for WasmDriver {
         &self.name
     }
 
-    fn schemes(&self) -> &[String] {
-        &self.schemes
+    fn activation(&self) -> &Activation {
+        &self.activation
     }
 
     fn parse_server_method(&self, uri: &str) -> Result<ServerMethod, DriverError> {
@@ -426,12 +456,46 @@ impl Driver for WasmDriver {
     }
 
     async fn resolve(&self, server: &str) -> Result<Resolution, DriverError> {
-        let server = server.to_owned();
-        self.blocking("resolve", move |b, s| b.call_resolve(s, &server))
+        let (server, registry) = (server.to_owned(), self.registry.clone());
+        self.blocking("resolve", move |b, s| b.call_resolve(s, &server, &registry))
             .await
             .map(|r| Resolution {
                 endpoints: r.endpoints,
                 refresh: millis(r.refresh_ms),
             })
+    }
+
+    async fn rewrite_http(&self, url: &str) -> Result<Option<HttpTarget>, DriverError> {
+        let (url, registry) = (url.to_owned(), self.registry.clone());
+        self.blocking("rewrite-http", move |b, s| {
+            b.call_rewrite_http(s, &url, &registry)
+        })
+        .await
+        .map(|target| {
+            target.map(|t| HttpTarget {
+                url: t.url,
+                headers: t.headers,
+            })
+        })
+    }
+
+    fn rewrite_grpc(
+        &self,
+        server: &str,
+        method: &str,
+        payload: &[u8],
+    ) -> Result<Option<GrpcCall>, DriverError> {
+        self.runtime
+            .call("rewrite-grpc", false, |b, s| {
+                b.call_rewrite_grpc(s, server, method, payload)
+            })?
+            .map(|call| {
+                call.map(|c| GrpcCall {
+                    method: c.method,
+                    payload: c.payload,
+                    metadata: c.metadata,
+                })
+            })
+            .map_err(DriverError::Refused)
     }
 }
