@@ -328,7 +328,8 @@ mod tests {
 
     #[test]
     fn hostname_port_and_query_follow_go() {
-        let url = parse("etcd://h1:2379,h2:2379/svc?user=root&password=a%2Bb+c&x&;bad=1&user=2").unwrap();
+        let url =
+            parse("etcd://h1:2379,h2:2379/svc?user=root&password=a%2Bb+c&x&;bad=1&user=2").unwrap();
         assert_eq!((url.hostname(), url.port()), ("h1:2379,h2", "2379"));
         let query = url.query();
         assert_eq!(query.get("user"), "root");

@@ -119,6 +119,8 @@ pub fn listen_address(host: &dyn Host, endpoint: &str) -> Result<(String, u16), 
 
 /// Defines `WitHost`, a [`Host`] that forwards to the guest's own wit-bindgen imports. Use it
 /// after `wit_bindgen::generate!` at the guest's crate root.
+// `crate::` must mean the guest's crate, where wit-bindgen put the imports, not regkit.
+#[allow(clippy::crate_in_macro_def)]
 #[macro_export]
 macro_rules! wit_host {
     () => {
@@ -127,14 +129,13 @@ macro_rules! wit_host {
 
         impl $crate::Host for WitHost {
             fn send(&self, request: $crate::Request) -> Result<$crate::Response, String> {
-                let answer = crate::dtm::driver::host::send_http(
-                    &crate::dtm::driver::types::HttpRequest {
+                let answer =
+                    crate::dtm::driver::host::send_http(&crate::dtm::driver::types::HttpRequest {
                         method: request.method.into(),
                         url: request.url,
                         headers: request.headers,
                         body: request.body,
-                    },
-                )?;
+                    })?;
                 Ok($crate::Response {
                     status: answer.status,
                     headers: answer.headers,
