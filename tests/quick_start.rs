@@ -1,27 +1,52 @@
-//! The driver seed's quick start, reproduced: dtm-host with the protocol1 wasm driver, and the
-//! `dtm-client` example app that loads the same `.wasm`, gets a gid at a `protocol1:///` URL and
-//! runs a saga whose gRPC branches move 30 from user 1 to user 2.
+//! The quick starts, reproduced with the `dtm-client` example apps against the real binary:
+//! dtm's driver seed (protocol1 wasm driver, a saga over `protocol1:///` URLs), and go-zero's
+//! (gozero wasm driver, real etcd, a msg over `etcd://` URLs).
 
 mod common;
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
+use common::etcd::Etcd;
 use common::{free_port, guest_wasm, Host};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_quick_start() {
-    let driver = guest_wasm("protocol1");
+/// Builds and runs example `name` of dtm-client with `env`, to its end.
+async fn run_example(name: &str, env: &[(&str, &str)]) -> Output {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let built = Command::new(cargo)
-        .args(["build", "-p", "dtm-client", "--example", "quick_start"])
+        .args(["build", "-p", "dtm-client", "--example", name])
         .status()
         .unwrap();
     assert!(built.success());
     let app = Path::new(env!("CARGO_BIN_EXE_dtm-host"))
         .with_file_name("examples")
-        .join("quick_start");
+        .join(name);
+    tokio::process::Command::new(app)
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap()
+}
 
+/// The example's stdout, after checking it succeeded and logged the transfer in order.
+fn transfer_logged(output: &Output, host: &Host) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        host.log()
+    );
+    let transfer = stdout
+        .find("TransOut 30 from user 1")
+        .zip(stdout.find("TransIn 30 to user 2"));
+    assert!(transfer.is_some_and(|(out, into)| out < into), "{stdout}");
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_quick_start() {
+    let driver = guest_wasm("protocol1");
     let driver_path = driver.to_str().unwrap();
     let host = Host::start_with(&[
         ("MICRO_SERVICE_DRIVER", "dtm-driver-protocol1"),
@@ -29,29 +54,22 @@ async fn seed_quick_start() {
     ])
     .await;
     let dtm = format!("protocol1:///localhost:{}", host.grpc_port);
-    let output = tokio::process::Command::new(app)
-        .env("DTM_DRIVER", driver_path)
-        .env("DTM", &dtm)
-        .env("BUSI_PORT", free_port().to_string())
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        host.log()
-    );
+    let busi_port = free_port().to_string();
+    let output = run_example(
+        "quick_start",
+        &[
+            ("DTM_DRIVER", driver_path),
+            ("DTM", &dtm),
+            ("BUSI_PORT", &busi_port),
+        ],
+    )
+    .await;
+    let stdout = transfer_logged(&output, &host);
     let new_gid = format!("grpc client called: {dtm}/dtmgimp.Dtm/NewGid result: Gid: \"");
     assert!(
         stdout.contains(&new_gid) && stdout.contains("\" err: <nil>"),
         "{stdout}"
     );
-    let transfer = stdout
-        .find("TransOut 30 from user 1")
-        .zip(stdout.find("TransIn 30 to user 2"));
-    assert!(transfer.is_some_and(|(out, into)| out < into), "{stdout}");
     let gid = stdout
         .split("Gid: \"")
         .nth(1)
@@ -61,5 +79,46 @@ async fn seed_quick_start() {
     assert_eq!(
         host.branch_statuses(gid).await,
         ["prepared", "succeed", "prepared", "succeed"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gozero_quick_start_with_real_etcd() {
+    let etcd = Etcd::start().await;
+    let driver = guest_wasm("gozero");
+    let driver_path = driver.to_str().unwrap();
+    let host = Host::start_with(&[
+        ("MICRO_SERVICE_DRIVER", "dtm-driver-gozero"),
+        ("MICRO_SERVICE_DRIVER_PATH", driver_path),
+        (
+            "MICRO_SERVICE_TARGET",
+            &format!("etcd://{}/dtmservice", etcd.address()),
+        ),
+        ("MICRO_SERVICE_END_POINT", "127.0.0.1:{GRPC_PORT}"),
+    ])
+    .await;
+    let busi_port = free_port().to_string();
+    let output = run_example(
+        "gozero_quick_start",
+        &[
+            ("DTM_DRIVER", driver_path),
+            ("ETCD", &etcd.address()),
+            ("BUSI_PORT", &busi_port),
+        ],
+    )
+    .await;
+    let stdout = transfer_logged(&output, &host);
+    let gid = stdout
+        .split("msg ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap();
+    assert!(stdout.contains(&format!("msg {gid} succeeded")), "{stdout}");
+    assert_eq!(host.status(gid).await, "succeed");
+    assert_eq!(host.branch_statuses(gid).await, ["succeed", "succeed"]);
+    assert_eq!(
+        etcd.get_prefix("trans.rpc/").await,
+        [],
+        "the business service deregistered when it stopped"
     );
 }

@@ -2,11 +2,13 @@
 //! own data directory, and a real HTTP business service ("busi") whose answers each test scripts.
 #![allow(dead_code)]
 
+pub mod etcd;
+pub mod fakes;
 pub mod grpc;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,6 +43,12 @@ pub fn guest_wasm(crate_name: &str) -> PathBuf {
         root.join("target/wasm32-wasip2/release")
     });
     dir.join(format!("{crate_name}.wasm"))
+}
+
+/// One compile cache for every host the tests start: each compiles a driver once per run
+/// instead of once per host (cache entries are keyed by the file's hash, so sharing is safe).
+pub fn driver_cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-driver-cache")
 }
 
 /// Runs the binary with `env` and `args` to its end (it must not serve); returns its exit
@@ -87,16 +95,22 @@ impl Host {
         Self::start_with(&[]).await
     }
 
-    /// Starts the binary with extra environment variables (config keys, dtm's naming).
+    /// Starts the binary with extra environment variables (config keys, dtm's naming). In
+    /// values, `{GRPC_PORT}` stands for the gRPC port the host gets (for
+    /// `MICRO_SERVICE_END_POINT`).
     pub async fn start_with(env: &[(&str, &str)]) -> Self {
+        let grpc_port = free_port();
         let mut host = Host {
             child: None,
             port: free_port(),
-            grpc_port: free_port(),
+            grpc_port,
             dir: Arc::new(tempfile::tempdir().unwrap()),
             env: env
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| {
+                    let value = v.replace("{GRPC_PORT}", &grpc_port.to_string());
+                    (k.to_string(), value)
+                })
                 .collect(),
             http: reqwest::Client::new(),
         };
@@ -117,6 +131,7 @@ impl Host {
             .env("TRANS_CRON_INTERVAL", "1")
             .env("LOG_LEVEL", "debug")
             .env("LOG_OUTPUTS", self.log_path())
+            .env("MICRO_SERVICE_DRIVER_CACHE_DIR", driver_cache_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.dir.path().join("stderr.log")).unwrap());
@@ -124,7 +139,8 @@ impl Host {
             cmd.env(k, v);
         }
         self.child = Some(cmd.spawn().expect("start dtm-host"));
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: a test machine running many tests at once may be slow to start a host.
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(r) = self.http.get(self.url("/api/ping")).send().await {
                 if r.status().is_success() {
