@@ -9,45 +9,13 @@
 //! Settings (environment): DTM_DRIVER (default `target/drivers/protocol1.wasm`), DTM (default
 //! `protocol1:///localhost:36790`), BUSI_PORT (default 58081).
 
-use std::future::Future;
-use std::pin::Pin;
+#[path = "support/transfer_service.rs"]
+mod transfer_service;
 
 use dtm_client::Client;
-use dtm_host::call::grpc::RawCodec;
 use dtm_host::proto::dtmgimp::DtmGidReply;
 use prost::Message;
-
-/// The business service: every method logs the transfer it stands for and answers OK.
-struct Branch(String);
-
-impl tonic::server::UnaryService<Vec<u8>> for Branch {
-    type Response = Vec<u8>;
-    type Future =
-        Pin<Box<dyn Future<Output = Result<tonic::Response<Vec<u8>>, tonic::Status>> + Send>>;
-
-    fn call(&mut self, request: tonic::Request<Vec<u8>>) -> Self::Future {
-        let req: serde_json::Value = serde_json::from_slice(request.get_ref()).unwrap_or_default();
-        let (amount, user) = (
-            req["amount"].as_i64().unwrap_or(0),
-            req["user_id"].as_i64().unwrap_or(0),
-        );
-        match self.0.rsplit('/').next().unwrap_or_default() {
-            "TransOut" => println!("TransOut {amount} from user {user}"),
-            "TransIn" => println!("TransIn {amount} to user {user}"),
-            other => println!("{other} {amount} for user {user}"),
-        }
-        Box::pin(async { Ok(tonic::Response::new(Vec::new())) })
-    }
-}
-
-async fn serve_branch(request: axum::extract::Request) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let method = request.uri().path().to_owned();
-    tonic::server::Grpc::new(RawCodec)
-        .unary(Branch(method), request)
-        .await
-        .into_response()
-}
+use transfer_service::AdjustInfo;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -58,10 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         env("BUSI_PORT", "58081"),
     );
 
-    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{busi_port}")).await?;
-    tokio::spawn(
-        async move { axum::serve(listener, axum::Router::new().fallback(serve_branch)).await },
-    );
+    transfer_service::start(&busi_port).await?;
 
     let client = Client::grpc(&dtm).use_driver(&driver)?;
     let new_gid = format!("{dtm}/dtmgimp.Dtm/NewGid");
@@ -76,8 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("grpc client called: {new_gid} result: Gid: \"{gid}\" err: <nil>");
 
     let busi = format!("protocol1:///localhost:{busi_port}/busi.Busi");
-    let out = br#"{"amount":30,"user_id":1}"#.to_vec();
-    let into = br#"{"amount":30,"user_id":2}"#.to_vec();
+    let (out, into) = (AdjustInfo::bytes(30, 1), AdjustInfo::bytes(30, 2));
     client
         .saga(&gid)
         .add(

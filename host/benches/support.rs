@@ -1,0 +1,188 @@
+//! What the benches share: the release binary started on a fresh store, an empty gRPC business
+//! service, and a load loop that reports TPS and latency percentiles.
+#![allow(dead_code)]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::common;
+
+pub fn env_or(key: &str, default: u64) -> u64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Empty gRPC business branches: every method answers OK, whatever the request bytes.
+pub async fn start_grpc_busi() -> String {
+    use dtm_host::call::grpc::RawCodec;
+    use std::future::Future;
+    use std::pin::Pin;
+
+    struct Ok200;
+    impl tonic::server::UnaryService<Vec<u8>> for Ok200 {
+        type Response = Vec<u8>;
+        type Future =
+            Pin<Box<dyn Future<Output = Result<tonic::Response<Vec<u8>>, tonic::Status>> + Send>>;
+        fn call(&mut self, _: tonic::Request<Vec<u8>>) -> Self::Future {
+            Box::pin(async { Ok(tonic::Response::new(Vec::new())) })
+        }
+    }
+    async fn any(request: axum::extract::Request) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        tonic::server::Grpc::new(RawCodec)
+            .unary(Ok200, request)
+            .await
+            .into_response()
+    }
+    let app = axum::Router::new().fallback(any);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    server
+}
+
+pub struct HostProcess {
+    child: Child,
+    pub port: u16,
+    pub grpc_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl HostProcess {
+    pub async fn start(log_level: &str) -> Self {
+        Self::start_with(log_level, &[]).await
+    }
+
+    /// Starts it with extra environment variables; `{GRPC_PORT}` in a value stands for its gRPC
+    /// port.
+    pub async fn start_with(log_level: &str, env: &[(&str, String)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, grpc_port) = (common::free_port(), common::free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_dtm-host"))
+            .env("HTTP_PORT", port.to_string())
+            .env("GRPC_PORT", grpc_port.to_string())
+            .env("STORE_DATA_DIR", dir.path().join("data"))
+            .env("LOG_LEVEL", log_level)
+            .env("LOG_OUTPUTS", dir.path().join("host.log"))
+            .envs(
+                env.iter()
+                    .map(|(k, v)| (*k, v.replace("{GRPC_PORT}", &grpc_port.to_string()))),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dtm-host");
+        let host = Self {
+            child,
+            port,
+            grpc_port,
+            _dir: dir,
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..500 {
+            if client
+                .get(format!("http://127.0.0.1:{port}/api/ping"))
+                .send()
+                .await
+                .is_ok()
+            {
+                return host;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("dtm-host did not start");
+    }
+
+    /// Peak resident set size (VmHWM), in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Figures {
+    pub tps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub errors: usize,
+}
+
+/// Runs `one` from `concurrency` workers for `seconds` after a warm-up; each call is one
+/// completed unit of work (a pair of branch calls, or one saga).
+pub async fn measure<F, Fut>(concurrency: u64, seconds: u64, one: F) -> Figures
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let one = Arc::new(one);
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..concurrency {
+        let (one, measuring, stop) = (one.clone(), measuring.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut latencies, mut errors, mut n) = (Vec::new(), 0usize, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let ok = one(w * 1_000_000_000 + n).await;
+                n += 1;
+                if measuring.load(Ordering::Relaxed) {
+                    if ok {
+                        latencies.push(started.elapsed());
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let (mut latencies, mut errors) = (Vec::new(), 0);
+    for w in workers {
+        let (l, e) = w.await.unwrap();
+        latencies.extend(l);
+        errors += e;
+    }
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    };
+    Figures {
+        tps: latencies.len() as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        errors,
+    }
+}
+
+pub fn print(name: &str, f: &Figures) {
+    println!(
+        "{name:<28} {:>9.0} TPS   p50 {:>7.2} ms   p99 {:>7.2} ms   errors {}",
+        f.tps, f.p50_ms, f.p99_ms, f.errors
+    );
+}
