@@ -6,62 +6,15 @@
 
 mod common;
 
-use std::collections::HashMap;
-
+use common::driver::{saga_succeeds, start_host};
 use common::fakes::{FakeConsul, FakeNacos, Recorded};
 use common::grpc::GrpcBusi;
-use common::{guest_wasm, Host};
-use dtm_host::proto::dtmgimp::dtm_client::DtmClient;
-use dtm_host::proto::dtmgimp::{DtmRequest, DtmTransOptions};
 use serde_json::json;
 
 /// The coordinator's endpoint for gozero (a plain `host:port`) and for kratos and sponge (a
 /// URL); nothing dials it here.
 const PLAIN_ENDPOINT: &str = "localhost:36790";
 const URL_ENDPOINT: &str = "grpc://127.0.0.1:36790";
-
-async fn start_host(driver: &str, crate_name: &str, target: &str, endpoint: &str) -> Host {
-    let wasm = guest_wasm(crate_name);
-    Host::start_with(&[
-        ("MICRO_SERVICE_DRIVER", driver),
-        ("MICRO_SERVICE_DRIVER_PATH", wasm.to_str().unwrap()),
-        ("MICRO_SERVICE_TARGET", target),
-        ("MICRO_SERVICE_END_POINT", endpoint),
-    ])
-    .await
-}
-
-/// Submits a waiting saga of two gRPC branches at `url_of(method)` and checks both actions
-/// reached `busi` and the saga succeeded.
-async fn saga_succeeds(host: &Host, busi: &GrpcBusi, gid: &str, url_of: impl Fn(&str) -> String) {
-    let steps = json!([
-        {"action": url_of("/busi.Busi/TransOut"), "compensate": url_of("/busi.Busi/TransOutRevert")},
-        {"action": url_of("/busi.Busi/TransIn"), "compensate": url_of("/busi.Busi/TransInRevert")},
-    ]);
-    let request = DtmRequest {
-        gid: gid.into(),
-        trans_type: "saga".into(),
-        steps: steps.to_string(),
-        bin_payloads: vec![vec![1], vec![2]],
-        trans_options: Some(DtmTransOptions {
-            wait_result: true,
-            branch_headers: HashMap::new(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let mut dtm = DtmClient::connect(format!("http://127.0.0.1:{}", host.grpc_port))
-        .await
-        .unwrap();
-    let outcome = dtm.submit(request).await;
-    assert!(outcome.is_ok(), "{outcome:?}\n{}", host.log());
-    assert_eq!(host.status(gid).await, "succeed", "{}", host.log());
-    for method in ["/busi.Busi/TransOut", "/busi.Busi/TransIn"] {
-        let calls = busi.calls(method);
-        assert_eq!(calls.len(), 1, "{method}: {calls:?}");
-        assert_eq!(calls[0].metadata["dtm-gid"], gid);
-    }
-}
 
 /// The port of a `127.0.0.1:port` server.
 fn port_of(server: &str) -> u16 {

@@ -274,23 +274,25 @@ async fn protocol1_urls_resolve_to_their_endpoint() {
     assert_eq!(host.status("p1").await, "succeed");
     let call = &busi.calls("/busi.Busi/TransOut")[0];
     assert_eq!(call.metadata["dtm-gid"], "p1");
+}
+
+#[tokio::test]
+async fn a_restart_uses_the_cached_compilation() {
+    let wasm = guest_wasm("protocol1");
+    // Its own cache (empty: the default in its data directory), not the tests' shared one.
+    let mut host = Host::start_with(&[
+        ("MICRO_SERVICE_DRIVER", "dtm-driver-protocol1"),
+        ("MICRO_SERVICE_DRIVER_PATH", wasm.to_str().unwrap()),
+        ("MICRO_SERVICE_DRIVER_CACHE_DIR", ""),
+    ])
+    .await;
+    assert!(host.log().contains(r#""cached":false"#), "{}", host.log());
     let cache = host.dir.path().join("data/driver-cache");
     assert_eq!(
         std::fs::read_dir(&cache).unwrap().count(),
         1,
         "the compiled driver is cached"
     );
-}
-
-#[tokio::test]
-async fn a_restart_uses_the_cached_compilation() {
-    let wasm = guest_wasm("protocol1");
-    let mut host = Host::start_with(&[
-        ("MICRO_SERVICE_DRIVER", "dtm-driver-protocol1"),
-        ("MICRO_SERVICE_DRIVER_PATH", wasm.to_str().unwrap()),
-    ])
-    .await;
-    assert!(host.log().contains(r#""cached":false"#), "{}", host.log());
     host.restart().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(host.log().contains(r#""cached":true"#), "{}", host.log());

@@ -14,10 +14,6 @@ use dtm_host::proto::dtmgimp::{DtmRequest, DtmTransOptions};
 use serde_json::json;
 use tonic::transport::Channel;
 
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../tests/data/parse-vectors.json"
-);
 const METHOD: &str = "/busi.Busi/TransOut";
 /// The refresh interval the driver suggests for etcd servers.
 const REFRESH: Duration = Duration::from_secs(5);
@@ -124,23 +120,7 @@ async fn ttl(etcd: &Etcd, lease: &str) -> i64 {
 
 #[test]
 fn driver_check_passes_every_gozero_vector() {
-    let wasm = guest_wasm("gozero");
-    let (status, output) = run_to_exit(
-        &[],
-        &[
-            "driver",
-            "check",
-            wasm.to_str().unwrap(),
-            "--vectors",
-            VECTORS,
-        ],
-    );
-    assert!(status.success(), "{output}");
-    assert!(output.contains(" passed, 0 failed"), "{output}");
-    assert!(
-        !output.contains(" 0 passed"),
-        "no gozero vector ran: {output}"
-    );
+    common::driver::vectors_pass("gozero");
 }
 
 #[tokio::test]

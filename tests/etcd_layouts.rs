@@ -5,29 +5,15 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use common::driver::{saga_succeeds, start_host};
 use common::etcd::Etcd;
 use common::grpc::GrpcBusi;
-use common::{guest_wasm, Host};
-use dtm_host::proto::dtmgimp::dtm_client::DtmClient;
-use dtm_host::proto::dtmgimp::{DtmRequest, DtmTransOptions};
 use serde_json::{json, Value};
 
 /// The coordinator's endpoint as the drivers register it (nothing dials it here).
 const ENDPOINT: &str = "grpc://127.0.0.1:36790";
-
-async fn start_host(driver: &str, crate_name: &str, target: &str, endpoint: &str) -> Host {
-    let wasm = guest_wasm(crate_name);
-    Host::start_with(&[
-        ("MICRO_SERVICE_DRIVER", driver),
-        ("MICRO_SERVICE_DRIVER_PATH", wasm.to_str().unwrap()),
-        ("MICRO_SERVICE_TARGET", target),
-        ("MICRO_SERVICE_END_POINT", endpoint),
-    ])
-    .await
-}
 
 /// The lease a key is bound to ("0" for none), read from etcd's range answer.
 async fn lease_of(etcd: &Etcd, key: &str) -> String {
@@ -41,41 +27,6 @@ async fn lease_of(etcd: &Etcd, key: &str) -> String {
 async fn ttl_of(etcd: &Etcd, lease: &str) -> i64 {
     let answer = etcd.call("lease/timetolive", json!({"ID": lease})).await;
     answer["TTL"].as_str().unwrap_or("0").parse().unwrap()
-}
-
-/// A waiting saga of two gRPC branches at `url_of(method)`.
-fn saga(gid: &str, url_of: impl Fn(&str) -> String) -> DtmRequest {
-    let steps = json!([
-        {"action": url_of("/busi.Busi/TransOut"), "compensate": url_of("/busi.Busi/TransOutRevert")},
-        {"action": url_of("/busi.Busi/TransIn"), "compensate": url_of("/busi.Busi/TransInRevert")},
-    ]);
-    DtmRequest {
-        gid: gid.into(),
-        trans_type: "saga".into(),
-        steps: steps.to_string(),
-        bin_payloads: vec![vec![1], vec![2]],
-        trans_options: Some(DtmTransOptions {
-            wait_result: true,
-            branch_headers: HashMap::new(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// Submits `saga(gid)` and checks both actions reached `busi` and the saga succeeded.
-async fn saga_succeeds(host: &Host, busi: &GrpcBusi, gid: &str, url_of: impl Fn(&str) -> String) {
-    let mut dtm = DtmClient::connect(format!("http://127.0.0.1:{}", host.grpc_port))
-        .await
-        .unwrap();
-    let outcome = dtm.submit(saga(gid, url_of)).await;
-    assert!(outcome.is_ok(), "{outcome:?}\n{}", host.log());
-    assert_eq!(host.status(gid).await, "succeed", "{}", host.log());
-    for method in ["/busi.Busi/TransOut", "/busi.Busi/TransIn"] {
-        let calls = busi.calls(method);
-        assert_eq!(calls.len(), 1, "{method}: {calls:?}");
-        assert_eq!(calls[0].metadata["dtm-gid"], gid);
-    }
 }
 
 /// kratos' instance JSON, exactly as kratos writes it.

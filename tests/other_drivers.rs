@@ -6,43 +6,21 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
-use common::fakes::FakeNacos;
+use common::fakes::{wait_until, FakeNacos};
 use common::grpc::GrpcBusi;
-use common::{guest_wasm, run_to_exit, Busi, Host};
+use common::{guest_wasm, Busi, Host};
 use dtm_host::proto::dtmgimp::dtm_client::DtmClient;
 use dtm_host::proto::dtmgimp::{DtmRequest, DtmTransOptions};
 use serde_json::{json, Value};
 
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../tests/data/parse-vectors.json"
-);
-
 #[test]
 fn the_conformance_vectors_pass() {
     for driver in ["polaris", "dapr", "springcloud"] {
-        let wasm = guest_wasm(driver);
-        let (status, output) = run_to_exit(
-            &[],
-            &[
-                "driver",
-                "check",
-                wasm.to_str().unwrap(),
-                "--vectors",
-                VECTORS,
-            ],
-        );
-        assert!(status.success(), "{driver}: {output}");
-        assert!(output.contains(" passed, 0 failed"), "{driver}: {output}");
-        assert!(
-            !output.contains(" 0 passed"),
-            "{driver} has vectors: {output}"
-        );
+        common::driver::vectors_pass(driver);
     }
 }
 
@@ -71,24 +49,23 @@ fn grpc_saga(gid: &str, steps: &[(&str, Vec<u8>)]) -> DtmRequest {
     }
 }
 
-/// An HTTP saga whose steps are the given action URLs; its submit answers SUCCESS only if
-/// every branch succeeded at the first call.
-fn http_saga(gid: &str, actions: &[&str]) -> Value {
+/// Submits an HTTP saga whose steps are the given action URLs, waiting for its result, and
+/// checks the submit answered SUCCESS, which it does only if every branch succeeded at the
+/// first call.
+async fn http_saga_succeeds(host: &Host, gid: &str, actions: &[&str]) {
     let steps: Vec<Value> = actions
         .iter()
         .map(|url| json!({"action": url, "compensate": ""}))
         .collect();
     let payloads: Vec<String> = actions.iter().map(|_| "{}".to_owned()).collect();
-    json!({"gid": gid, "trans_type": "saga", "steps": steps, "payloads": payloads,
-        "wait_result": true})
-}
-
-async fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let body = json!({"gid": gid, "trans_type": "saga", "steps": steps, "payloads": payloads,
+        "wait_result": true});
+    assert_eq!(
+        host.post("/submit", body).await,
+        (200, json!({"dtm_result": "SUCCESS"})),
+        "{}",
+        host.log()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -144,9 +121,7 @@ impl FakePolaris {
         let app = axum::Router::new()
             .fallback(polaris_handler)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let address = common::serve(app, 0).await;
         Self { address, state }
     }
 
@@ -162,6 +137,26 @@ impl FakePolaris {
     }
 }
 
+/// A host with the polaris driver, registering as `dtmservice` in namespace `Test` at
+/// `polaris` with service token `token` (`MicroService.EndPoint`; none when `None`).
+async fn start_polaris_host(polaris: &FakePolaris, token: Option<&str>) -> Host {
+    let target = format!(
+        "polaris://127.0.0.1:36790/dtmservice?namespace=Test&polaris={}",
+        polaris.address
+    );
+    let wasm = guest_wasm("polaris");
+    let mut env = vec![
+        ("MICRO_SERVICE_DRIVER", "dtm-driver-polaris"),
+        ("MICRO_SERVICE_DRIVER_PATH", wasm.to_str().unwrap()),
+        ("MICRO_SERVICE_TARGET", &target),
+        ("MICRO_SERVICE_REGISTRY_ADDRESSES", &polaris.address),
+    ];
+    if let Some(token) = token {
+        env.push(("MICRO_SERVICE_END_POINT", token));
+    }
+    Host::start_with(&env).await
+}
+
 #[tokio::test]
 async fn polaris_registers_heartbeats_resolves_and_deregisters() {
     let (polaris, busi) = (FakePolaris::start().await, GrpcBusi::start().await);
@@ -175,19 +170,7 @@ async fn polaris_registers_heartbeats_resolves_and_deregisters() {
             "isolate": true}),
         json!({"id": "d", "host": "127.0.0.1", "port": 9, "weight": 0, "healthy": true}),
     ];
-    let target = format!(
-        "polaris://127.0.0.1:36790/dtmservice?namespace=Test&polaris={}",
-        polaris.address
-    );
-    let wasm = guest_wasm("polaris");
-    let mut host = Host::start_with(&[
-        ("MICRO_SERVICE_DRIVER", "dtm-driver-polaris"),
-        ("MICRO_SERVICE_DRIVER_PATH", wasm.to_str().unwrap()),
-        ("MICRO_SERVICE_TARGET", &target),
-        ("MICRO_SERVICE_END_POINT", "service-token"),
-        ("MICRO_SERVICE_REGISTRY_ADDRESSES", &polaris.address),
-    ])
-    .await;
+    let mut host = start_polaris_host(&polaris, Some("service-token")).await;
     let registered = polaris.requests("RegisterInstance");
     assert_eq!(registered.len(), 1, "{}", host.log());
     assert_eq!(
@@ -227,7 +210,7 @@ async fn polaris_registers_heartbeats_resolves_and_deregisters() {
     // The second heartbeat, 5 s after the first, finds the instance forgotten: it registers
     // again.
     wait_until("a second registration", 8, || {
-        polaris.requests("RegisterInstance").len() == 2
+        (polaris.requests("RegisterInstance").len() == 2).then_some(())
     })
     .await;
     assert!(polaris.requests("DeregisterInstance").is_empty());
@@ -241,18 +224,7 @@ async fn polaris_registers_heartbeats_resolves_and_deregisters() {
 #[tokio::test]
 async fn polaris_without_a_service_token_registers_nothing() {
     let polaris = FakePolaris::start().await;
-    let target = format!(
-        "polaris://127.0.0.1:36790/dtmservice?namespace=Test&polaris={}",
-        polaris.address
-    );
-    let wasm = guest_wasm("polaris");
-    let mut host = Host::start_with(&[
-        ("MICRO_SERVICE_DRIVER", "dtm-driver-polaris"),
-        ("MICRO_SERVICE_DRIVER_PATH", wasm.to_str().unwrap()),
-        ("MICRO_SERVICE_TARGET", &target),
-        ("MICRO_SERVICE_REGISTRY_ADDRESSES", &polaris.address),
-    ])
-    .await;
+    let mut host = start_polaris_host(&polaris, None).await;
     assert!(host.terminate().await.success());
     assert!(
         polaris.state.requests.lock().unwrap().is_empty(),
@@ -279,20 +251,16 @@ async fn dapr_branches_go_through_the_sidecar() {
     ])
     .await;
 
-    let body = http_saga(
+    http_saga_succeeds(
+        &host,
         "dapr-http",
         &[
             "daprhttp://DAPR_ENV/busi/api/TransOut?x=1",
             "daprphttp://DAPR_ENV/busi/api/TransIn",
             &http_sidecar.url("/plain"),
         ],
-    );
-    assert_eq!(
-        host.post("/submit", body).await,
-        (200, json!({"dtm_result": "SUCCESS"})),
-        "{}",
-        host.log()
-    );
+    )
+    .await;
     let invoked = &http_sidecar.calls("/v1.0/invoke/busi/method/api/TransOut")[0];
     assert_eq!(invoked.query["x"], "1");
     assert_eq!(invoked.query["gid"], "dapr-http", "dtm's own query is kept");
@@ -397,19 +365,15 @@ async fn springcloud_registers_in_nacos_and_routes_by_service_name() {
 
     // Ten picks: a sick instance among the candidates would be hit at least once.
     for i in 0..5 {
-        let body = http_saga(
+        http_saga_succeeds(
+            &host,
             &format!("sc-{i}"),
             &[
                 "lb://busi/TransOut?group=DEFAULT_GROUP",
                 "lb://busi/TransIn",
             ],
-        );
-        assert_eq!(
-            host.post("/submit", body).await,
-            (200, json!({"dtm_result": "SUCCESS"})),
-            "{}",
-            host.log()
-        );
+        )
+        .await;
     }
     let out = &busi.calls("/TransOut")[0];
     assert_eq!(out.query["group"], "DEFAULT_GROUP", "the query is kept");

@@ -47,6 +47,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use super::serve;
+
 /// One request a fake registry received.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -131,6 +133,76 @@ impl Recorder {
     }
 }
 
+/// What the handler of a fake asks of its state.
+trait FakeState: Send + Sync + 'static {
+    fn recorder(&self) -> &Recorder;
+    /// The answer to `request`, already recorded.
+    fn answer(&self, method: &Method, request: &Recorded) -> Response;
+}
+
+/// Every request to a fake: recorded, then answered by its state.
+async fn fake_handler<S: FakeState>(
+    State(state): State<Arc<S>>,
+    method: Method,
+    uri: Uri,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request = state
+        .recorder()
+        .record(&method, &uri, query, &headers, &body);
+    state.answer(&method, &request)
+}
+
+/// Serves a fake with `state` on a free local port; returns `127.0.0.1:port`.
+async fn serve_fake<S: FakeState>(state: Arc<S>) -> String {
+    let app = axum::Router::new()
+        .fallback(fake_handler::<S>)
+        .with_state(state);
+    serve(app, 0).await
+}
+
+/// The request-log and waiting methods of a fake whose `state` keeps a [`Recorder`], inside its
+/// `impl`; `$fake` names it when waiting for requests times out.
+macro_rules! recorded_requests {
+    ($fake:literal) => {
+        pub fn requests(&self) -> Vec<Recorded> {
+            self.state.recorder.requests.lock().unwrap().clone()
+        }
+
+        pub fn requests_to(&self, method: &str, path_prefix: &str) -> Vec<Recorded> {
+            self.state.recorder.requests_to(method, path_prefix)
+        }
+
+        /// Waits until at least `count` requests matched; returns them all.
+        pub async fn wait_requests(
+            &self,
+            method: &str,
+            path_prefix: &str,
+            count: usize,
+            secs: u64,
+        ) -> Vec<Recorded> {
+            let what = format!("{count} × {method} {path_prefix} at the fake {}", $fake);
+            wait_until(&what, secs, || {
+                let found = self.requests_to(method, path_prefix);
+                (found.len() >= count).then_some(found)
+            })
+            .await
+        }
+
+        /// Polls `predicate` against this fake; panics naming `what` after `secs`.
+        pub async fn wait_until<T>(
+            &self,
+            what: &str,
+            secs: u64,
+            mut predicate: impl FnMut(&Self) -> Option<T>,
+        ) -> T {
+            wait_until(what, secs, || predicate(self)).await
+        }
+    };
+}
+
 /// A URL path with its `%XX` escapes decoded, as Go's servers see it (`service%3Ax` is
 /// check `service:x`); a bad escape stays as it is.
 fn percent_decode(path: &str) -> String {
@@ -157,7 +229,7 @@ fn percent_decode(path: &str) -> String {
 }
 
 /// Polls `predicate` every 20 ms; panics naming `what` after `secs`.
-async fn wait_until<T>(what: &str, secs: u64, mut predicate: impl FnMut() -> Option<T>) -> T {
+pub async fn wait_until<T>(what: &str, secs: u64, mut predicate: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(found) = predicate() {
@@ -169,16 +241,6 @@ async fn wait_until<T>(what: &str, secs: u64, mut predicate: impl FnMut() -> Opt
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Serves `app` on a free local port; returns `127.0.0.1:port`.
-async fn serve(app: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    address
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response {
@@ -395,16 +457,14 @@ impl ConsulState {
     }
 }
 
-async fn consul_handler(
-    State(state): State<Arc<ConsulState>>,
-    method: Method,
-    uri: Uri,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let request = state.recorder.record(&method, &uri, query, &headers, &body);
-    state.handle(&method, &request)
+impl FakeState for ConsulState {
+    fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    fn answer(&self, method: &Method, request: &Recorded) -> Response {
+        self.handle(method, request)
+    }
 }
 
 /// A fake Consul agent (see the module doc).
@@ -418,38 +478,13 @@ pub struct FakeConsul {
 impl FakeConsul {
     pub async fn start() -> Self {
         let state = Arc::new(ConsulState::default());
-        let app = axum::Router::new()
-            .fallback(consul_handler)
-            .with_state(state.clone());
         Self {
-            address: serve(app).await,
+            address: serve_fake(state.clone()).await,
             state,
         }
     }
 
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.state.recorder.requests.lock().unwrap().clone()
-    }
-
-    pub fn requests_to(&self, method: &str, path_prefix: &str) -> Vec<Recorded> {
-        self.state.recorder.requests_to(method, path_prefix)
-    }
-
-    /// Waits until at least `count` requests matched; returns them all.
-    pub async fn wait_requests(
-        &self,
-        method: &str,
-        path_prefix: &str,
-        count: usize,
-        secs: u64,
-    ) -> Vec<Recorded> {
-        let what = format!("{count} × {method} {path_prefix} at the fake consul");
-        wait_until(&what, secs, || {
-            let found = self.requests_to(method, path_prefix);
-            (found.len() >= count).then_some(found)
-        })
-        .await
-    }
+    recorded_requests!("consul");
 
     /// The registration body stored for service `id`.
     pub fn service(&self, id: &str) -> Option<Value> {
@@ -478,16 +513,6 @@ impl FakeConsul {
     /// Registers a service directly (not recorded as a request), e.g. a business service.
     pub fn add_service(&self, registration: Value) {
         self.state.register_service(registration).unwrap();
-    }
-
-    /// Polls `predicate` against this fake; panics naming `what` after `secs`.
-    pub async fn wait_until<T>(
-        &self,
-        what: &str,
-        secs: u64,
-        mut predicate: impl FnMut(&Self) -> Option<T>,
-    ) -> T {
-        wait_until(what, secs, || predicate(self)).await
     }
 }
 
@@ -733,16 +758,14 @@ fn json_response(body: Value) -> Response {
         .into_response()
 }
 
-async fn nacos_handler(
-    State(state): State<Arc<NacosState>>,
-    method: Method,
-    uri: Uri,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let request = state.recorder.record(&method, &uri, query, &headers, &body);
-    state.handle(&method, &request)
+impl FakeState for NacosState {
+    fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    fn answer(&self, method: &Method, request: &Recorded) -> Response {
+        self.handle(method, request)
+    }
 }
 
 /// A fake Nacos server (see the module doc).
@@ -769,38 +792,13 @@ impl FakeNacos {
             credentials,
             ..Default::default()
         });
-        let app = axum::Router::new()
-            .fallback(nacos_handler)
-            .with_state(state.clone());
         Self {
-            address: serve(app).await,
+            address: serve_fake(state.clone()).await,
             state,
         }
     }
 
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.state.recorder.requests.lock().unwrap().clone()
-    }
-
-    pub fn requests_to(&self, method: &str, path_prefix: &str) -> Vec<Recorded> {
-        self.state.recorder.requests_to(method, path_prefix)
-    }
-
-    /// Waits until at least `count` requests matched; returns them all.
-    pub async fn wait_requests(
-        &self,
-        method: &str,
-        path_prefix: &str,
-        count: usize,
-        secs: u64,
-    ) -> Vec<Recorded> {
-        let what = format!("{count} × {method} {path_prefix} at the fake nacos");
-        wait_until(&what, secs, || {
-            let found = self.requests_to(method, path_prefix);
-            (found.len() >= count).then_some(found)
-        })
-        .await
-    }
+    recorded_requests!("nacos");
 
     /// The registered instances of `<group>@@<service>` (any namespace) as the list endpoint
     /// shows them.
@@ -835,15 +833,5 @@ impl FakeNacos {
     /// Drops every instance, as a Nacos server does with ephemeral instances it lost.
     pub fn forget_all(&self) {
         self.state.instances.lock().unwrap().clear();
-    }
-
-    /// Polls `predicate` against this fake; panics naming `what` after `secs`.
-    pub async fn wait_until<T>(
-        &self,
-        what: &str,
-        secs: u64,
-        mut predicate: impl FnMut(&Self) -> Option<T>,
-    ) -> T {
-        wait_until(what, secs, || predicate(self)).await
     }
 }

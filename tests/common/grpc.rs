@@ -93,9 +93,7 @@ impl GrpcBusi {
         let app = axum::Router::new()
             .fallback(any_method)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let server = super::serve(app, 0).await;
         Self { server, state }
     }
 

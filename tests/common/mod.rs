@@ -2,6 +2,7 @@
 //! own data directory, and a real HTTP business service ("busi") whose answers each test scripts.
 #![allow(dead_code)]
 
+pub mod driver;
 pub mod etcd;
 pub mod fakes;
 pub mod grpc;
@@ -70,6 +71,17 @@ pub fn run_to_exit(env: &[(&str, &str)], args: &[&str]) -> (ExitStatus, String) 
         String::from_utf8_lossy(&output.stderr)
     );
     (output.status, text)
+}
+
+/// Serves `app` in the background on `port` of 127.0.0.1 (0 = any free port); returns
+/// `127.0.0.1:port`.
+pub async fn serve(app: axum::Router, port: u16) -> String {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    address
 }
 
 pub fn free_port() -> u16 {
@@ -408,11 +420,7 @@ impl Busi {
         let app = axum::Router::new()
             .fallback(busi_handler)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let base = format!("http://{}", serve(app, port).await);
         Self { base, state }
     }
 

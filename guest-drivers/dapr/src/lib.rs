@@ -160,23 +160,7 @@ impl Guest for Dapr {
         Ok(split(&uri, &host_env))
     }
 
-    fn register_service(_target: String, _endpoint: String) -> Result<Registration, String> {
-        Ok(Registration {
-            state: String::new(),
-            keep_alive_ms: 0,
-        })
-    }
-
-    fn keep_alive(state: String) -> Result<Registration, String> {
-        Ok(Registration {
-            state,
-            keep_alive_ms: 0,
-        })
-    }
-
-    fn deregister(_state: String) -> Result<(), String> {
-        Ok(())
-    }
+    regkit::registers_nothing!();
 
     /// The sidecar: the server's host, once and for good.
     fn resolve(server: String, _registry: String) -> Result<Resolution, String> {

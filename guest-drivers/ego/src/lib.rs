@@ -59,6 +59,27 @@ struct Metadata {
 /// ego's `constant.ServiceProvider`.
 const SERVICE_PROVIDER: u8 = 1;
 
+impl ServiceInfo {
+    /// What ego registers for its gRPC server `name` at `address`: enabled, healthy, weight 100.
+    fn provider(name: &str, address: &str, metadata: Metadata) -> Self {
+        ServiceInfo {
+            name: name.to_owned(),
+            scheme: "grpc".into(),
+            address: address.to_owned(),
+            weight: 100.into(),
+            enable: true,
+            healthy: true,
+            metadata,
+            region: String::new(),
+            zone: String::new(),
+            kind: SERVICE_PROVIDER,
+            deployment: String::new(),
+            group: String::new(),
+            services: None,
+        }
+    }
+}
+
 /// What a registration keeps until it is removed.
 #[derive(Debug, Serialize, Deserialize)]
 struct Registered {
@@ -114,29 +135,20 @@ fn register(host: &dyn Host, target: &str, endpoint: &str) -> Result<Registratio
     let url = gourl::parse(target).map_err(|_| "invalid scheme".to_owned())?;
     match url.scheme.as_ref() {
         "etcd" => {}
-        "k8s" => return Ok(nothing_registered()),
+        // Kubernetes manages the endpoints: nothing to register.
+        "k8s" => return Ok(regkit::nothing_registered!()),
         _ => return Err("invalid scheme".into()),
     }
-    let name = url.path.strip_prefix('/').unwrap_or(&url.path);
-    let info = ServiceInfo {
-        name: name.to_owned(),
-        scheme: "grpc".into(),
-        address: endpoint.to_owned(),
-        weight: 100.into(),
-        enable: true,
-        healthy: true,
-        metadata: Metadata {
+    let name = url.path_name();
+    let info = ServiceInfo::provider(
+        name,
+        endpoint,
+        Metadata {
             app_host: host.local_ipv4().unwrap_or_default(),
             start_time: start_time(now_ms()),
             ..Metadata::default()
         },
-        region: String::new(),
-        zone: String::new(),
-        kind: SERVICE_PROVIDER,
-        deployment: String::new(),
-        group: String::new(),
-        services: None,
-    };
+    );
     let value =
         serde_json::to_string(&info).map_err(|e| format!("cannot write the service info: {e}"))?;
     let registered = Registered {
@@ -181,17 +193,8 @@ fn resolve(host: &dyn Host, name: &str, target: &str) -> Result<Vec<String>, Str
             let info = serde_json::from_str::<serde_json::Value>(&value).ok()?;
             info["address"].as_str().map(str::to_owned)
         })
-        .filter(|address| !address.is_empty())
-        .collect::<std::collections::BTreeSet<_>>();
-    Ok(addresses.into_iter().collect())
-}
-
-/// What an empty or `k8s` target registers: nothing, never renewed.
-fn nothing_registered() -> Registration {
-    Registration {
-        state: String::new(),
-        keep_alive_ms: 0,
-    }
+        .filter(|address| !address.is_empty());
+    Ok(regkit::merged(addresses))
 }
 
 struct Ego;
@@ -201,13 +204,7 @@ impl Guest for Ego {
         "dtm-driver-ego".into()
     }
 
-    fn activate() -> Activation {
-        Activation {
-            schemes: vec!["etcd".into(), "k8s".into()],
-            rewrites_http: false,
-            rewrites_grpc: false,
-        }
-    }
+    regkit::no_call_hooks!("etcd", "k8s");
 
     fn parse_server_method(uri: String) -> Result<ServerMethod, String> {
         if !uri.contains("///") {
@@ -231,7 +228,7 @@ impl Guest for Ego {
 
     fn register_service(target: String, endpoint: String) -> Result<Registration, String> {
         if target.is_empty() {
-            return Ok(nothing_registered());
+            return Ok(regkit::nothing_registered!());
         }
         register(&WitHost, &target, &endpoint)
     }
@@ -257,7 +254,7 @@ impl Guest for Ego {
         let url = gourl::parse(&server).map_err(|e| format!("server '{server}': {e}"))?;
         match url.scheme.as_ref() {
             "etcd" => {
-                let name = url.path.strip_prefix('/').unwrap_or(&url.path);
+                let name = url.path_name();
                 if name.is_empty() {
                     return Err(format!("server '{server}' names no service"));
                 }
@@ -270,18 +267,6 @@ impl Guest for Ego {
                 "'{scheme}' servers need the Kubernetes API, which a driver cannot reach"
             )),
         }
-    }
-
-    fn rewrite_http(_url: String, _registry: String) -> Result<Option<HttpTarget>, String> {
-        Ok(None)
-    }
-
-    fn rewrite_grpc(
-        _server: String,
-        _method: String,
-        _payload: Vec<u8>,
-    ) -> Result<Option<GrpcCall>, String> {
-        Ok(None)
     }
 }
 
@@ -300,21 +285,7 @@ mod tests {
 
     #[test]
     fn service_info_is_written_as_ego_does() {
-        let info = ServiceInfo {
-            name: "dtmservice".into(),
-            scheme: "grpc".into(),
-            address: "localhost:36790".into(),
-            weight: 100.into(),
-            enable: true,
-            healthy: true,
-            metadata: Metadata::default(),
-            region: String::new(),
-            zone: String::new(),
-            kind: SERVICE_PROVIDER,
-            deployment: String::new(),
-            group: String::new(),
-            services: None,
-        };
+        let info = ServiceInfo::provider("dtmservice", "localhost:36790", Metadata::default());
         assert_eq!(
             serde_json::to_string(&info).unwrap(),
             r#"{"name":"dtmservice","scheme":"grpc","address":"localhost:36790","weight":100,"enable":true,"healthy":true,"metadata":{"appHost":"","appMode":"","appVersion":"","buildTime":"","egoVersion":"","startTime":""},"region":"","zone":"","kind":1,"deployment":"","group":"","services":null}"#

@@ -186,6 +186,12 @@ impl Url<'_> {
     pub fn query(&self) -> Query {
         Query::parse(self.raw_query)
     }
+
+    /// The path without its leading `/`: the service a `scheme://host/<name>` or
+    /// `scheme:///<name>` URL names.
+    pub fn path_name(&self) -> &str {
+        self.path.strip_prefix('/').unwrap_or(&self.path)
+    }
 }
 
 fn split_host_port(host: &str) -> (&str, &str) {
@@ -341,5 +347,8 @@ mod tests {
         assert_eq!((v6.hostname(), v6.port()), ("::1", "8090"));
         let named = parse("nacos://localhost/svc").unwrap();
         assert_eq!((named.hostname(), named.port()), ("localhost", ""));
+        assert_eq!(url.path_name(), "svc");
+        assert_eq!(parse("direct:///a:1,b:2").unwrap().path_name(), "a:1,b:2");
+        assert_eq!(parse("etcd://h").unwrap().path_name(), "");
     }
 }

@@ -33,7 +33,7 @@ impl Registered {
 }
 
 pub fn register(host: &dyn Host, target: &Url, endpoint: &str) -> Result<Registration, String> {
-    let name = crate::service_name(target);
+    let name = target.path_name();
     let (address, port) = regkit::listen_address(host, endpoint)?;
     let id = format!("{name}-{address}-{port}");
     let ttl = format!("{TTL_SECS}s");
@@ -110,7 +110,7 @@ fn entry_endpoint(entry: &Value) -> Option<String> {
 /// server says `healthy=true`. Of the Go resolver's parameters only `healthy`, `limit` and
 /// `token` apply here; branch servers never carry any (parse-server-method cuts the query).
 pub fn resolve(host: &dyn Host, url: &Url, server: &str) -> Result<Resolution, String> {
-    let service = crate::service_name(url);
+    let service = url.path_name();
     if url.host.is_empty() || service.is_empty() {
         return Err(format!(
             "Malformed URL('{server}'). Must be in the next format: \
@@ -134,7 +134,7 @@ pub fn resolve(host: &dyn Host, url: &Url, server: &str) -> Result<Resolution, S
         entries.truncate(limit);
     }
     Ok(Resolution {
-        endpoints: crate::merged(entries.iter().filter_map(entry_endpoint)),
+        endpoints: regkit::merged(entries.iter().filter_map(entry_endpoint)),
         refresh_ms: REFRESH_MS,
     })
 }

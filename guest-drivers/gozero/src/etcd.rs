@@ -62,7 +62,7 @@ fn publish(etcd: &Etcd, key: &str, value: &str) -> Result<String, String> {
 pub fn register(host: &dyn Host, target: &Url, endpoint: &str) -> Result<Registration, String> {
     let mut registered = Registered {
         hosts: target.host.clone().into_owned(),
-        key: crate::service_name(target).to_owned(),
+        key: target.path_name().to_owned(),
         value: endpoint.to_owned(),
         credentials: credentials(&target.query()),
         lease: String::new(),
@@ -98,7 +98,7 @@ pub fn resolve(host: &dyn Host, server: &Url, registry: &str) -> Result<Resoluti
     let etcd = Etcd::connect(host, &server.host, credentials.as_ref())?;
     // The trailing slash keeps `trans` from matching `transfer/…`.
     let kvs = etcd.range_prefix(&format!("{key}/"))?;
-    let mut endpoints = crate::merged(kvs.into_iter().map(|(_, value)| value));
+    let mut endpoints = regkit::merged(kvs.into_iter().map(|(_, value)| value));
     endpoints.truncate(crate::MAX_ENDPOINTS);
     Ok(Resolution {
         endpoints,

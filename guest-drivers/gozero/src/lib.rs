@@ -19,8 +19,6 @@ mod consul;
 mod etcd;
 mod nacos;
 
-use std::collections::BTreeSet;
-
 use dtm::driver::host::log;
 use dtm::driver::types::LogLevel;
 use serde::{Deserialize, Serialize};
@@ -47,35 +45,12 @@ fn registration(state: State, keep_alive_ms: u64) -> Result<Registration, String
     })
 }
 
-/// What an empty target registers: nothing, never renewed.
-fn nothing_registered() -> Registration {
-    Registration {
-        state: String::new(),
-        keep_alive_ms: 0,
-    }
-}
-
 fn state(text: &str) -> Result<State, String> {
     serde_json::from_str(text).map_err(|e| format!("not a gozero registration state ({e}): {text}"))
 }
 
 fn warn(message: &str) {
     log(LogLevel::Warn, message);
-}
-
-/// Endpoints without duplicates, sorted (the consul and nacos resolvers' order; etcd's is
-/// random in Go, which the host's balancing makes moot).
-fn merged(endpoints: impl IntoIterator<Item = String>) -> Vec<String> {
-    endpoints
-        .into_iter()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect()
-}
-
-/// The service name of a target or server: its path without the leading `/`.
-fn service_name<'u>(url: &'u gourl::Url<'_>) -> &'u str {
-    url.path.strip_prefix('/').unwrap_or(&url.path)
 }
 
 /// §4.3.1: a URI naming consul or nacos loses its registry query (the text from the first `?`
@@ -125,15 +100,7 @@ impl Guest for GoZero {
         "dtm-driver-gozero".into()
     }
 
-    fn activate() -> Activation {
-        Activation {
-            schemes: ["etcd", "discov", "direct", "consul", "nacos", "k8s"]
-                .map(String::from)
-                .into(),
-            rewrites_http: false,
-            rewrites_grpc: false,
-        }
-    }
+    regkit::no_call_hooks!("etcd", "discov", "direct", "consul", "nacos", "k8s");
 
     fn parse_server_method(uri: String) -> Result<ServerMethod, String> {
         let (server, method) = parse(&uri)?;
@@ -142,7 +109,7 @@ impl Guest for GoZero {
 
     fn register_service(target: String, endpoint: String) -> Result<Registration, String> {
         if target.is_empty() {
-            return Ok(nothing_registered());
+            return Ok(regkit::nothing_registered!());
         }
         let url = gourl::parse(&target).map_err(|e| format!("target '{target}': {e}"))?;
         match url.scheme.as_ref() {
@@ -155,7 +122,7 @@ impl Guest for GoZero {
 
     fn keep_alive(text: String) -> Result<Registration, String> {
         if text.is_empty() {
-            return Ok(nothing_registered());
+            return Ok(regkit::nothing_registered!());
         }
         match state(&text)? {
             State::Etcd(registered) => etcd::keep_alive(&WitHost, registered),
@@ -188,18 +155,6 @@ impl Guest for GoZero {
             )),
             scheme => Err(format!("unknown scheme: {scheme}")),
         }
-    }
-
-    fn rewrite_http(_url: String, _registry: String) -> Result<Option<HttpTarget>, String> {
-        Ok(None)
-    }
-
-    fn rewrite_grpc(
-        _server: String,
-        _method: String,
-        _payload: Vec<u8>,
-    ) -> Result<Option<GrpcCall>, String> {
-        Ok(None)
     }
 }
 
@@ -244,11 +199,5 @@ mod tests {
         let server = format!("direct:///{}", many.join(","));
         assert_eq!(resolve(&server).unwrap().endpoints.len(), 32);
         assert!(resolve("direct://a:1/").is_err());
-    }
-
-    #[test]
-    fn merging_sorts_and_drops_duplicates() {
-        let list = ["b:1", "a:1", "b:1"].map(String::from);
-        assert_eq!(merged(list), ["a:1", "b:1"]);
     }
 }

@@ -49,7 +49,7 @@ pub fn register(host: &dyn Host, target: &Url, endpoint: &str) -> Result<Registr
     let query = target.query();
     let instance = Instance {
         namespace_id: or_default(query.get("namespaceId"), "public").to_owned(),
-        service_name: crate::service_name(target).to_owned(),
+        service_name: target.path_name().to_owned(),
         group_name: DEFAULT_GROUP.into(),
         cluster_name: String::new(),
         ip,
@@ -93,11 +93,11 @@ pub fn resolve(host: &dyn Host, url: &Url) -> Result<Resolution, String> {
     let listing = Nacos::connect(host, &address, None)?.list(
         or_default(query.get("namespaceid"), "public"),
         or_default(query.get("GroupName"), DEFAULT_GROUP),
-        crate::service_name(url),
+        url.path_name(),
         query.get("Clusters"),
     )?;
     Ok(Resolution {
-        endpoints: crate::merged(
+        endpoints: regkit::merged(
             listing
                 .hosts
                 .iter()

@@ -39,13 +39,7 @@ impl Guest for Hostile {
         "dtm-driver-hostile".into()
     }
 
-    fn activate() -> Activation {
-        Activation {
-            schemes: vec!["hostile".into()],
-            rewrites_http: false,
-            rewrites_grpc: false,
-        }
-    }
+    regkit::no_call_hooks!("hostile");
 
     fn parse_server_method(uri: String) -> Result<ServerMethod, String> {
         match uri.split('/').next() {
@@ -100,18 +94,6 @@ impl Guest for Hostile {
             "a forbidden request went through: HTTP {}",
             response.status
         ))
-    }
-
-    fn rewrite_http(_url: String, _registry: String) -> Result<Option<HttpTarget>, String> {
-        Ok(None)
-    }
-
-    fn rewrite_grpc(
-        _server: String,
-        _method: String,
-        _payload: Vec<u8>,
-    ) -> Result<Option<GrpcCall>, String> {
-        Ok(None)
     }
 }
 

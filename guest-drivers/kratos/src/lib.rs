@@ -13,8 +13,7 @@
 wit_bindgen::generate!({ world: "driver", path: "../../wit" });
 regkit::wit_host!();
 
-use dtm::driver::host::{log, now_ms};
-use dtm::driver::types::LogLevel;
+use dtm::driver::host::now_ms;
 use regkit::consul::Consul;
 use regkit::kratos::{self, ConsulRegistered, Instance, Registered, Registry};
 use serde_json::json;
@@ -23,21 +22,6 @@ use serde_json::json;
 const TTL_CHECK: &str = "20s";
 /// kratos passes its TTL check this long after registering, then every 10 s.
 const FIRST_HEARTBEAT_MS: u64 = 1000;
-
-/// What an empty target registers: nothing, never renewed.
-fn nothing_registered() -> Registration {
-    Registration {
-        state: String::new(),
-        keep_alive_ms: 0,
-    }
-}
-
-fn registration(registered: &Registered, keep_alive_ms: u64) -> Result<Registration, String> {
-    Ok(Registration {
-        state: registered.to_state()?,
-        keep_alive_ms,
-    })
-}
 
 /// A version-1 (time-based) UUID as v0.0.11 gives each instance: the coordinator's clock in
 /// 100 ns ticks since 1582-10-15, and clock sequence and node from a hash of the endpoint
@@ -74,7 +58,8 @@ fn consul_checks(instance: &Instance) -> Vec<serde_json::Value> {
     checks
 }
 
-fn register(target: &str, endpoint: &str) -> Result<Registration, String> {
+/// What [`regkit::kratos_registration!`] registers: the registration and how often to renew it.
+fn register(target: &str, endpoint: &str) -> Result<(Registered, u64), String> {
     let target: String = target
         .chars()
         .filter(|c| !matches!(c, '\n' | '\r'))
@@ -85,7 +70,7 @@ fn register(target: &str, endpoint: &str) -> Result<Registration, String> {
     }
     let instance = Instance {
         id: instance_id(endpoint, now_ms()),
-        name: url.path.strip_prefix('/').unwrap_or(&url.path).to_owned(),
+        name: url.path_name().to_owned(),
         version: String::new(),
         metadata: None,
         endpoints: endpoint.split(',').map(str::to_owned).collect(),
@@ -93,7 +78,7 @@ fn register(target: &str, endpoint: &str) -> Result<Registration, String> {
     match url.scheme.as_ref() {
         "etcd" | "discovery" => {
             let etcd = kratos::etcd_register(&WitHost, &url.host, None, &instance)?;
-            registration(&Registered::Etcd(etcd), kratos::ETCD_KEEP_ALIVE_MS)
+            Ok((Registered::Etcd(etcd), kratos::ETCD_KEEP_ALIVE_MS))
         }
         "consul" => {
             let mut service = kratos::consul_service(&instance)?;
@@ -105,7 +90,7 @@ fn register(target: &str, endpoint: &str) -> Result<Registration, String> {
                 service_id: instance.id.clone(),
                 ttl_check: Some(format!("service:{}", instance.id)),
             };
-            registration(&Registered::Consul(consul), FIRST_HEARTBEAT_MS)
+            Ok((Registered::Consul(consul), FIRST_HEARTBEAT_MS))
         }
         scheme => Err(format!("unknown scheme: {scheme}")),
     }
@@ -113,14 +98,8 @@ fn register(target: &str, endpoint: &str) -> Result<Registration, String> {
 
 /// Where `discovery:///<name>` is looked up: the registry of `MicroService.Target`.
 fn registry(target: &str) -> Result<Registry, String> {
-    if target.is_empty() {
-        return Err(
-            "discovery:// servers are looked up where the coordinator registered, \
-                    and MicroService.Target names no registry"
-                .into(),
-        );
-    }
-    let url = gourl::parse(target).map_err(|e| format!("target '{target}': {e}"))?;
+    let url = gourl::parse(kratos::discovery_target(target)?)
+        .map_err(|e| format!("target '{target}': {e}"))?;
     match url.scheme.as_ref() {
         "etcd" | "discovery" => Ok(Registry::Etcd {
             hosts: url.host.into_owned(),
@@ -141,48 +120,18 @@ impl Guest for Kratos {
         "dtm-driver-kratos".into()
     }
 
-    fn activate() -> Activation {
-        Activation {
-            schemes: vec!["discovery".into(), "direct".into()],
-            rewrites_http: false,
-            rewrites_grpc: false,
-        }
-    }
+    regkit::no_call_hooks!("discovery", "direct");
 
     fn parse_server_method(uri: String) -> Result<ServerMethod, String> {
         let (server, method) = gourl::split_server_method(&uri)?;
         Ok(ServerMethod { server, method })
     }
 
-    fn register_service(target: String, endpoint: String) -> Result<Registration, String> {
-        if target.is_empty() {
-            return Ok(nothing_registered());
-        }
-        register(&target, &endpoint)
-    }
-
-    fn keep_alive(state: String) -> Result<Registration, String> {
-        if state.is_empty() {
-            return Ok(nothing_registered());
-        }
-        let mut registered = Registered::from_state(&state)?;
-        let (next, note) = registered.keep_alive(&WitHost)?;
-        if let Some(note) = note {
-            log(LogLevel::Warn, &note);
-        }
-        registration(&registered, next)
-    }
-
-    fn deregister(state: String) -> Result<(), String> {
-        if state.is_empty() {
-            return Ok(());
-        }
-        Registered::from_state(&state)?.deregister(&WitHost)
-    }
+    regkit::kratos_registration!();
 
     fn resolve(server: String, registry: String) -> Result<Resolution, String> {
         let url = gourl::parse(&server).map_err(|e| format!("server '{server}': {e}"))?;
-        let path = url.path.strip_prefix('/').unwrap_or(&url.path);
+        let path = url.path_name();
         match url.scheme.as_ref() {
             // kratos keeps empty pieces, which no dial can use: dropped here.
             "direct" => Ok(Resolution {
@@ -199,18 +148,6 @@ impl Guest for Kratos {
             }),
             scheme => Err(format!("dtm-driver-kratos does not resolve '{scheme}'")),
         }
-    }
-
-    fn rewrite_http(_url: String, _registry: String) -> Result<Option<HttpTarget>, String> {
-        Ok(None)
-    }
-
-    fn rewrite_grpc(
-        _server: String,
-        _method: String,
-        _payload: Vec<u8>,
-    ) -> Result<Option<GrpcCall>, String> {
-        Ok(None)
     }
 }
 

@@ -165,13 +165,9 @@ fn register(host: &dyn regkit::Host, polaris: String, instance: Instance) -> Res
 
 fn registration(state: &State) -> Result<Registration, String> {
     Ok(Registration {
-        state: serde_json::to_string(state).map_err(|e| e.to_string())?,
+        state: regkit::write_state(state)?,
         keep_alive_ms: HEARTBEAT_MS,
     })
-}
-
-fn read_state(state: &str) -> Result<State, String> {
-    serde_json::from_str(state).map_err(|e| format!("bad registration state ({e}): {state}"))
 }
 
 struct Driver;
@@ -181,13 +177,7 @@ impl Guest for Driver {
         "dtm-driver-polaris".into()
     }
 
-    fn activate() -> Activation {
-        Activation {
-            schemes: vec!["polaris".into()],
-            rewrites_http: false,
-            rewrites_grpc: false,
-        }
-    }
+    regkit::no_call_hooks!("polaris");
 
     fn parse_server_method(uri: String) -> Result<ServerMethod, String> {
         split(&uri)
@@ -200,10 +190,7 @@ impl Guest for Driver {
                 LogLevel::Info,
                 "no service token (MicroService.EndPoint): not registering, as dtm does",
             );
-            return Ok(Registration {
-                state: String::new(),
-                keep_alive_ms: 0,
-            });
+            return Ok(regkit::nothing_registered!());
         }
         let (polaris, instance) = target_instance(&WitHost, &target, &endpoint)?;
         registration(&register(&WitHost, polaris, instance)?)
@@ -211,7 +198,7 @@ impl Guest for Driver {
 
     /// A heartbeat; an instance Polaris forgot (it missed its TTL) is registered again.
     fn keep_alive(state: String) -> Result<Registration, String> {
-        let state = read_state(&state)?;
+        let state: State = regkit::read_state(&state)?;
         let client = Polaris::new(&WitHost, &state.polaris);
         let state = match client.heartbeat(&state.instance, &state.id)? {
             Heartbeat::Alive => state,
@@ -230,7 +217,7 @@ impl Guest for Driver {
         if state.is_empty() {
             return Ok(());
         }
-        let state = read_state(&state)?;
+        let state: State = regkit::read_state(&state)?;
         Polaris::new(&WitHost, &state.polaris).deregister(&state.instance, &state.id)
     }
 
@@ -256,18 +243,6 @@ impl Guest for Driver {
             endpoints,
             refresh_ms: REFRESH_MS,
         })
-    }
-
-    fn rewrite_http(_url: String, _registry: String) -> Result<Option<HttpTarget>, String> {
-        Ok(None)
-    }
-
-    fn rewrite_grpc(
-        _server: String,
-        _method: String,
-        _payload: Vec<u8>,
-    ) -> Result<Option<GrpcCall>, String> {
-        Ok(None)
     }
 }
 

@@ -62,16 +62,8 @@ impl<'h> Consul<'h> {
                 headers: self.headers(),
                 body: Vec::new(),
             }),
-        }
-        .map_err(|e| format!("consul {method} {path}: {e}"))?;
-        if !(200..300).contains(&answer.status) {
-            return Err(format!(
-                "consul {method} {path}: status {}: {}",
-                answer.status,
-                answer.text().trim()
-            ));
-        }
-        Ok(answer)
+        };
+        crate::successful(answer, &format!("consul {method} {path}"))
     }
 
     /// `PUT /v1/agent/service/register` with an AgentServiceRegistration.

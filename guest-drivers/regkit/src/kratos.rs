@@ -98,15 +98,6 @@ pub fn grpc_address<S: AsRef<str>>(endpoints: &[S]) -> Option<String> {
         .map(|e| e.host.to_owned())
 }
 
-/// Addresses without duplicates, in a stable order.
-pub fn merged(addresses: impl IntoIterator<Item = String>) -> Vec<String> {
-    addresses
-        .into_iter()
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect()
-}
-
 /// What an etcd registration keeps between keep-alives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EtcdRegistered {
@@ -179,7 +170,7 @@ pub fn etcd_discover(
         .filter_map(|(_, value)| serde_json::from_str::<Instance>(&value).ok())
         .filter(|instance| instance.name == name)
         .filter_map(|instance| grpc_address(&instance.endpoints));
-    Ok(merged(addresses))
+    Ok(crate::merged(addresses))
 }
 
 /// Consul's tagged addresses that are not instance endpoints.
@@ -237,7 +228,7 @@ pub fn consul_discover(consul: &Consul, name: &str) -> Result<Vec<String>, Strin
     let addresses = entries
         .iter()
         .filter_map(|entry| grpc_address(&consul_endpoints(&entry["Service"])));
-    Ok(merged(addresses))
+    Ok(crate::merged(addresses))
 }
 
 fn consul_endpoints(service: &serde_json::Value) -> Vec<String> {
@@ -347,6 +338,34 @@ impl Registered {
         }
     }
 
+    /// [`Registered::keep_alive`] of the registration kept as host state `state` (from
+    /// [`Registered::to_state`]; empty when nothing was registered, which stays so): the state
+    /// to keep and when to renew next (0 = never). `warn` gets the line to log, if any.
+    pub fn renew_state(
+        host: &dyn Host,
+        state: &str,
+        warn: impl FnOnce(&str),
+    ) -> Result<(String, u64), String> {
+        if state.is_empty() {
+            return Ok((String::new(), 0));
+        }
+        let mut registered = Self::from_state(state)?;
+        let (next, note) = registered.keep_alive(host)?;
+        if let Some(note) = note {
+            warn(&note);
+        }
+        Ok((registered.to_state()?, next))
+    }
+
+    /// [`Registered::deregister`] of the registration kept as host state `state`; nothing to do
+    /// when it is empty.
+    pub fn deregister_state(host: &dyn Host, state: &str) -> Result<(), String> {
+        if state.is_empty() {
+            return Ok(());
+        }
+        Self::from_state(state)?.deregister(host)
+    }
+
     /// Removes the registration (kratos and sponge never do; they leave it to expire).
     pub fn deregister(&self, host: &dyn Host) -> Result<(), String> {
         match self {
@@ -356,6 +375,61 @@ impl Registered {
             Registered::Nacos(nacos) => nacos.connect(host)?.deregister(&nacos.instance),
         }
     }
+}
+
+/// For kratos and sponge, whose registration state is a [`Registered`]: defines, inside
+/// `impl Guest for … { regkit::kratos_registration!(); }`, `register-service` (nothing for an
+/// empty target, else what the guest's
+/// `crate::register(target: &str, endpoint: &str) -> Result<(Registered, u64), String>`
+/// registered, renewed every so many milliseconds), `keep-alive` (a registration made again is
+/// logged as a warning) and `deregister`. Needs [`wit_host!`](crate::wit_host) at the crate
+/// root.
+// `crate::` must mean the guest's crate, where wit-bindgen put the types and imports, not regkit.
+#[allow(clippy::crate_in_macro_def)]
+#[macro_export]
+macro_rules! kratos_registration {
+    () => {
+        fn register_service(
+            target: String,
+            endpoint: String,
+        ) -> Result<crate::dtm::driver::types::Registration, String> {
+            if target.is_empty() {
+                return Ok($crate::nothing_registered!());
+            }
+            let (registered, keep_alive_ms) = crate::register(&target, &endpoint)?;
+            Ok(crate::dtm::driver::types::Registration {
+                state: registered.to_state()?,
+                keep_alive_ms,
+            })
+        }
+
+        fn keep_alive(state: String) -> Result<crate::dtm::driver::types::Registration, String> {
+            let (state, keep_alive_ms) =
+                $crate::kratos::Registered::renew_state(&crate::WitHost, &state, |note| {
+                    crate::dtm::driver::host::log(crate::dtm::driver::types::LogLevel::Warn, note)
+                })?;
+            Ok(crate::dtm::driver::types::Registration {
+                state,
+                keep_alive_ms,
+            })
+        }
+
+        fn deregister(state: String) -> Result<(), String> {
+            $crate::kratos::Registered::deregister_state(&crate::WitHost, &state)
+        }
+    };
+}
+
+/// `MicroService.Target`, where `discovery:///<name>` is looked up; an error when it is empty.
+pub fn discovery_target(target: &str) -> Result<&str, String> {
+    if target.is_empty() {
+        return Err(
+            "discovery:// servers are looked up where the coordinator registered, \
+             and MicroService.Target names no registry"
+                .into(),
+        );
+    }
+    Ok(target)
 }
 
 /// A registry `discovery:///<name>` is looked up in.
@@ -407,6 +481,15 @@ mod tests {
 
     fn body(host: &FakeHost, n: usize) -> serde_json::Value {
         serde_json::from_slice(&host.sent.borrow()[n].body).unwrap()
+    }
+
+    #[test]
+    fn an_empty_state_is_nothing_to_renew_or_remove() {
+        let host = FakeHost::default();
+        let renewed = Registered::renew_state(&host, "", |note| panic!("{note}")).unwrap();
+        assert_eq!(renewed, (String::new(), 0));
+        Registered::deregister_state(&host, "").unwrap();
+        assert!(host.sent.borrow().is_empty());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! (drivers.md §5), written against [`Host`] — the host's `send-http`, `env` and `local-ipv4`
 //! imports — so they can be unit-tested natively with a fake host.
 //!
-//! A guest gets its [`Host`] from [`wit_host!`], which forwards to its own wit-bindgen imports.
+//! A guest gets its [`Host`] from [`wit_host!`], which forwards to its own wit-bindgen imports,
+//! and the exports that do nothing from [`no_call_hooks!`], [`no_grpc_hook!`],
+//! [`registers_nothing!`] and [`nothing_registered!`].
 
 pub mod consul;
 pub mod etcd;
@@ -75,6 +77,20 @@ pub fn send_json(
     })
 }
 
+/// The answer to a request when it came and its status is 2xx; else an error naming the
+/// request as `what` (e.g. `consul PUT /v1/agent/service/register`), with the status and body.
+pub fn successful(answer: Result<Response, String>, what: &str) -> Result<Response, String> {
+    let answer = answer.map_err(|e| format!("{what}: {e}"))?;
+    if !(200..300).contains(&answer.status) {
+        return Err(format!(
+            "{what}: status {}: {}",
+            answer.status,
+            answer.text().trim()
+        ));
+    }
+    Ok(answer)
+}
+
 /// Percent-encodes a query or form value (RFC 3986 unreserved characters stay as they are).
 pub fn encode_component(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
@@ -95,6 +111,26 @@ pub fn encode_query(pairs: &[(&str, &str)]) -> String {
         .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// A registration's state as the host keeps it: `state` as JSON.
+pub fn write_state<T: serde::Serialize>(state: &T) -> Result<String, String> {
+    serde_json::to_string(state).map_err(|e| e.to_string())
+}
+
+/// A registration's state from the JSON [`write_state`] made of it.
+pub fn read_state<T: serde::de::DeserializeOwned>(state: &str) -> Result<T, String> {
+    serde_json::from_str(state).map_err(|e| format!("bad registration state ({e}): {state}"))
+}
+
+/// Addresses without duplicates, sorted: a stable order (Go's resolvers differ, some sort, some
+/// shuffle, which the host's round-robin balancing makes moot).
+pub fn merged(addresses: impl IntoIterator<Item = String>) -> Vec<String> {
+    addresses
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 /// An endpoint's host for a registry: `0.0.0.0` or nothing becomes `POD_IP`, else the local
@@ -150,6 +186,90 @@ macro_rules! wit_host {
             fn local_ipv4(&self) -> Option<String> {
                 crate::dtm::driver::host::local_ipv4()
             }
+        }
+    };
+}
+
+/// The empty registration (an empty `state`, never renewed) of a driver that registers nothing,
+/// for an empty target or for good: `regkit::nothing_registered!()`, an expression of the
+/// guest's `Registration` type.
+// `crate::` must mean the guest's crate, where wit-bindgen put the types, not regkit.
+#[allow(clippy::crate_in_macro_def)]
+#[macro_export]
+macro_rules! nothing_registered {
+    () => {
+        crate::dtm::driver::types::Registration {
+            state: String::new(),
+            keep_alive_ms: 0,
+        }
+    };
+}
+
+/// For a driver that never registers the coordinator: defines `register-service`,
+/// `keep-alive` and `deregister` inside `impl Guest for … { regkit::registers_nothing!(); }`.
+/// The registration is empty and never renewed; a keep-alive hands the state back unchanged.
+#[allow(clippy::crate_in_macro_def)] // `crate::`: the guest's types, as in `nothing_registered!`
+#[macro_export]
+macro_rules! registers_nothing {
+    () => {
+        fn register_service(
+            _target: String,
+            _endpoint: String,
+        ) -> Result<crate::dtm::driver::types::Registration, String> {
+            Ok($crate::nothing_registered!())
+        }
+
+        fn keep_alive(state: String) -> Result<crate::dtm::driver::types::Registration, String> {
+            Ok(crate::dtm::driver::types::Registration {
+                state,
+                keep_alive_ms: 0,
+            })
+        }
+
+        fn deregister(_state: String) -> Result<(), String> {
+            Ok(())
+        }
+    };
+}
+
+/// For a driver without call hooks: defines `activate`, claiming the scheme literals given and
+/// neither hook, and `rewrite-http` and `rewrite-grpc` leaving every call as it is (the host
+/// never calls them then), inside `impl Guest for … { regkit::no_call_hooks!("etcd"); }`.
+#[allow(clippy::crate_in_macro_def)] // `crate::`: the guest's types, as in `nothing_registered!`
+#[macro_export]
+macro_rules! no_call_hooks {
+    ($($scheme:literal),* $(,)?) => {
+        fn activate() -> crate::dtm::driver::types::Activation {
+            crate::dtm::driver::types::Activation {
+                schemes: vec![$(String::from($scheme)),*],
+                rewrites_http: false,
+                rewrites_grpc: false,
+            }
+        }
+
+        fn rewrite_http(
+            _url: String,
+            _registry: String,
+        ) -> Result<Option<crate::dtm::driver::types::HttpTarget>, String> {
+            Ok(None)
+        }
+
+        $crate::no_grpc_hook!();
+    };
+}
+
+/// For a driver whose activation leaves `rewrites-grpc` unset: defines `rewrite-grpc` leaving
+/// every call as it is, inside `impl Guest for … { regkit::no_grpc_hook!(); }`.
+#[allow(clippy::crate_in_macro_def)] // `crate::`: the guest's types, as in `nothing_registered!`
+#[macro_export]
+macro_rules! no_grpc_hook {
+    () => {
+        fn rewrite_grpc(
+            _server: String,
+            _method: String,
+            _payload: Vec<u8>,
+        ) -> Result<Option<crate::dtm::driver::types::GrpcCall>, String> {
+            Ok(None)
         }
     };
 }
@@ -222,6 +342,12 @@ mod tests {
         assert_eq!(listen_address(&host, ":1").unwrap().0, "10.1.1.1");
         assert!(listen_address(&host, "nohost").is_err());
         assert!(listen_address(&host, "h:x").is_err());
+    }
+
+    #[test]
+    fn merging_sorts_and_drops_duplicates() {
+        let list = ["b:1", "a:1", "b:1"].map(String::from);
+        assert_eq!(merged(list), ["a:1", "b:1"]);
     }
 
     #[test]

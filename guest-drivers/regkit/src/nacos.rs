@@ -169,23 +169,13 @@ impl<'h> Nacos<'h> {
         if let Some(token) = &self.token {
             params.push(("accessToken", token));
         }
-        let answer = self
-            .host
-            .send(Request {
-                method,
-                url: format!("{}{path}?{}", self.base, crate::encode_query(&params)),
-                headers: Vec::new(),
-                body: Vec::new(),
-            })
-            .map_err(|e| format!("nacos {method} {path}: {e}"))?;
-        if !(200..300).contains(&answer.status) {
-            return Err(format!(
-                "nacos {method} {path}: status {}: {}",
-                answer.status,
-                answer.text().trim()
-            ));
-        }
-        Ok(answer)
+        let answer = self.host.send(Request {
+            method,
+            url: format!("{}{path}?{}", self.base, crate::encode_query(&params)),
+            headers: Vec::new(),
+            body: Vec::new(),
+        });
+        crate::successful(answer, &format!("nacos {method} {path}"))
     }
 
     pub fn register(&self, instance: &Instance) -> Result<(), String> {

@@ -13,8 +13,6 @@
 wit_bindgen::generate!({ world: "driver", path: "../../wit" });
 regkit::wit_host!();
 
-use dtm::driver::host::log;
-use dtm::driver::types::LogLevel;
 use gourl::Url;
 use regkit::consul::Consul;
 use regkit::etcd::Credentials;
@@ -23,21 +21,6 @@ use regkit::nacos::{Nacos, BEAT_MS};
 use serde_json::json;
 
 const DEFAULT_GROUP: &str = "DEFAULT_GROUP";
-
-/// What an empty target registers: nothing, never renewed.
-fn nothing_registered() -> Registration {
-    Registration {
-        state: String::new(),
-        keep_alive_ms: 0,
-    }
-}
-
-fn registration(registered: &Registered, keep_alive_ms: u64) -> Result<Registration, String> {
-    Ok(Registration {
-        state: registered.to_state()?,
-        keep_alive_ms,
-    })
-}
 
 /// A target's service name: the last element of its path (`dtmservice` when there is none).
 fn service_name(url: &Url) -> String {
@@ -102,7 +85,8 @@ fn endpoint_parts(endpoint: &str) -> Result<(String, String, u16), String> {
     }
 }
 
-fn register(target: &str, endpoint: &str) -> Result<Registration, String> {
+/// What [`regkit::kratos_registration!`] registers: the registration and how often to renew it.
+fn register(target: &str, endpoint: &str) -> Result<(Registered, u64), String> {
     let url = gourl::parse(target).map_err(|e| format!("target '{target}': {e}"))?;
     let scheme = url.scheme.as_ref();
     if !matches!(scheme, "consul" | "etcd" | "nacos") {
@@ -124,7 +108,7 @@ fn register(target: &str, endpoint: &str) -> Result<Registration, String> {
         "etcd" => {
             let etcd =
                 kratos::etcd_register(&WitHost, &address, etcd_credentials(&url), &instance)?;
-            registration(&Registered::Etcd(etcd), kratos::ETCD_KEEP_ALIVE_MS)
+            Ok((Registered::Etcd(etcd), kratos::ETCD_KEEP_ALIVE_MS))
         }
         "consul" => {
             let mut service = kratos::consul_service(&instance)?;
@@ -141,7 +125,7 @@ fn register(target: &str, endpoint: &str) -> Result<Registration, String> {
                 service_id: instance.id,
                 ttl_check: None,
             };
-            registration(&Registered::Consul(consul), 0)
+            Ok((Registered::Consul(consul), 0))
         }
         _ => {
             let (namespace_id, credentials) = nacos_account(&url);
@@ -163,7 +147,7 @@ fn register(target: &str, endpoint: &str) -> Result<Registration, String> {
                 },
             };
             nacos.connect(&WitHost)?.register(&nacos.instance)?;
-            registration(&Registered::Nacos(nacos), BEAT_MS)
+            Ok((Registered::Nacos(nacos), BEAT_MS))
         }
     }
 }
@@ -191,18 +175,12 @@ fn nacos_discover(target: &Url, name: &str) -> Result<(Vec<String>, u64), String
             kratos::grpc_address(&[endpoint])
         });
     let refresh = listing.cache_millis.unwrap_or(kratos::REFRESH_MS);
-    Ok((kratos::merged(addresses), refresh))
+    Ok((regkit::merged(addresses), refresh))
 }
 
 fn resolve(name: &str, target: &str) -> Result<Resolution, String> {
-    if target.is_empty() {
-        return Err(
-            "discovery:// servers are looked up where the coordinator registered, \
-                    and MicroService.Target names no registry"
-                .into(),
-        );
-    }
-    let url = gourl::parse(target).map_err(|e| format!("target '{target}': {e}"))?;
+    let url = gourl::parse(kratos::discovery_target(target)?)
+        .map_err(|e| format!("target '{target}': {e}"))?;
     let registry = match url.scheme.as_ref() {
         "etcd" => Registry::Etcd {
             hosts: registry_address(&url)?,
@@ -234,44 +212,14 @@ impl Guest for Sponge {
         "dtm-driver-sponge".into()
     }
 
-    fn activate() -> Activation {
-        Activation {
-            schemes: vec!["discovery".into()],
-            rewrites_http: false,
-            rewrites_grpc: false,
-        }
-    }
+    regkit::no_call_hooks!("discovery");
 
     fn parse_server_method(uri: String) -> Result<ServerMethod, String> {
         let (server, method) = gourl::split_server_method(&uri)?;
         Ok(ServerMethod { server, method })
     }
 
-    fn register_service(target: String, endpoint: String) -> Result<Registration, String> {
-        if target.is_empty() {
-            return Ok(nothing_registered());
-        }
-        register(&target, &endpoint)
-    }
-
-    fn keep_alive(state: String) -> Result<Registration, String> {
-        if state.is_empty() {
-            return Ok(nothing_registered());
-        }
-        let mut registered = Registered::from_state(&state)?;
-        let (next, note) = registered.keep_alive(&WitHost)?;
-        if let Some(note) = note {
-            log(LogLevel::Warn, &note);
-        }
-        registration(&registered, next)
-    }
-
-    fn deregister(state: String) -> Result<(), String> {
-        if state.is_empty() {
-            return Ok(());
-        }
-        Registered::from_state(&state)?.deregister(&WitHost)
-    }
+    regkit::kratos_registration!();
 
     fn resolve(server: String, registry: String) -> Result<Resolution, String> {
         let url = gourl::parse(&server).map_err(|e| format!("server '{server}': {e}"))?;
@@ -281,19 +229,7 @@ impl Guest for Sponge {
                 url.scheme
             ));
         }
-        resolve(url.path.strip_prefix('/').unwrap_or(&url.path), &registry)
-    }
-
-    fn rewrite_http(_url: String, _registry: String) -> Result<Option<HttpTarget>, String> {
-        Ok(None)
-    }
-
-    fn rewrite_grpc(
-        _server: String,
-        _method: String,
-        _payload: Vec<u8>,
-    ) -> Result<Option<GrpcCall>, String> {
-        Ok(None)
+        resolve(url.path_name(), &registry)
     }
 }
 

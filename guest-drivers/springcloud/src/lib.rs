@@ -195,7 +195,7 @@ fn instance(servers: &Servers, config: InstanceConfig, endpoint: &str) -> Result
 
 fn registration(state: &State) -> Result<Registration, String> {
     Ok(Registration {
-        state: serde_json::to_string(state).map_err(|e| e.to_string())?,
+        state: regkit::write_state(state)?,
         // A persistent instance needs no beats.
         keep_alive_ms: if state.instance.ephemeral {
             state.beat_ms
@@ -203,10 +203,6 @@ fn registration(state: &State) -> Result<Registration, String> {
             0
         },
     })
-}
-
-fn read_state(state: &str) -> Result<State, String> {
-    serde_json::from_str(state).map_err(|e| format!("bad registration state ({e}): {state}"))
 }
 
 /// Advances on every pick, so picks within one millisecond differ.
@@ -332,7 +328,7 @@ impl Guest for Driver {
     /// A beat; the server may ask for another interval, or say it forgot the instance, which
     /// is then registered again.
     fn keep_alive(state: String) -> Result<Registration, String> {
-        let mut state = read_state(&state)?;
+        let mut state: State = regkit::read_state(&state)?;
         let beat = state
             .servers
             .call(&WitHost, |nacos| nacos.beat(&state.instance))?;
@@ -348,7 +344,7 @@ impl Guest for Driver {
     }
 
     fn deregister(state: String) -> Result<(), String> {
-        let state = read_state(&state)?;
+        let state: State = regkit::read_state(&state)?;
         state
             .servers
             .call(&WitHost, |nacos| nacos.deregister(&state.instance))
@@ -364,13 +360,7 @@ impl Guest for Driver {
         rewrite(&url, &registry)
     }
 
-    fn rewrite_grpc(
-        _server: String,
-        _method: String,
-        _payload: Vec<u8>,
-    ) -> Result<Option<GrpcCall>, String> {
-        Ok(None)
-    }
+    regkit::no_grpc_hook!();
 }
 
 export!(Driver);

@@ -1,0 +1,95 @@
+//! What the tests of the registry drivers share: a host running a guest driver registered at a
+//! target, the driver's conformance vectors, and a gRPC saga whose branches resolve through it.
+
+use std::collections::HashMap;
+
+use dtm_host::proto::dtmgimp::dtm_client::DtmClient;
+use dtm_host::proto::dtmgimp::{DtmRequest, DtmTransOptions};
+use serde_json::json;
+
+use super::grpc::GrpcBusi;
+use super::{guest_wasm, run_to_exit, Host};
+
+/// The conformance vectors of every dtm driver (parse-server-method cases).
+pub const VECTORS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/data/parse-vectors.json"
+);
+
+/// A host with driver `driver` (guest crate `crate_name`) registering the coordinator at
+/// `endpoint` in `target`.
+pub async fn start_host(driver: &str, crate_name: &str, target: &str, endpoint: &str) -> Host {
+    let wasm = guest_wasm(crate_name);
+    Host::start_with(&[
+        ("MICRO_SERVICE_DRIVER", driver),
+        ("MICRO_SERVICE_DRIVER_PATH", wasm.to_str().unwrap()),
+        ("MICRO_SERVICE_TARGET", target),
+        ("MICRO_SERVICE_END_POINT", endpoint),
+    ])
+    .await
+}
+
+/// `driver check` of guest crate `crate_name` against [`VECTORS`]: every vector for it
+/// passes, and there is at least one.
+pub fn vectors_pass(crate_name: &str) {
+    let wasm = guest_wasm(crate_name);
+    let (status, output) = run_to_exit(
+        &[],
+        &[
+            "driver",
+            "check",
+            wasm.to_str().unwrap(),
+            "--vectors",
+            VECTORS,
+        ],
+    );
+    assert!(status.success(), "{crate_name}: {output}");
+    assert!(
+        output.contains(" passed, 0 failed"),
+        "{crate_name}: {output}"
+    );
+    assert!(
+        !output.contains(" 0 passed"),
+        "no {crate_name} vector ran: {output}"
+    );
+}
+
+/// A waiting saga of two gRPC branches at `url_of(method)`.
+pub fn saga(gid: &str, url_of: impl Fn(&str) -> String) -> DtmRequest {
+    let steps = json!([
+        {"action": url_of("/busi.Busi/TransOut"), "compensate": url_of("/busi.Busi/TransOutRevert")},
+        {"action": url_of("/busi.Busi/TransIn"), "compensate": url_of("/busi.Busi/TransInRevert")},
+    ]);
+    DtmRequest {
+        gid: gid.into(),
+        trans_type: "saga".into(),
+        steps: steps.to_string(),
+        bin_payloads: vec![vec![1], vec![2]],
+        trans_options: Some(DtmTransOptions {
+            wait_result: true,
+            branch_headers: HashMap::new(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Submits `saga(gid)` and checks both actions reached `busi` and the saga succeeded.
+pub async fn saga_succeeds(
+    host: &Host,
+    busi: &GrpcBusi,
+    gid: &str,
+    url_of: impl Fn(&str) -> String,
+) {
+    let mut dtm = DtmClient::connect(format!("http://127.0.0.1:{}", host.grpc_port))
+        .await
+        .unwrap();
+    let outcome = dtm.submit(saga(gid, url_of)).await;
+    assert!(outcome.is_ok(), "{outcome:?}\n{}", host.log());
+    assert_eq!(host.status(gid).await, "succeed", "{}", host.log());
+    for method in ["/busi.Busi/TransOut", "/busi.Busi/TransIn"] {
+        let calls = busi.calls(method);
+        assert_eq!(calls.len(), 1, "{method}: {calls:?}");
+        assert_eq!(calls[0].metadata["dtm-gid"], gid);
+    }
+}
