@@ -12,8 +12,8 @@ use serde_yaml::{Mapping, Value};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoreConfig {
-    /// `embedded` (default; `boltdb`, dtm's embedded store, is an alias), later `postgres`,
-    /// `mysql`, `redis`.
+    /// `embedded` (default; `boltdb`, dtm's embedded store, is an alias), `postgres`, `mysql`,
+    /// `redis`.
     #[serde(rename = "Driver")]
     pub driver: String,
     /// Directory of the embedded store's files (dtm-host extension).
@@ -481,14 +481,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         ));
     }
     match c.store.driver.as_str() {
-        "embedded" | "boltdb" => Ok(()),
-        "postgres" | "mysql" | "redis" => Err(key_error(
-            "Store.Driver",
-            format!(
-                "'{}' is not supported yet; use the embedded store",
-                c.store.driver
-            ),
-        )),
+        "embedded" | "boltdb" | "postgres" | "mysql" | "redis" => Ok(()),
         other => Err(key_error(
             "Store.Driver",
             format!("unknown store driver '{other}'; expected embedded"),

@@ -18,7 +18,6 @@ use crate::config::Config;
 use crate::drivers::{self, Driver, DriverError, Grants, HttpPolicy, Registration, WasmLimits};
 use crate::engine::schedule::ScheduleConfig;
 use crate::engine::Engine;
-use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,9 +47,8 @@ pub struct RunOptions {
 
 pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
     let data_dir = PathBuf::from(&config.store.data_dir);
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir, options.reset)?);
-    store.ping().await?;
-    info!(driver = "embedded", data_dir = %data_dir.display(), "store ready");
+    let store = open_store(&config, &data_dir, options.reset).await?;
+    info!(driver = config.store.driver, data_dir = %data_dir.display(), "store ready");
 
     let clock = Arc::new(Clock::default());
     let driver = load_driver(&config, &data_dir, clock.clone())?;
@@ -122,6 +120,38 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
     }
     info!("stopped");
     Ok(())
+}
+
+/// Opens the configured store. A shared store that cannot be reached yet is tried again every
+/// few seconds, with a log line each time, until it answers or the process is told to stop:
+/// coordinators often start before their database.
+async fn open_store(
+    config: &Config,
+    data_dir: &std::path::Path,
+    reset: bool,
+) -> Result<Arc<dyn Store>, ServerError> {
+    const RETRY: Duration = Duration::from_secs(2);
+    let mut signal = std::pin::pin!(shutdown_signal());
+    loop {
+        let attempt = async {
+            let store = crate::store::open(&config.store, data_dir, reset).await?;
+            store.ping().await?;
+            Ok::<_, StoreError>(store)
+        };
+        match attempt.await {
+            Ok(store) => return Ok(store),
+            Err(e) if config.store.driver == "embedded" || config.store.driver == "boltdb" => {
+                return Err(e.into())
+            }
+            Err(e) => {
+                warn!(driver = config.store.driver, error = %e, retry_in_s = RETRY.as_secs(), "store unreachable; retrying")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETRY) => {}
+            _ = &mut signal => return Err(ServerError::Setup("stopped while waiting for the store".into())),
+        }
+    }
 }
 
 fn load_driver(

@@ -4,9 +4,14 @@
 //! method (atomic create-if-absent, status compare-and-set, status-guarded branch writes, atomic
 //! claims), which is what lets several coordinators share one store.
 
+pub mod redis;
+pub mod sql;
 pub mod sqlite;
 #[cfg(test)]
 pub mod suite;
+
+use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -30,6 +35,21 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Opens the store `config.driver` names: the embedded one in `data_dir` (wiped first with
+/// `reset`), or a connection to a shared PostgreSQL, MySQL or Redis server.
+pub async fn open(
+    config: &crate::config::StoreConfig,
+    data_dir: &Path,
+    reset: bool,
+) -> StoreResult<Arc<dyn Store>> {
+    match config.driver.as_str() {
+        "postgres" => sql::open(sql::Dialect::Postgres, config).await,
+        "mysql" => sql::open(sql::Dialect::MySql, config).await,
+        "redis" => redis::open(config).await,
+        _ => Ok(Arc::new(sqlite::SqliteStore::open(data_dir, reset)?)),
+    }
+}
 
 /// What a status change writes besides the status itself.
 #[derive(Debug, Clone, Default)]

@@ -1,0 +1,1817 @@
+//! The Redis store: every state change is one Lua script on the keys of one transaction, and the
+//! keys are spread over hash slots so a Redis Cluster can share the load (engine.md §4.4,
+//! improved: dtm puts every key under `{a}`, one slot).
+//!
+//! # Key layout
+//!
+//! `N` is `Store.RedisPrefix` with `{` and `}` removed (dtm's default `{a}` would otherwise pin
+//! every key to one slot); `B` is a bucket number, `0..16`, chosen by a stable hash of the gid.
+//!
+//! | key | type | content | TTL |
+//! |---|---|---|---|
+//! | `N:{<gid>}:g` | hash | the global record, one field per column | `DataExpire`, refreshed on each write; `FinishedDataExpire` once finished |
+//! | `N:{<gid>}:b` | hash | branch records: `n` (count), `<pos>:url`, `<pos>:bin`, `<pos>:bid`, `<pos>:op`, `<pos>:st`, `<pos>:ft`, `<pos>:ct`, `<pos>:ut`, and `ix:<len>:<branch_id><op>` → position | as `:g` |
+//! | `N:{<gid>}:m` | string | "index entry seen without a record" marker | a few lease periods |
+//! | `N:cron:{B}` | sorted set | gid of each unfinished transaction, score = `next_cron_time` (ms) | none |
+//! | `N:list:{B}` | sorted set | `<16 hex digits of create_time><gid>`, all scores 0 (listing order) | none |
+//! | `N:{kv:<cat>}:e:<key>` | hash | one KV entry: `id`, `v`, `version`, `create_time`, `update_time` | none |
+//! | `N:{kv:<cat>}:o` | sorted set | keys of a category, score = id (listing order) | none |
+//! | `N:{kv}:cats`, `N:{kv}:seq` | set, string | KV categories; the KV id counter | none |
+//!
+//! The keys of one transaction share the hash tag `{<gid>}`, so each script touches one slot.
+//! The schedule (`cron`) and listing (`list`) indexes live in 16 buckets on other slots, so
+//! creations and claims from several hosts spread over 16 keys instead of one. An index update is
+//! a separate call from the transaction's script; the order of the two calls is chosen so that a
+//! crash between them leaves an index entry without (or ahead of) its record, never a record
+//! without its entry, and the readers repair such entries:
+//!
+//! * creation indexes first (`ZADD LT` / `NX`), then writes the record: an entry whose record
+//!   never came is dropped by a claim after being seen twice without a record, one lease apart
+//!   (the `:m` marker), so a creation still in flight is not mistaken for one;
+//! * a status change to a final status writes the record, then removes the entry: a claim that
+//!   meets a finished record drops the entry;
+//! * a reschedule writes the record, then the entry's score: a claim that meets a record not yet
+//!   due moves the entry to the record's time.
+//!
+//! Listing entries of records that expired or were never written are removed by a trim step
+//! (`trim_listing`), run when a claim finds nothing due and on about one creation in
+//! `TRIM_EVERY`.
+//!
+//! # Claims
+//!
+//! `claim_due` starts at a random bucket and walks all 16. Per bucket one script takes the
+//! lowest-scored gid due before `due_before` and moves its score to `lease_until`, so no other
+//! claim sees it until the lease passes (then it is claimable again: a dead host's work is taken
+//! over). A second script on the transaction's slot checks that the record is unfinished and due,
+//! and stamps `next_cron_time` and a fresh `owner`.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng;
+use redis::aio::ConnectionManager;
+use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, RedisResult, Script};
+
+use super::{BranchOutcome, Page, StatusChange, Store, StoreError, StoreResult};
+use crate::clock::Millis;
+use crate::config::StoreConfig;
+use crate::model::{Branch, GlobalStatus, KvEntry, ScanFilter, TransGlobal, TransOptions};
+
+/// Buckets of the schedule and listing indexes. Part of the layout: every host on one Redis must
+/// use the same number.
+const BUCKETS: usize = 16;
+/// Longest a store call may take, so a Redis that hangs or is gone fails a request instead of
+/// blocking it (reconnection attempts included).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Index entries a claim may find stale before giving up for this round.
+const CLAIM_REPAIR_BUDGET: usize = 64;
+/// A listing entry whose record is missing is removed only once it is this old, so a creation
+/// between its index write and its record write is left alone.
+const LISTING_GRACE_MS: i64 = 60_000;
+/// Listing entries checked per trim step.
+const TRIM_BATCH: usize = 64;
+/// About one creation in this many also runs a trim step, so trimming keeps pace with creation.
+const TRIM_EVERY: u32 = 32;
+/// Listing entries examined per `scan_globals` call before it returns a partial page.
+const SCAN_EXAMINE_MAX: usize = 10_000;
+
+/// Helpers every script starts with.
+const PRELUDE: &str = r#"
+local function expire(ttl, ...)
+  for _, key in ipairs({...}) do
+    if tonumber(ttl) > 0 then redis.call('EXPIRE', key, ttl) else redis.call('PERSIST', key) end
+  end
+end
+local function unfinished(st)
+  return st == 'prepared' or st == 'submitted' or st == 'aborting'
+end
+-- Branch records come as 9 ARGV entries each from `base`: index field, url, bin_data, branch_id,
+-- op, status, finish_time ('' = none), create_time, update_time.
+local function duplicate_branch(key, base, nb)
+  local seen = {}
+  for i = 0, nb - 1 do
+    local ix = ARGV[base + i * 9]
+    if seen[ix] or redis.call('HEXISTS', key, ix) == 1 then return true end
+    seen[ix] = true
+  end
+  return false
+end
+local function add_branches(key, first, base, nb)
+  for i = 0, nb - 1 do
+    local a = base + i * 9
+    local p = tostring(first + i)
+    redis.call('HSET', key, ARGV[a], p, p .. ':url', ARGV[a + 1], p .. ':bin', ARGV[a + 2],
+      p .. ':bid', ARGV[a + 3], p .. ':op', ARGV[a + 4], p .. ':st', ARGV[a + 5],
+      p .. ':ct', ARGV[a + 7], p .. ':ut', ARGV[a + 8])
+    if ARGV[a + 6] ~= '' then redis.call('HSET', key, p .. ':ft', ARGV[a + 6]) end
+  end
+  if nb > 0 then redis.call('HSET', key, 'n', tostring(first + nb)) end
+end
+"#;
+
+/// KEYS: g, b. ARGV: ttl, field count F, F field/value entries, branch count, branches.
+const CREATE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {'conflict', redis.call('HGET', KEYS[1], 'create_time') or ''}
+end
+local nf = tonumber(ARGV[2])
+local nb = tonumber(ARGV[3 + nf])
+if duplicate_branch(KEYS[2], 4 + nf, nb) then return {'conflict', ''} end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3, 2 + nf))
+add_branches(KEYS[2], 0, 4 + nf, nb)
+expire(ARGV[1], KEYS[1], KEYS[2])
+return {'ok'}
+"#;
+
+/// KEYS: g, b. ARGV: expected status, ttl, branch count, branches.
+const APPEND: &str = r#"
+if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then return {'notfound'} end
+local nb = tonumber(ARGV[3])
+if duplicate_branch(KEYS[2], 4, nb) then return {'conflict'} end
+add_branches(KEYS[2], tonumber(redis.call('HGET', KEYS[2], 'n') or '0'), 4, nb)
+expire(ARGV[2], KEYS[1], KEYS[2])
+return {'ok'}
+"#;
+
+/// KEYS: g, b. ARGV: index field, status, now, ttl.
+const OUTCOME: &str = r#"
+if not unfinished(redis.call('HGET', KEYS[1], 'status')) then return {'notfound'} end
+local p = redis.call('HGET', KEYS[2], ARGV[1])
+if not p then return {'notfound'} end
+redis.call('HSET', KEYS[2], p .. ':st', ARGV[2], p .. ':ft', ARGV[3], p .. ':ut', ARGV[3])
+expire(ARGV[4], KEYS[1], KEYS[2])
+return {'ok'}
+"#;
+
+/// KEYS: g, b. ARGV: from, to, now, ttl, then field/value entries to set.
+const CHANGE_STATUS: &str = r#"
+if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then return {'notfound'} end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'update_time', ARGV[3])
+if ARGV[2] == 'succeed' then redis.call('HSET', KEYS[1], 'finish_time', ARGV[3]) end
+if ARGV[2] == 'failed' then redis.call('HSET', KEYS[1], 'rollback_time', ARGV[3]) end
+if #ARGV > 4 then redis.call('HSET', KEYS[1], unpack(ARGV, 5)) end
+expire(ARGV[4], KEYS[1], KEYS[2])
+return {'ok'}
+"#;
+
+/// KEYS: g, b. ARGV: status, interval, next_cron_time, now, ttl.
+const TOUCH: &str = r#"
+if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then return {'skip'} end
+redis.call('HSET', KEYS[1], 'next_cron_interval', ARGV[2], 'next_cron_time', ARGV[3],
+  'update_time', ARGV[4])
+expire(ARGV[5], KEYS[1], KEYS[2])
+return {'ok'}
+"#;
+
+/// KEYS: cron bucket. ARGV: due_before, lease_until. The lowest-scored due gid, leased.
+const CLAIM_BUCKET: &str = r#"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 1)
+if #due == 0 then return false end
+redis.call('ZADD', KEYS[1], ARGV[2], due[1])
+return due[1]
+"#;
+
+/// KEYS: g, b, m. ARGV: due_before, lease_until, owner, now, ttl, marker ttl (ms).
+/// `claimed` + the record's fields, `later` + its next_cron_time, `missing` (first time without
+/// a record) or `gone` (missing twice, or finished: the index entry is stale).
+const CLAIM_GID: &str = r#"
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then
+  if redis.call('EXISTS', KEYS[3]) == 1 then return {'gone'} end
+  redis.call('SET', KEYS[3], '1', 'PX', ARGV[6])
+  return {'missing'}
+end
+if not unfinished(st) then return {'gone'} end
+local next = redis.call('HGET', KEYS[1], 'next_cron_time') or '0'
+if tonumber(next) >= tonumber(ARGV[1]) then return {'later', next} end
+redis.call('HSET', KEYS[1], 'next_cron_time', ARGV[2], 'owner', ARGV[3], 'update_time', ARGV[4])
+expire(ARGV[5], KEYS[1], KEYS[2])
+local out = redis.call('HGETALL', KEYS[1])
+table.insert(out, 1, 'claimed')
+return out
+"#;
+
+/// KEYS: cron bucket. ARGV: gid, lease_until, new score ('' = remove). Applies only while the
+/// entry still has the lease this claim gave it, so a newer write to the entry wins.
+const SETTLE: &str = r#"
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not s or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
+if ARGV[3] == '' then redis.call('ZREM', KEYS[1], ARGV[1])
+else redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1]) end
+return 1
+"#;
+
+/// KEYS: g, b. ARGV: now, ttl, after ('' = any status; else only unfinished records whose
+/// next_cron_time is later than it). `ok` (unfinished), `finished` or `notfound`.
+const RESET: &str = r#"
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {'notfound'} end
+if ARGV[3] ~= '' then
+  local next = redis.call('HGET', KEYS[1], 'next_cron_time') or '0'
+  if not unfinished(st) or tonumber(next) <= tonumber(ARGV[3]) then return {'notfound'} end
+end
+redis.call('HSET', KEYS[1], 'next_cron_time', ARGV[1], 'update_time', ARGV[1])
+if not unfinished(st) then return {'finished'} end
+expire(ARGV[2], KEYS[1], KEYS[2])
+return {'ok'}
+"#;
+
+/// KEYS: entry, category order. ARGV: key, value, now, id.
+const KV_CREATE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'conflict'} end
+redis.call('HSET', KEYS[1], 'id', ARGV[4], 'v', ARGV[2], 'version', '1', 'create_time', ARGV[3],
+  'update_time', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return {'ok'}
+"#;
+
+/// KEYS: entry. ARGV: value, expected version, now.
+const KV_UPDATE: &str = r#"
+local v = redis.call('HGET', KEYS[1], 'version')
+if not v or tonumber(v) ~= tonumber(ARGV[2]) then return {'notfound'} end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'update_time', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+return {'ok'}
+"#;
+
+/// KEYS: entry, category order. ARGV: key.
+const KV_DELETE: &str = r#"
+if redis.call('DEL', KEYS[1]) == 0 then return {'notfound'} end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return {'ok'}
+"#;
+
+struct Scripts {
+    create: Script,
+    append: Script,
+    outcome: Script,
+    change_status: Script,
+    touch: Script,
+    claim_bucket: Script,
+    claim_gid: Script,
+    settle: Script,
+    reset: Script,
+    kv_create: Script,
+    kv_update: Script,
+    kv_delete: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
+        Self {
+            create: with_prelude(CREATE),
+            append: with_prelude(APPEND),
+            outcome: with_prelude(OUTCOME),
+            change_status: with_prelude(CHANGE_STATUS),
+            touch: with_prelude(TOUCH),
+            claim_bucket: Script::new(CLAIM_BUCKET),
+            claim_gid: with_prelude(CLAIM_GID),
+            settle: Script::new(SETTLE),
+            reset: with_prelude(RESET),
+            kv_create: Script::new(KV_CREATE),
+            kv_update: Script::new(KV_UPDATE),
+            kv_delete: Script::new(KV_DELETE),
+        }
+    }
+}
+
+/// Key names (see the module doc).
+struct Keys {
+    ns: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        Self {
+            ns: prefix.chars().filter(|c| !matches!(c, '{' | '}')).collect(),
+        }
+    }
+    fn global(&self, gid: &str) -> String {
+        format!("{}:{{{gid}}}:g", self.ns)
+    }
+    fn branches(&self, gid: &str) -> String {
+        format!("{}:{{{gid}}}:b", self.ns)
+    }
+    fn marker(&self, gid: &str) -> String {
+        format!("{}:{{{gid}}}:m", self.ns)
+    }
+    fn cron(&self, bucket: usize) -> String {
+        format!("{}:cron:{{{bucket}}}", self.ns)
+    }
+    fn list(&self, bucket: usize) -> String {
+        format!("{}:list:{{{bucket}}}", self.ns)
+    }
+    fn kv_entry(&self, cat: &str, key: &str) -> String {
+        format!("{}:{{kv:{cat}}}:e:{key}", self.ns)
+    }
+    fn kv_order(&self, cat: &str) -> String {
+        format!("{}:{{kv:{cat}}}:o", self.ns)
+    }
+    fn kv_cats(&self) -> String {
+        format!("{}:{{kv}}:cats", self.ns)
+    }
+    fn kv_seq(&self) -> String {
+        format!("{}:{{kv}}:seq", self.ns)
+    }
+}
+
+/// The index bucket of a gid: FNV-1a, stable across hosts and builds (std's hasher is not).
+fn bucket_of(gid: &str) -> usize {
+    let hash = gid.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % BUCKETS as u64) as usize
+}
+
+/// A timestamp as 16 hex digits that sort like the numbers (sign bit flipped).
+fn time_key(ms: Millis) -> String {
+    format!("{:016x}", (ms as u64) ^ (1 << 63))
+}
+
+fn listing_member(create_time: Millis, gid: &str) -> String {
+    format!("{}{gid}", time_key(create_time))
+}
+
+/// The create_time and gid of a listing entry (`None` if it is not one).
+fn split_member(member: &str) -> Option<(Millis, &str)> {
+    let (time, gid) = (member.get(..16)?, member.get(16..)?);
+    if gid.is_empty() || !time.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let bits = u64::from_str_radix(time, 16).ok()?;
+    Some(((bits ^ (1 << 63)) as i64, gid))
+}
+
+/// Whether a listing entry no longer stands for a record: the record (with `record_time` as its
+/// create_time) belongs to another creation, or is missing and the entry is past its grace time.
+fn listing_stale(member: &str, record_time: Option<Millis>, now: Millis) -> bool {
+    let Some((time, _)) = split_member(member) else {
+        return true;
+    };
+    match record_time {
+        Some(record_time) => record_time != time,
+        None => time < now.saturating_sub(LISTING_GRACE_MS),
+    }
+}
+
+/// The hash field that indexes a branch record by (branch_id, op); the length prefix keeps
+/// ("a", "bc") and ("ab", "c") apart.
+fn branch_index(branch_id: &str, op: &str) -> String {
+    format!("ix:{}:{branch_id}{op}", branch_id.len())
+}
+
+fn opt_time(t: Option<Millis>) -> String {
+    t.map(|t| t.to_string()).unwrap_or_default()
+}
+
+fn global_fields(g: &TransGlobal) -> [(&'static str, String); 17] {
+    [
+        ("gid", g.gid.clone()),
+        ("trans_type", g.trans_type.as_str().to_owned()),
+        ("status", g.status.as_str().to_owned()),
+        ("query_prepared", g.query_prepared.clone()),
+        ("protocol", g.protocol.as_str().to_owned()),
+        ("create_time", g.create_time.to_string()),
+        ("update_time", g.update_time.to_string()),
+        ("finish_time", opt_time(g.finish_time)),
+        ("rollback_time", opt_time(g.rollback_time)),
+        ("options", g.options.to_json()),
+        ("custom_data", g.custom_data.clone()),
+        ("next_cron_interval", g.next_cron_interval.to_string()),
+        ("next_cron_time", g.next_cron_time.to_string()),
+        ("owner", g.owner.clone()),
+        ("ext_data", g.ext_data.clone()),
+        ("result", g.result.clone()),
+        ("rollback_reason", g.rollback_reason.clone()),
+    ]
+}
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("redis: unreadable {what}: {detail}"))
+}
+
+/// A global record from its hash fields (`None` for an empty hash: no such record).
+fn read_global(fields: &HashMap<String, String>) -> StoreResult<Option<TransGlobal>> {
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let text = |name: &str| fields.get(name).cloned().unwrap_or_default();
+    let num = |name: &str| -> StoreResult<i64> {
+        let value = text(name);
+        value
+            .parse()
+            .map_err(|_| corrupt("transaction", format_args!("{name} = '{value}'")))
+    };
+    let opt = |name: &str| -> StoreResult<Option<i64>> {
+        match fields.get(name).map(String::as_str) {
+            None | Some("") => Ok(None),
+            Some(_) => num(name).map(Some),
+        }
+    };
+    let parse = |name: &str| -> StoreResult<String> {
+        fields
+            .get(name)
+            .cloned()
+            .ok_or_else(|| corrupt("transaction", format_args!("{name} missing")))
+    };
+    let (trans_type, status, protocol) =
+        (parse("trans_type")?, parse("status")?, parse("protocol")?);
+    Ok(Some(TransGlobal {
+        id: 0,
+        gid: text("gid"),
+        trans_type: trans_type
+            .parse()
+            .map_err(|_| corrupt("transaction", format_args!("trans_type '{trans_type}'")))?,
+        status: status
+            .parse()
+            .map_err(|_| corrupt("transaction", format_args!("status '{status}'")))?,
+        query_prepared: text("query_prepared"),
+        protocol: protocol
+            .parse()
+            .map_err(|_| corrupt("transaction", format_args!("protocol '{protocol}'")))?,
+        create_time: num("create_time")?,
+        update_time: num("update_time")?,
+        finish_time: opt("finish_time")?,
+        rollback_time: opt("rollback_time")?,
+        options: TransOptions::from_json(&text("options")),
+        custom_data: text("custom_data"),
+        next_cron_interval: num("next_cron_interval")?,
+        next_cron_time: num("next_cron_time")?,
+        owner: text("owner"),
+        ext_data: text("ext_data"),
+        result: text("result"),
+        rollback_reason: text("rollback_reason"),
+    }))
+}
+
+/// The branch records of a transaction's `:b` hash, in position order.
+fn read_branches(gid: &str, mut fields: HashMap<String, Vec<u8>>) -> StoreResult<Vec<Branch>> {
+    let text = |value: Option<Vec<u8>>| -> StoreResult<Option<String>> {
+        value
+            .map(|v| String::from_utf8(v).map_err(|e| corrupt("branch", e)))
+            .transpose()
+    };
+    let num = |value: Option<String>| -> StoreResult<Option<i64>> {
+        value
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| corrupt("branch", format_args!("time '{v}'")))
+            })
+            .transpose()
+    };
+    let count: usize = match text(fields.remove("n"))? {
+        Some(n) => n
+            .parse()
+            .map_err(|_| corrupt("branch", format_args!("count '{n}'")))?,
+        None => 0,
+    };
+    let mut take = |pos: usize, name: &str| fields.remove(&format!("{pos}:{name}"));
+    let mut branches = Vec::with_capacity(count);
+    for pos in 0..count {
+        branches.push(Branch {
+            id: pos as u64 + 1,
+            gid: gid.to_owned(),
+            url: text(take(pos, "url"))?.unwrap_or_default(),
+            bin_data: take(pos, "bin").unwrap_or_default(),
+            branch_id: text(take(pos, "bid"))?.unwrap_or_default(),
+            op: text(take(pos, "op"))?.unwrap_or_default(),
+            status: text(take(pos, "st"))?.unwrap_or_default(),
+            finish_time: num(text(take(pos, "ft"))?)?,
+            create_time: num(text(take(pos, "ct"))?)?.unwrap_or_default(),
+            update_time: num(text(take(pos, "ut"))?)?.unwrap_or_default(),
+        });
+    }
+    Ok(branches)
+}
+
+fn read_kv(cat: &str, key: &str, fields: &HashMap<String, String>) -> StoreResult<Option<KvEntry>> {
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let num = |name: &str| -> StoreResult<i64> {
+        let value = fields.get(name).map(String::as_str).unwrap_or("");
+        value
+            .parse()
+            .map_err(|_| corrupt("kv entry", format_args!("{name} = '{value}'")))
+    };
+    Ok(Some(KvEntry {
+        id: num("id")? as u64,
+        cat: cat.to_owned(),
+        k: key.to_owned(),
+        v: fields.get("v").cloned().unwrap_or_default(),
+        version: num("version")?,
+        create_time: num("create_time")?,
+        update_time: num("update_time")?,
+    }))
+}
+
+/// The script arguments of branch records: their count, then 9 per record (see `PRELUDE`).
+fn branch_args(branches: &[Branch]) -> Vec<Vec<u8>> {
+    let mut args = Vec::with_capacity(1 + branches.len() * 9);
+    args.push(branches.len().to_string().into_bytes());
+    for b in branches {
+        args.extend([
+            branch_index(&b.branch_id, &b.op).into_bytes(),
+            b.url.clone().into_bytes(),
+            b.bin_data.clone(),
+            b.branch_id.clone().into_bytes(),
+            b.op.clone().into_bytes(),
+            b.status.clone().into_bytes(),
+            opt_time(b.finish_time).into_bytes(),
+            b.create_time.to_string().into_bytes(),
+            b.update_time.to_string().into_bytes(),
+        ]);
+    }
+    args
+}
+
+fn is_noscript(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+}
+
+/// The first word of a script's answer.
+fn verdict(reply: &[String]) -> &str {
+    reply.first().map(String::as_str).unwrap_or("")
+}
+
+fn unexpected(script: &str, reply: &[String]) -> StoreError {
+    StoreError::Backend(format!(
+        "redis: unexpected answer of the {script} script: {reply:?}"
+    ))
+}
+
+fn now_ms() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: Keys,
+    scripts: Scripts,
+    /// TTL of an unfinished transaction's keys, seconds (≤ 0: none).
+    data_expire: i64,
+    /// TTL once finished, seconds (≤ 0: none).
+    finished_expire: i64,
+    /// Per bucket, the listing entry the last trim step stopped at (`""`: the start).
+    trim_cursors: Mutex<Vec<String>>,
+}
+
+/// Connects to the Redis server `config` names.
+pub async fn open(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
+    Ok(Arc::new(RedisStore::connect(config).await?))
+}
+
+impl RedisStore {
+    pub async fn connect(config: &StoreConfig) -> StoreResult<Self> {
+        if config.host.contains(',') {
+            return Err(StoreError::Backend(format!(
+                "redis: Store.Host '{}' lists several nodes; the Redis Cluster client is not \
+                 supported yet, give one node",
+                config.host
+            )));
+        }
+        let host = match config.host.as_str() {
+            "" => "127.0.0.1",
+            host => host,
+        };
+        let port = match config.port {
+            0 => 6379,
+            port => u16::try_from(port).map_err(|_| {
+                StoreError::Backend(format!("redis: Store.Port {port} is not a TCP port"))
+            })?,
+        };
+        // dtm's Redis store ignores Db; here a number selects that database, anything else
+        // (the default `dtm`, meant for SQL) means 0.
+        let mut settings = RedisConnectionInfo::default().set_db(config.db.parse().unwrap_or(0));
+        if !config.user.is_empty() {
+            settings = settings.set_username(&config.user);
+        }
+        if !config.password.is_empty() {
+            settings = settings.set_password(&config.password);
+        }
+        let backend =
+            |e: redis::RedisError| StoreError::Backend(format!("redis at {host}:{port}: {e}"));
+        let info = ConnectionAddr::Tcp(host.to_owned(), port)
+            .into_connection_info()
+            .map_err(backend)?
+            .set_redis_settings(settings);
+        let client = Client::open(info).map_err(backend)?;
+        // Short timeouts and few reconnection attempts: a dead Redis must fail calls within
+        // CALL_TIMEOUT, and the manager reconnects on the next call once it is back.
+        let manager_config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(3)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_with_config(client, manager_config)
+            .await
+            .map_err(backend)?;
+        Ok(Self {
+            conn,
+            keys: Keys::new(&config.redis_prefix),
+            scripts: Scripts::new(),
+            data_expire: config.data_expire,
+            finished_expire: config.finished_data_expire,
+            trim_cursors: Mutex::new(vec![String::new(); BUCKETS]),
+        })
+    }
+
+    /// Runs one Redis call with the store's deadline, mapping failures to `Backend`.
+    async fn call<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> StoreResult<T> {
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(StoreError::Backend(format!("redis {what}: {e}"))),
+            Err(_) => Err(StoreError::Backend(format!(
+                "redis {what}: no answer within {} s (a write may or may not have been applied)",
+                CALL_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// Runs a script (EVALSHA, loading it on NOSCRIPT).
+    async fn eval<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> StoreResult<T> {
+        let mut conn = self.conn.clone();
+        self.call(what, invocation.invoke_async(&mut conn)).await
+    }
+
+    /// Runs a pipeline whose scripts are all `script`. If the server lost its script cache
+    /// (restart, SCRIPT FLUSH), none of them ran: the script is loaded and the pipeline sent again,
+    /// so its other commands must be safe to repeat.
+    async fn eval_pipe<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        script: &Script,
+        pipe: &redis::Pipeline,
+    ) -> StoreResult<T> {
+        let mut conn = self.conn.clone();
+        let run = async move {
+            match pipe.query_async(&mut conn).await {
+                Err(e) if is_noscript(&e) => {
+                    script.load_async(&mut conn).await?;
+                    pipe.query_async(&mut conn).await
+                }
+                other => other,
+            }
+        };
+        self.call(what, run).await
+    }
+
+    async fn pipe<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        pipe: &redis::Pipeline,
+    ) -> StoreResult<T> {
+        let mut conn = self.conn.clone();
+        self.call(what, pipe.query_async(&mut conn)).await
+    }
+
+    async fn cmd<T: redis::FromRedisValue>(&self, what: &str, cmd: &redis::Cmd) -> StoreResult<T> {
+        let mut conn = self.conn.clone();
+        self.call(what, cmd.query_async(&mut conn)).await
+    }
+
+    fn ttl(&self, finished: bool) -> i64 {
+        if finished {
+            self.finished_expire
+        } else {
+            self.data_expire
+        }
+    }
+
+    /// The global records of `gids` (`None` where missing), one round trip.
+    async fn load_globals(&self, gids: &[&str]) -> StoreResult<Vec<Option<TransGlobal>>> {
+        let mut pipe = redis::pipe();
+        for gid in gids {
+            pipe.hgetall(self.keys.global(gid));
+        }
+        let records: Vec<HashMap<String, String>> = self.pipe("load transactions", &pipe).await?;
+        records.iter().map(read_global).collect()
+    }
+
+    /// Applies a claim's verdict on a stale index entry (see `SETTLE`).
+    async fn settle(
+        &self,
+        bucket: usize,
+        gid: &str,
+        lease_until: Millis,
+        score: &str,
+    ) -> StoreResult<()> {
+        let mut invocation = self.scripts.settle.key(self.keys.cron(bucket));
+        invocation.arg(gid).arg(lease_until).arg(score);
+        self.eval::<i64>("settle schedule entry", &invocation)
+            .await
+            .map(drop)
+    }
+
+    /// One step of listing maintenance on one bucket: checks the next `TRIM_BATCH` entries
+    /// after the bucket's cursor and removes those whose record expired or was never written.
+    /// The cursor walks the whole bucket and wraps, so long-lived entries do not stall it.
+    async fn trim_listing(&self, bucket: usize) -> StoreResult<()> {
+        let from = self.trim_cursors.lock().unwrap_or_else(|p| p.into_inner())[bucket].clone();
+        let min = if from.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("({from}")
+        };
+        let list = self.keys.list(bucket);
+        let members: Vec<String> = self
+            .cmd(
+                "read listing index",
+                redis::cmd("ZRANGEBYLEX")
+                    .arg(&list)
+                    .arg(min)
+                    .arg("+")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(TRIM_BATCH),
+            )
+            .await?;
+        let next = match members.last() {
+            Some(last) if members.len() == TRIM_BATCH => last.clone(),
+            _ => String::new(),
+        };
+        self.trim_cursors.lock().unwrap_or_else(|p| p.into_inner())[bucket] = next;
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for member in &members {
+            let gid = split_member(member).map_or("", |(_, gid)| gid);
+            pipe.hget(self.keys.global(gid), "create_time");
+        }
+        let times: Vec<Option<String>> = self.pipe("check listing index", &pipe).await?;
+        let now = now_ms();
+        let stale: Vec<&String> = members
+            .iter()
+            .zip(times)
+            .filter(|(member, time)| {
+                listing_stale(member, time.as_deref().and_then(|t| t.parse().ok()), now)
+            })
+            .map(|(member, _)| member)
+            .collect();
+        self.drop_listing(bucket, &stale).await
+    }
+
+    async fn drop_listing(&self, bucket: usize, members: &[&String]) -> StoreResult<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        self.cmd::<i64>(
+            "trim listing index",
+            redis::cmd("ZREM").arg(self.keys.list(bucket)).arg(members),
+        )
+        .await
+        .map(drop)
+    }
+}
+
+/// A listing cursor: a listing entry (`None` = from the start).
+fn parse_listing_cursor(position: &str) -> StoreResult<Option<&str>> {
+    if position.is_empty() {
+        return Ok(None);
+    }
+    match split_member(position) {
+        Some(_) => Ok(Some(position)),
+        None => Err(StoreError::BadCursor(position.to_owned())),
+    }
+}
+
+/// A KV listing cursor: the id of the last entry returned (`""` = from the start).
+fn parse_kv_cursor(position: &str) -> StoreResult<Option<i64>> {
+    if position.is_empty() {
+        return Ok(None);
+    }
+    position
+        .parse()
+        .map(Some)
+        .map_err(|_| StoreError::BadCursor(position.to_owned()))
+}
+
+fn matches(g: &TransGlobal, filter: &ScanFilter) -> bool {
+    (filter.status.is_empty() || g.status.as_str() == filter.status)
+        && (filter.trans_type.is_empty() || g.trans_type.as_str() == filter.trans_type)
+        && filter
+            .create_start
+            .is_none_or(|start| g.create_time >= start)
+        && filter.create_end.is_none_or(|end| g.create_time <= end)
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.cmd::<String>("ping", &redis::cmd("PING"))
+            .await
+            .map(drop)
+    }
+
+    async fn find_global(&self, gid: &str) -> StoreResult<Option<TransGlobal>> {
+        let fields: HashMap<String, String> = self
+            .cmd(
+                "read transaction",
+                redis::cmd("HGETALL").arg(self.keys.global(gid)),
+            )
+            .await?;
+        read_global(&fields)
+    }
+
+    /// Newest first (by create_time, then gid), merged from the 16 listing buckets. The cursor is
+    /// the listing entry of the last record returned.
+    async fn scan_globals(
+        &self,
+        position: &str,
+        limit: usize,
+        filter: &ScanFilter,
+    ) -> StoreResult<Page<TransGlobal>> {
+        let mut upper = parse_listing_cursor(position)?.map(str::to_owned);
+        let mut items = Vec::new();
+        if limit == 0 {
+            return Ok(Page {
+                items,
+                next_position: String::new(),
+            });
+        }
+        if let Some(end) = filter.create_end {
+            let bound = time_key(end.saturating_add(1));
+            upper = Some(match upper {
+                Some(cursor) if cursor < bound => cursor,
+                _ => bound,
+            });
+        }
+        let lower = match filter.create_start {
+            Some(start) => format!("[{}", time_key(start)),
+            None => "-".to_owned(),
+        };
+        let batch = limit.clamp(32, 1000);
+        let mut examined = 0;
+        let now = now_ms();
+        loop {
+            let max = upper.as_ref().map_or("+".to_owned(), |u| format!("({u}"));
+            let mut pipe = redis::pipe();
+            for bucket in 0..BUCKETS {
+                pipe.cmd("ZREVRANGEBYLEX")
+                    .arg(self.keys.list(bucket))
+                    .arg(&max)
+                    .arg(&lower)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(batch);
+            }
+            let buckets: Vec<Vec<String>> = self.pipe("read listing index", &pipe).await?;
+            // The top `batch` of the union is exact: each bucket gave its own top `batch`.
+            let mut merged: Vec<(usize, String)> = buckets
+                .into_iter()
+                .enumerate()
+                .flat_map(|(bucket, members)| members.into_iter().map(move |m| (bucket, m)))
+                .collect();
+            merged.sort_by(|a, b| b.1.cmp(&a.1));
+            merged.truncate(batch);
+            let Some((_, last)) = merged.last() else {
+                return Ok(Page {
+                    items,
+                    next_position: String::new(),
+                });
+            };
+            upper = Some(last.clone());
+            let gids: Vec<&str> = merged
+                .iter()
+                .map(|(_, m)| split_member(m).map_or("", |(_, gid)| gid))
+                .collect();
+            let records = self.load_globals(&gids).await?;
+            let mut stale: Vec<Vec<&String>> = vec![Vec::new(); BUCKETS];
+            let mut full_page_at = None;
+            for ((bucket, member), record) in merged.iter().zip(records) {
+                examined += 1;
+                if listing_stale(member, record.as_ref().map(|g| g.create_time), now) {
+                    stale[*bucket].push(member);
+                    continue;
+                }
+                let Some(record) = record.filter(|g| matches(g, filter)) else {
+                    continue;
+                };
+                items.push(record);
+                if items.len() == limit {
+                    full_page_at = Some(member.clone());
+                    break;
+                }
+            }
+            for (bucket, members) in stale.iter().enumerate() {
+                self.drop_listing(bucket, members).await?;
+            }
+            if let Some(next_position) = full_page_at {
+                return Ok(Page {
+                    items,
+                    next_position,
+                });
+            }
+            if examined >= SCAN_EXAMINE_MAX {
+                let next_position = upper.unwrap_or_default();
+                return Ok(Page {
+                    items,
+                    next_position,
+                });
+            }
+        }
+    }
+
+    async fn find_branches(&self, gid: &str) -> StoreResult<Vec<Branch>> {
+        let fields: HashMap<String, Vec<u8>> = self
+            .cmd(
+                "read branches",
+                redis::cmd("HGETALL").arg(self.keys.branches(gid)),
+            )
+            .await?;
+        read_branches(gid, fields)
+    }
+
+    /// Indexes first, then creates the record (see the module doc for why this order).
+    async fn save_new(&self, global: &TransGlobal, branches: &[Branch]) -> StoreResult<()> {
+        let gid = global.gid.as_str();
+        let bucket = bucket_of(gid);
+        let member = listing_member(global.create_time, gid);
+        let fields = global_fields(global);
+        let mut create = redis::cmd("EVALSHA");
+        create
+            .arg(self.scripts.create.get_hash())
+            .arg(2)
+            .arg(self.keys.global(gid))
+            .arg(self.keys.branches(gid))
+            .arg(self.ttl(global.status.is_finished()))
+            .arg(fields.len() * 2);
+        for (name, value) in &fields {
+            create.arg(*name).arg(value);
+        }
+        create.arg(branch_args(branches));
+        // One round trip: a node runs the commands of one connection in order, index entries
+        // first. (A cluster client would have to wait for the index write before the script.)
+        let mut pipe = redis::pipe();
+        // LT: a new entry, or an earlier time for an existing one (a stale entry left by an
+        // earlier record of this gid must not delay the new one; an entry of a live record
+        // moved earlier only costs a claim that finds it not due and moves it back).
+        pipe.cmd("ZADD")
+            .arg(self.keys.cron(bucket))
+            .arg("LT")
+            .arg(global.next_cron_time)
+            .arg(gid)
+            .ignore()
+            .cmd("ZADD")
+            .arg(self.keys.list(bucket))
+            .arg("NX")
+            .arg(0)
+            .arg(&member)
+            .ignore()
+            .add_command(create);
+        let (reply,): (Vec<String>,) = self
+            .eval_pipe("create transaction", &self.scripts.create, &pipe)
+            .await?;
+        match verdict(&reply) {
+            "ok" => {}
+            "conflict" => {
+                // Our listing entry is another record's only if it has the same create_time.
+                if reply.get(1).map(String::as_str) != Some(&global.create_time.to_string()) {
+                    self.drop_listing(bucket, &[&member]).await?;
+                }
+                return Err(StoreError::UniqueConflict);
+            }
+            _ => return Err(unexpected("create", &reply)),
+        }
+        if rand::rng().random_ratio(1, TRIM_EVERY) {
+            if let Err(e) = self.trim_listing(bucket).await {
+                tracing::warn!(bucket, error = %e, "redis: trimming the listing index failed");
+            }
+        }
+        Ok(())
+    }
+
+    async fn append_branches(
+        &self,
+        gid: &str,
+        expected: GlobalStatus,
+        branches: &[Branch],
+    ) -> StoreResult<()> {
+        let mut invocation = self.scripts.append.key(self.keys.global(gid));
+        invocation
+            .key(self.keys.branches(gid))
+            .arg(expected.as_str())
+            .arg(self.ttl(expected.is_finished()));
+        invocation.arg(branch_args(branches));
+        let reply: Vec<String> = self.eval("append branches", &invocation).await?;
+        match verdict(&reply) {
+            "ok" => Ok(()),
+            "notfound" => Err(StoreError::NotFound),
+            "conflict" => Err(StoreError::UniqueConflict),
+            _ => Err(unexpected("append", &reply)),
+        }
+    }
+
+    async fn save_branch_outcome(&self, o: BranchOutcome<'_>, now: Millis) -> StoreResult<()> {
+        let mut invocation = self.scripts.outcome.key(self.keys.global(o.gid));
+        invocation
+            .key(self.keys.branches(o.gid))
+            .arg(branch_index(o.branch_id, o.op))
+            .arg(o.status)
+            .arg(now)
+            .arg(self.data_expire);
+        let reply: Vec<String> = self.eval("save branch outcome", &invocation).await?;
+        match verdict(&reply) {
+            "ok" => Ok(()),
+            "notfound" => Err(StoreError::NotFound),
+            _ => Err(unexpected("outcome", &reply)),
+        }
+    }
+
+    /// The record first, then (when final) the schedule entry: a crash between leaves an entry
+    /// that the next claim finds finished and drops.
+    async fn change_status(
+        &self,
+        gid: &str,
+        from: GlobalStatus,
+        to: GlobalStatus,
+        change: StatusChange,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let mut invocation = self.scripts.change_status.key(self.keys.global(gid));
+        invocation
+            .key(self.keys.branches(gid))
+            .arg(from.as_str())
+            .arg(to.as_str())
+            .arg(now)
+            .arg(self.ttl(to.is_finished()));
+        for (name, value) in [
+            ("rollback_reason", change.rollback_reason),
+            ("result", change.result),
+            ("custom_data", change.custom_data),
+            ("options", change.options),
+        ] {
+            if let Some(value) = value {
+                invocation.arg(name).arg(value);
+            }
+        }
+        let reply: Vec<String> = self.eval("change status", &invocation).await?;
+        match verdict(&reply) {
+            "ok" => {}
+            "notfound" => return Err(StoreError::NotFound),
+            _ => return Err(unexpected("change status", &reply)),
+        }
+        if to.is_finished() {
+            self.cmd::<i64>(
+                "unschedule finished transaction",
+                redis::cmd("ZREM")
+                    .arg(self.keys.cron(bucket_of(gid)))
+                    .arg(gid),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The record first, then the schedule entry: a crash between leaves the entry at its old
+    /// time, and the claim it then gets finds the record not due and moves the entry to the
+    /// record's time.
+    async fn touch_cron_time(
+        &self,
+        gid: &str,
+        status: GlobalStatus,
+        interval_secs: i64,
+        next_cron_time: Millis,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let mut invocation = self.scripts.touch.key(self.keys.global(gid));
+        invocation
+            .key(self.keys.branches(gid))
+            .arg(status.as_str())
+            .arg(interval_secs)
+            .arg(next_cron_time)
+            .arg(now)
+            .arg(self.ttl(status.is_finished()));
+        let reply: Vec<String> = self.eval("reschedule", &invocation).await?;
+        match verdict(&reply) {
+            "ok" if !status.is_finished() => {
+                self.cmd::<i64>(
+                    "reschedule",
+                    redis::cmd("ZADD")
+                        .arg(self.keys.cron(bucket_of(gid)))
+                        .arg(next_cron_time)
+                        .arg(gid),
+                )
+                .await?;
+                Ok(())
+            }
+            "ok" | "skip" => Ok(()),
+            _ => Err(unexpected("touch", &reply)),
+        }
+    }
+
+    async fn claim_due(
+        &self,
+        due_before: Millis,
+        lease_until: Millis,
+        now: Millis,
+    ) -> StoreResult<Option<TransGlobal>> {
+        let owner = crate::gid::new_gid();
+        // Three lease periods, at least a minute: the marker must outlive the lease so that the
+        // next sighting of a record-less entry, after the lease, recognises the first.
+        let marker_ttl = lease_until
+            .saturating_sub(now)
+            .max(0)
+            .saturating_mul(3)
+            .max(60_000);
+        let start = rand::rng().random_range(0..BUCKETS);
+        let mut repairs = 0;
+        for bucket in (start..start + BUCKETS).map(|b| b % BUCKETS) {
+            loop {
+                let mut invocation = self.scripts.claim_bucket.key(self.keys.cron(bucket));
+                invocation.arg(due_before).arg(lease_until);
+                let gid: Option<String> = self.eval("claim", &invocation).await?;
+                let Some(gid) = gid else { break };
+                let mut invocation = self.scripts.claim_gid.key(self.keys.global(&gid));
+                invocation
+                    .key(self.keys.branches(&gid))
+                    .key(self.keys.marker(&gid))
+                    .arg(due_before)
+                    .arg(lease_until)
+                    .arg(&owner)
+                    .arg(now)
+                    .arg(self.data_expire)
+                    .arg(marker_ttl);
+                let reply: Vec<String> = self.eval("claim", &invocation).await?;
+                match verdict(&reply) {
+                    "claimed" => {
+                        let fields = reply[1..]
+                            .chunks_exact(2)
+                            .map(|pair| (pair[0].clone(), pair[1].clone()))
+                            .collect();
+                        return read_global(&fields);
+                    }
+                    // Left leased: looked at again after the lease, then dropped if still bare.
+                    "missing" => {}
+                    "gone" => self.settle(bucket, &gid, lease_until, "").await?,
+                    "later" => match reply.get(1) {
+                        Some(time) => self.settle(bucket, &gid, lease_until, time).await?,
+                        None => return Err(unexpected("claim", &reply)),
+                    },
+                    _ => return Err(unexpected("claim", &reply)),
+                }
+                repairs += 1;
+                if repairs == CLAIM_REPAIR_BUDGET {
+                    return Ok(None);
+                }
+            }
+        }
+        // Nothing due: spend the idle moment on listing maintenance of one bucket.
+        if let Err(e) = self.trim_listing(start).await {
+            tracing::warn!(bucket = start, error = %e, "redis: trimming the listing index failed");
+        }
+        Ok(None)
+    }
+
+    /// Per bucket, the entries later than `after`; per entry the record first (only if still
+    /// unfinished and later than `after`), then the entry.
+    async fn reset_cron_times(
+        &self,
+        after: Millis,
+        limit: usize,
+        now: Millis,
+    ) -> StoreResult<(usize, bool)> {
+        let mut changed = 0;
+        // With `now` later than `after` a reset entry stays in the range; it is not counted twice.
+        let mut done = HashSet::new();
+        for bucket in 0..BUCKETS {
+            let cron = self.keys.cron(bucket);
+            // Entries that stay in the range (stale ones) are skipped by offset.
+            let mut skipped = 0;
+            loop {
+                let wanted = limit - changed + 1;
+                let gids: Vec<String> = self
+                    .cmd(
+                        "read schedule",
+                        redis::cmd("ZRANGEBYSCORE")
+                            .arg(&cron)
+                            .arg(format!("({after}"))
+                            .arg("+inf")
+                            .arg("LIMIT")
+                            .arg(skipped)
+                            .arg(wanted),
+                    )
+                    .await?;
+                let found = gids.len();
+                for gid in gids {
+                    if !done.insert(gid.clone()) {
+                        skipped += 1;
+                        continue;
+                    }
+                    if changed == limit {
+                        return Ok((changed, true));
+                    }
+                    let mut invocation = self.scripts.reset.key(self.keys.global(&gid));
+                    invocation
+                        .key(self.keys.branches(&gid))
+                        .arg(now)
+                        .arg(self.data_expire)
+                        .arg(after);
+                    let reply: Vec<String> = self.eval("reset cron time", &invocation).await?;
+                    if verdict(&reply) == "ok" {
+                        self.cmd::<i64>(
+                            "reset cron time",
+                            redis::cmd("ZADD").arg(&cron).arg("XX").arg(now).arg(&gid),
+                        )
+                        .await?;
+                        changed += 1;
+                    } else {
+                        skipped += 1;
+                    }
+                }
+                if found < wanted {
+                    break;
+                }
+            }
+        }
+        Ok((changed, false))
+    }
+
+    async fn reset_cron_time(&self, gid: &str, now: Millis) -> StoreResult<()> {
+        let mut invocation = self.scripts.reset.key(self.keys.global(gid));
+        invocation
+            .key(self.keys.branches(gid))
+            .arg(now)
+            .arg(self.data_expire)
+            .arg("");
+        let reply: Vec<String> = self.eval("reset cron time", &invocation).await?;
+        match verdict(&reply) {
+            // Unlike dtm, the schedule moves too, so the reset takes effect.
+            "ok" => {
+                self.cmd::<i64>(
+                    "reset cron time",
+                    redis::cmd("ZADD")
+                        .arg(self.keys.cron(bucket_of(gid)))
+                        .arg(now)
+                        .arg(gid),
+                )
+                .await?;
+                Ok(())
+            }
+            "finished" => Ok(()),
+            "notfound" => Err(StoreError::NotFound),
+            _ => Err(unexpected("reset", &reply)),
+        }
+    }
+
+    async fn scan_kv(&self, cat: &str, position: &str, limit: usize) -> StoreResult<Page<KvEntry>> {
+        let before = parse_kv_cursor(position)?;
+        let max = before.map_or("+inf".to_owned(), |id| format!("({id}"));
+        let keys: Vec<String> = self
+            .cmd(
+                "read kv index",
+                redis::cmd("ZREVRANGEBYSCORE")
+                    .arg(self.keys.kv_order(cat))
+                    .arg(max)
+                    .arg("-inf")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit),
+            )
+            .await?;
+        let entries = self
+            .load_kv(keys.iter().map(|k| (cat, k.as_str())).collect())
+            .await?;
+        let next_position = match entries.last() {
+            Some(last) if entries.len() == limit => last.id.to_string(),
+            _ => String::new(),
+        };
+        Ok(Page {
+            items: entries,
+            next_position,
+        })
+    }
+
+    async fn find_kv(&self, cat: &str, key: &str) -> StoreResult<Vec<KvEntry>> {
+        let cats: Vec<String> = if cat.is_empty() {
+            self.cmd(
+                "read kv categories",
+                redis::cmd("SMEMBERS").arg(self.keys.kv_cats()),
+            )
+            .await?
+        } else {
+            vec![cat.to_owned()]
+        };
+        let mut wanted = Vec::new();
+        if key.is_empty() {
+            let mut pipe = redis::pipe();
+            for cat in &cats {
+                pipe.cmd("ZRANGE")
+                    .arg(self.keys.kv_order(cat))
+                    .arg(0)
+                    .arg(-1);
+            }
+            let keys: Vec<Vec<String>> = self.pipe("read kv index", &pipe).await?;
+            for (cat, keys) in cats.iter().zip(keys) {
+                wanted.extend(keys.into_iter().map(|k| (cat.clone(), k)));
+            }
+        } else {
+            wanted.extend(cats.into_iter().map(|c| (c, key.to_owned())));
+        }
+        let mut entries = self
+            .load_kv(
+                wanted
+                    .iter()
+                    .map(|(c, k)| (c.as_str(), k.as_str()))
+                    .collect(),
+            )
+            .await?;
+        entries.sort_by_key(|e| e.id);
+        Ok(entries)
+    }
+
+    /// The category is registered before the entry is written, so a crash between the two
+    /// leaves at most a category without entries.
+    async fn create_kv(&self, cat: &str, key: &str, value: &str, now: Millis) -> StoreResult<()> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SADD").arg(self.keys.kv_cats()).arg(cat).ignore();
+        pipe.cmd("INCR").arg(self.keys.kv_seq());
+        let (id,): (i64,) = self.pipe("allocate kv id", &pipe).await?;
+        let mut invocation = self.scripts.kv_create.key(self.keys.kv_entry(cat, key));
+        invocation
+            .key(self.keys.kv_order(cat))
+            .arg(key)
+            .arg(value)
+            .arg(now)
+            .arg(id);
+        let reply: Vec<String> = self.eval("create kv", &invocation).await?;
+        match verdict(&reply) {
+            "ok" => Ok(()),
+            "conflict" => Err(StoreError::UniqueConflict),
+            _ => Err(unexpected("kv create", &reply)),
+        }
+    }
+
+    async fn update_kv(
+        &self,
+        cat: &str,
+        key: &str,
+        value: &str,
+        version: i64,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let mut invocation = self.scripts.kv_update.key(self.keys.kv_entry(cat, key));
+        invocation.arg(value).arg(version).arg(now);
+        let reply: Vec<String> = self.eval("update kv", &invocation).await?;
+        match verdict(&reply) {
+            "ok" => Ok(()),
+            "notfound" => Err(StoreError::NotFound),
+            _ => Err(unexpected("kv update", &reply)),
+        }
+    }
+
+    async fn delete_kv(&self, cat: &str, key: &str) -> StoreResult<()> {
+        let mut invocation = self.scripts.kv_delete.key(self.keys.kv_entry(cat, key));
+        invocation.key(self.keys.kv_order(cat)).arg(key);
+        let reply: Vec<String> = self.eval("delete kv", &invocation).await?;
+        match verdict(&reply) {
+            "ok" => Ok(()),
+            "notfound" => Err(StoreError::NotFound),
+            _ => Err(unexpected("kv delete", &reply)),
+        }
+    }
+}
+
+impl RedisStore {
+    /// The entries named by (category, key), in the given order, skipping missing ones.
+    async fn load_kv(&self, names: Vec<(&str, &str)>) -> StoreResult<Vec<KvEntry>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (cat, key) in &names {
+            pipe.hgetall(self.keys.kv_entry(cat, key));
+        }
+        let records: Vec<HashMap<String, String>> = self.pipe("read kv entries", &pipe).await?;
+        let mut entries = Vec::with_capacity(names.len());
+        for ((cat, key), fields) in names.iter().zip(&records) {
+            entries.extend(read_kv(cat, key, fields)?);
+        }
+        Ok(entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against the Redis on 127.0.0.1:6379; each test has its own prefix and removes its keys.
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use redis::AsyncCommands;
+
+    use super::*;
+    use crate::store::suite::sample_global;
+
+    static NEXT_PREFIX: AtomicUsize = AtomicUsize::new(0);
+
+    fn config(prefix: &str, port: u16) -> StoreConfig {
+        let mut config = crate::config::Config::default().store;
+        config.driver = "redis".into();
+        config.host = "127.0.0.1".into();
+        config.port = i64::from(port);
+        config.redis_prefix = prefix.into();
+        config
+    }
+
+    /// A store on a fresh prefix; its keys are deleted when it is dropped.
+    struct TestStore {
+        store: RedisStore,
+        prefix: String,
+    }
+
+    impl TestStore {
+        async fn new() -> Self {
+            let n = NEXT_PREFIX.fetch_add(1, Ordering::Relaxed);
+            let prefix = format!("dtmtest-{}-{n}", std::process::id());
+            let store = RedisStore::connect(&config(&prefix, 6379)).await.unwrap();
+            Self { store, prefix }
+        }
+
+        /// Another store (another host) on the same prefix.
+        async fn peer(&self) -> RedisStore {
+            RedisStore::connect(&config(&self.prefix, 6379))
+                .await
+                .unwrap()
+        }
+
+        async fn redis(&self) -> redis::aio::MultiplexedConnection {
+            Client::open("redis://127.0.0.1:6379")
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap()
+        }
+    }
+
+    impl Drop for TestStore {
+        fn drop(&mut self) {
+            let mut conn = Client::open("redis://127.0.0.1:6379")
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}:*", self.prefix))
+                .query(&mut conn)
+                .unwrap();
+            if !keys.is_empty() {
+                redis::cmd("DEL").arg(keys).exec(&mut conn).unwrap();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn shared_store_suite() {
+        let t = TestStore::new().await;
+        crate::store::suite::run_all(&t.store).await;
+    }
+
+    #[tokio::test]
+    async fn two_hosts_claiming_at_once_never_get_the_same_gid() {
+        let t = TestStore::new().await;
+        let base = 1_000_000;
+        for i in 0..60 {
+            let mut g = sample_global(&format!("race-{i}"), base);
+            g.next_cron_time = base + i;
+            t.store.save_new(&g, &[]).await.unwrap();
+        }
+        let peer = Arc::new(t.peer().await);
+        let claim_all = |store: Arc<RedisStore>| async move {
+            let mut gids = Vec::new();
+            while let Some(g) = store
+                .claim_due(base + 1_000, base + 1_000_000, base)
+                .await
+                .unwrap()
+            {
+                gids.push(g.gid);
+            }
+            gids
+        };
+        let other = Arc::new(t.peer().await);
+        let (a, b) = tokio::join!(
+            tokio::spawn(claim_all(peer)),
+            tokio::spawn(claim_all(other))
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let mut all: Vec<_> = a.iter().chain(&b).cloned().collect();
+        all.sort();
+        let before = all.len();
+        all.dedup();
+        assert_eq!(before, all.len(), "a gid was claimed twice: {a:?} {b:?}");
+        assert_eq!(all.len(), 60);
+        assert!(!a.is_empty() && !b.is_empty(), "one host did all the work");
+    }
+
+    #[tokio::test]
+    async fn a_claim_expires_and_another_host_takes_over() {
+        let t = TestStore::new().await;
+        let base = 1_000_000;
+        let mut g = sample_global("lease", base);
+        g.next_cron_time = base;
+        t.store.save_new(&g, &[]).await.unwrap();
+        let first = t
+            .store
+            .claim_due(base + 1, base + 10_000, base)
+            .await
+            .unwrap();
+        let first = first.unwrap();
+        let peer = t.peer().await;
+        assert!(peer
+            .claim_due(base + 9_000, base + 20_000, base + 8_999)
+            .await
+            .unwrap()
+            .is_none());
+        // The first host died: once its lease has passed, the peer claims it.
+        let second = peer
+            .claim_due(base + 10_001, base + 20_000, base + 10_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.gid, "lease");
+        assert_eq!(second.next_cron_time, base + 20_000);
+        assert_ne!(second.owner, first.owner);
+    }
+
+    #[tokio::test]
+    async fn stale_schedule_entries_are_repaired_by_claims() {
+        let t = TestStore::new().await;
+        let mut redis = t.redis().await;
+        let base = 1_000_000;
+        let cron = |gid: &str| t.store.keys.cron(bucket_of(gid));
+        // A record that expired: the entry is dropped after two sightings one lease apart.
+        let mut g = sample_global("expired", base);
+        g.next_cron_time = base;
+        t.store.save_new(&g, &[]).await.unwrap();
+        let _: () = redis.del(t.store.keys.global("expired")).await.unwrap();
+        assert!(t
+            .store
+            .claim_due(base + 1, base + 10, base)
+            .await
+            .unwrap()
+            .is_none());
+        let score: Option<f64> = redis.zscore(cron("expired"), "expired").await.unwrap();
+        assert_eq!(score, Some((base + 10) as f64), "kept after one sighting");
+        assert!(t
+            .store
+            .claim_due(base + 11, base + 20, base + 11)
+            .await
+            .unwrap()
+            .is_none());
+        let score: Option<f64> = redis.zscore(cron("expired"), "expired").await.unwrap();
+        assert_eq!(score, None, "dropped after the second");
+        // An entry behind its record (a crash after the record's reschedule) moves to the
+        // record's time instead of being claimed.
+        let mut g = sample_global("behind", base);
+        g.next_cron_time = base + 500;
+        t.store.save_new(&g, &[]).await.unwrap();
+        let _: () = redis.zadd(cron("behind"), "behind", base).await.unwrap();
+        assert!(t
+            .store
+            .claim_due(base + 1, base + 10, base)
+            .await
+            .unwrap()
+            .is_none());
+        let score: Option<f64> = redis.zscore(cron("behind"), "behind").await.unwrap();
+        assert_eq!(score, Some((base + 500) as f64));
+        // A finished record whose entry survived (a crash after the status change): dropped.
+        let _: () = redis
+            .hset(t.store.keys.global("behind"), "status", "succeed")
+            .await
+            .unwrap();
+        assert!(t
+            .store
+            .claim_due(base + 501, base + 600, base)
+            .await
+            .unwrap()
+            .is_none());
+        let score: Option<f64> = redis.zscore(cron("behind"), "behind").await.unwrap();
+        assert_eq!(score, None);
+    }
+
+    #[tokio::test]
+    async fn keys_expire_as_configured_and_spread_over_slots() {
+        let t = TestStore::new().await;
+        let redis = t.redis().await;
+        let g = sample_global("ttl", 1_000);
+        let branch = Branch::new("ttl", "01".into(), "action", "http://b".into(), vec![], 1);
+        t.store.save_new(&g, &[branch]).await.unwrap();
+        let ttl = |key: String| {
+            let mut redis = redis.clone();
+            async move {
+                let seconds: i64 = redis.ttl(key).await.unwrap();
+                seconds
+            }
+        };
+        assert!(ttl(t.store.keys.global("ttl")).await > 604_000);
+        assert!(ttl(t.store.keys.branches("ttl")).await > 604_000);
+        t.store
+            .change_status(
+                "ttl",
+                GlobalStatus::Prepared,
+                GlobalStatus::Succeed,
+                StatusChange::default(),
+                2_000,
+            )
+            .await
+            .unwrap();
+        let finished = ttl(t.store.keys.global("ttl")).await;
+        assert!((86_000..=86_400).contains(&finished), "{finished}");
+        assert!(ttl(t.store.keys.branches("ttl")).await <= 86_400);
+        // dtm's default prefix would pin everything to slot of "a"; its braces are dropped.
+        assert_eq!(Keys::new("{a}").global("x"), "a:{x}:g");
+        let slots: HashSet<usize> = (0..100).map(|i| bucket_of(&format!("gid-{i}"))).collect();
+        assert_eq!(slots.len(), BUCKETS);
+    }
+
+    #[tokio::test]
+    async fn binary_branch_data_and_odd_ids_round_trip() {
+        let t = TestStore::new().await;
+        let g = sample_global("odd{gid}", 1_000);
+        let data: Vec<u8> = (0..=255).collect();
+        let branches = [
+            Branch::new("odd{gid}", "a".into(), "bc", String::new(), data.clone(), 1),
+            Branch::new("odd{gid}", "ab".into(), "c", String::new(), vec![], 1),
+        ];
+        t.store.save_new(&g, &branches).await.unwrap();
+        let stored = t.store.find_branches("odd{gid}").await.unwrap();
+        assert_eq!(stored.len(), 2);
+        assert_eq!(stored[0].bin_data, data);
+        assert_eq!((stored[1].id, stored[1].finish_time), (2, None));
+        assert_eq!(t.store.find_global("odd{gid}").await.unwrap().unwrap(), g);
+    }
+
+    #[tokio::test]
+    async fn listing_skips_and_trims_entries_without_records() {
+        let t = TestStore::new().await;
+        let mut redis = t.redis().await;
+        let now = now_ms();
+        for i in 0..5 {
+            let g = sample_global(&format!("list-{i}"), now - 120_000 + i);
+            t.store.save_new(&g, &[]).await.unwrap();
+        }
+        let _: () = redis.del(t.store.keys.global("list-3")).await.unwrap();
+        let page = t
+            .store
+            .scan_globals("", 3, &ScanFilter::default())
+            .await
+            .unwrap();
+        let gids: Vec<_> = page.items.iter().map(|g| g.gid.as_str()).collect();
+        assert_eq!(gids, ["list-4", "list-2", "list-1"]);
+        let rest = t
+            .store
+            .scan_globals(&page.next_position, 3, &ScanFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(rest.items.len(), 1);
+        assert_eq!(rest.next_position, "");
+        let listed: i64 = redis
+            .zcard(t.store.keys.list(bucket_of("list-3")))
+            .await
+            .unwrap();
+        let expected = (0..5)
+            .filter(|i| *i != 3 && bucket_of(&format!("list-{i}")) == bucket_of("list-3"))
+            .count() as i64;
+        assert_eq!(listed, expected, "the stale entry was trimmed");
+    }
+
+    /// A private Redis that the test can stop and start again.
+    struct OwnRedis {
+        port: u16,
+        child: std::process::Child,
+    }
+
+    impl OwnRedis {
+        fn start(port: u16) -> Self {
+            let child = std::process::Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server on PATH");
+            for _ in 0..100 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Self { port, child }
+        }
+    }
+
+    impl Drop for OwnRedis {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_redis_that_drops_fails_calls_quickly_and_is_reconnected() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = OwnRedis::start(port);
+        let store = RedisStore::connect(&config("drop", server.port))
+            .await
+            .unwrap();
+        store
+            .save_new(&sample_global("before", 1_000), &[])
+            .await
+            .unwrap();
+        drop(server);
+        let started = std::time::Instant::now();
+        let failed = store.find_global("before").await;
+        assert!(
+            matches!(&failed, Err(StoreError::Backend(m)) if m.contains("redis")),
+            "{failed:?}"
+        );
+        assert!(started.elapsed() < CALL_TIMEOUT + Duration::from_secs(1));
+        server = OwnRedis::start(port);
+        let mut answered = false;
+        for _ in 0..50 {
+            if store.ping().await.is_ok() {
+                answered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(answered, "no reconnection");
+        // The server kept nothing (no persistence), not even the scripts: they are loaded again.
+        assert!(store.find_global("before").await.unwrap().is_none());
+        store
+            .save_new(&sample_global("after", 1_000), &[])
+            .await
+            .unwrap();
+        let branch = Branch::new("after", "01".into(), "action", String::new(), vec![], 1);
+        store
+            .append_branches("after", GlobalStatus::Prepared, &[branch])
+            .await
+            .unwrap();
+        assert_eq!(store.find_branches("after").await.unwrap().len(), 1);
+        drop(server);
+    }
+
+    #[tokio::test]
+    async fn a_redis_that_stops_answering_fails_calls_within_the_deadline() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = OwnRedis::start(port);
+        let store = RedisStore::connect(&config("hang", port)).await.unwrap();
+        store.ping().await.unwrap();
+        let signal = |sig: &str| {
+            std::process::Command::new("kill")
+                .args([sig, &server.child.id().to_string()])
+                .status()
+                .unwrap()
+        };
+        signal("-STOP");
+        let started = std::time::Instant::now();
+        let failed = store.find_global("x").await;
+        let waited = started.elapsed();
+        signal("-CONT");
+        assert!(matches!(failed, Err(StoreError::Backend(_))), "{failed:?}");
+        assert!(waited < CALL_TIMEOUT + Duration::from_secs(1), "{waited:?}");
+        let mut answered = false;
+        for _ in 0..50 {
+            if store.ping().await.is_ok() {
+                answered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(answered, "the store did not recover");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_is_a_clear_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let refused = RedisStore::connect(&config("none", port)).await;
+        assert!(
+            matches!(&refused, Err(StoreError::Backend(m)) if m.contains(&format!("127.0.0.1:{port}"))),
+            "{:?}",
+            refused.err()
+        );
+    }
+}

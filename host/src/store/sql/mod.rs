@@ -1,0 +1,891 @@
+//! PostgreSQL and MySQL/MariaDB stores: one implementation, two dialects, with dtm's table names
+//! (engine.md §4.3) so dtm-host can run on a database dtm already uses.
+//!
+//! The statements are the same for both servers except where their SQL differs (`dialect.rs`);
+//! sqlx's types differ per server, so each method body is written once and expanded for both
+//! pools by `on_pool!`.
+//!
+//! Claims (engine.md §3.2) lock the picked row with `FOR UPDATE SKIP LOCKED`: hosts sharing the
+//! database each skip the rows the others are claiming, instead of all racing for one.
+
+mod dialect;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlRow, MySqlSslMode};
+use sqlx::pool::PoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgRow, PgSslMode};
+use sqlx::{AssertSqlSafe, Connection, Database, Row};
+
+use self::dialect::{ScanConditions, Statements};
+use super::{BranchOutcome, Page, StatusChange, Store, StoreError, StoreResult};
+use crate::clock::Millis;
+use crate::config::StoreConfig;
+use crate::model::{Branch, GlobalStatus, KvEntry, ScanFilter, TransGlobal, TransOptions};
+
+/// Which SQL server a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    MySql,
+}
+
+/// How long to wait for a connection (also when the server is down or unreachable): a request
+/// then fails with a clear error instead of hanging.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A pooled connection idle for longer is checked with a ping before use.
+const IDLE_BEFORE_CHECK: Duration = Duration::from_secs(1);
+/// Longest one store operation may take, lock waits included: a server that stops answering
+/// without closing its connections would otherwise hold requests forever.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// dtm's `rollback_reason` column is varchar(1024); a longer reason (a business service's whole
+/// reply) would make the final status change fail forever, so it is cut to fit.
+const MAX_REASON_CHARS: usize = 1024;
+
+/// Connects to the database `config` names and creates dtm's tables when absent.
+pub async fn open(dialect: Dialect, config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
+    Ok(Arc::new(SqlStore::open(dialect, config).await?))
+}
+
+enum Pool {
+    Postgres(PgPool),
+    MySql(MySqlPool),
+}
+
+/// A store in dtm's tables on a PostgreSQL or MySQL/MariaDB server.
+pub struct SqlStore {
+    pool: Pool,
+    sql: Statements,
+    last_failure: LastFailure,
+}
+
+/// When a store call last failed.
+type LastFailure = Arc<Mutex<Option<Instant>>>;
+
+/// Evaluates `$body` with `$pool` bound to the store's pool, once per server type.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            Pool::Postgres($pool) => $body,
+            Pool::MySql($pool) => $body,
+        }
+    };
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn db_error(e: sqlx::Error) -> StoreError {
+    match e {
+        // sqlx's own words do not say why no connection came.
+        sqlx::Error::PoolTimedOut => backend(format!(
+            "no connection within {} s: the server is down or unreachable",
+            CONNECT_TIMEOUT.as_secs()
+        )),
+        e => backend(e),
+    }
+}
+
+/// A failed write: a duplicate key is the caller's conflict, anything else the backend's.
+fn write_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::UniqueConflict,
+        _ => db_error(e),
+    }
+}
+
+/// A statement built at run time from fixed parts and placeholders only.
+fn dynamic(sql: String) -> AssertSqlSafe<String> {
+    AssertSqlSafe(sql)
+}
+
+fn pool_options<DB: Database>(config: &StoreConfig, last_failure: &LastFailure) -> PoolOptions<DB> {
+    let lifetime = u64::try_from(config.conn_max_life_time)
+        .ok()
+        .filter(|&minutes| minutes > 0)
+        .map(|minutes| Duration::from_secs(minutes * 60));
+    let last_failure = last_failure.clone();
+    PoolOptions::new()
+        .max_connections(u32::try_from(config.max_open_conns.max(1)).unwrap_or(u32::MAX))
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .max_lifetime(lifetime)
+        // sqlx pings every connection it takes back, so pinging again on every hand-out would add
+        // a round trip to each store call. Only a connection that may have gone bad while idle
+        // is checked: one idle for a while, or since before the last failed call (after a
+        // server restart, all of them).
+        .test_before_acquire(false)
+        .before_acquire(move |conn: &mut DB::Connection, meta| {
+            let suspect = meta.idle_for >= IDLE_BEFORE_CHECK
+                || last_failure
+                    .lock()
+                    .map(|at| at.is_some_and(|at| at.elapsed() <= meta.idle_for))
+                    .unwrap_or(true);
+            Box::pin(async move { Ok(!suspect || conn.ping().await.is_ok()) })
+        })
+}
+
+/// The server's address from the config, with the server's usual port when none is set.
+fn address(dialect: Dialect, config: &StoreConfig) -> StoreResult<(String, u16)> {
+    let host = if config.host.is_empty() {
+        "localhost".to_owned()
+    } else {
+        config.host.clone()
+    };
+    let port = match config.port {
+        0 => match dialect {
+            Dialect::Postgres => 5432,
+            Dialect::MySql => 3306,
+        },
+        p => u16::try_from(p).map_err(|_| backend(format!("Store.Port {p} is not a TCP port")))?,
+    };
+    Ok((host, port))
+}
+
+impl SqlStore {
+    pub async fn open(dialect: Dialect, config: &StoreConfig) -> StoreResult<Self> {
+        let prefix = |e: StoreError| match e {
+            StoreError::Backend(m) => StoreError::Backend(format!("{}: {m}", dialect.name())),
+            other => other,
+        };
+        let scope = dialect.scope(config).map_err(backend).map_err(prefix)?;
+        let (host, port) = address(dialect, config).map_err(prefix)?;
+        let last_failure = LastFailure::default();
+        let pool = match dialect {
+            Dialect::Postgres => {
+                // dtm connects with sslmode=disable; the tables live in Store.Schema of Store.Db.
+                let mut options = PgConnectOptions::new()
+                    .host(&host)
+                    .port(port)
+                    .database(&config.db)
+                    .ssl_mode(PgSslMode::Disable)
+                    .application_name("dtm-host");
+                if !config.user.is_empty() {
+                    options = options.username(&config.user);
+                }
+                if !config.password.is_empty() {
+                    options = options.password(&config.password);
+                }
+                Pool::Postgres(
+                    pool_options(config, &last_failure)
+                        .connect_with(options)
+                        .await
+                        .map_err(db_error)
+                        .map_err(prefix)?,
+                )
+            }
+            Dialect::MySql => {
+                // No default database: Store.Db may not exist yet, and every table is qualified.
+                let mut options = MySqlConnectOptions::new()
+                    .host(&host)
+                    .port(port)
+                    .ssl_mode(MySqlSslMode::Disabled)
+                    .charset("utf8mb4");
+                if !config.user.is_empty() {
+                    options = options.username(&config.user);
+                }
+                // An empty password must not be sent: the server then expects none.
+                if !config.password.is_empty() {
+                    options = options.password(&config.password);
+                }
+                Pool::MySql(
+                    pool_options(config, &last_failure)
+                        .connect_with(options)
+                        .await
+                        .map_err(db_error)
+                        .map_err(prefix)?,
+                )
+            }
+        };
+        let store = SqlStore {
+            pool,
+            sql: Statements::new(dialect, &scope),
+            last_failure,
+        };
+        store.run(store.create_tables(&scope)).await?;
+        Ok(store)
+    }
+
+    fn dialect(&self) -> Dialect {
+        self.sql.dialect
+    }
+
+    /// Runs one store operation with the time limit, naming the server in backend errors.
+    async fn run<T>(&self, op: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        let name = self.dialect().name();
+        let result = match tokio::time::timeout(OPERATION_TIMEOUT, op).await {
+            Ok(Err(StoreError::Backend(message))) => {
+                Err(StoreError::Backend(format!("{name}: {message}")))
+            }
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Backend(format!(
+                "{name}: no answer within {} s",
+                OPERATION_TIMEOUT.as_secs()
+            ))),
+        };
+        if matches!(result, Err(StoreError::Backend(_))) {
+            if let Ok(mut at) = self.last_failure.lock() {
+                *at = Some(Instant::now());
+            }
+        }
+        result
+    }
+
+    /// Creates the scope and dtm's tables unless all three tables exist, so a database user
+    /// without CREATE rights can use tables an administrator made.
+    async fn create_tables(&self, scope: &str) -> StoreResult<()> {
+        let dialect = self.dialect();
+        let count_sql = dialect.render(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ? \
+             AND table_name IN ('trans_global', 'trans_branch_op', 'kv')",
+        );
+        let ddl = dialect.schema_ddl(scope);
+        let (lock, unlock) = dialect.ddl_lock();
+        on_pool!(self, pool => {
+            let existing: i64 = sqlx::query_scalar(dynamic(count_sql))
+                .bind(scope)
+                .fetch_one(pool)
+                .await
+                .map_err(db_error)?;
+            if existing == 3 {
+                return Ok(());
+            }
+            let mut conn = pool.acquire().await.map_err(db_error)?;
+            sqlx::query(lock).execute(&mut *conn).await.map_err(db_error)?;
+            let mut created = Ok(());
+            for statement in ddl {
+                if let Err(e) = sqlx::query(dynamic(statement)).execute(&mut *conn).await {
+                    created = Err(backend(format!("cannot create dtm's tables: {e}")));
+                    break;
+                }
+            }
+            sqlx::query(unlock).execute(&mut *conn).await.map_err(db_error)?;
+            if created.is_ok() {
+                tracing::info!(store = dialect.name(), scope, "created dtm's tables where missing");
+            }
+            created
+        })
+    }
+
+    fn global_from(&self, row: &impl Columns) -> StoreResult<TransGlobal> {
+        let d = self.dialect();
+        let time = |i| Ok::<_, StoreError>(row.int(i)?.map(|v| d.decode_time(v)));
+        let parsed = |i, what: &str| -> StoreResult<String> {
+            row.text(i)?
+                .ok_or_else(|| backend(format!("trans_global.{what} is NULL")))
+        };
+        let bad = |what: &str, value: &str| backend(format!("unknown {what} '{value}'"));
+        let trans_type = parsed(2, "trans_type")?;
+        let status = parsed(3, "status")?;
+        let protocol = parsed(5, "protocol")?;
+        Ok(TransGlobal {
+            id: row.int(0)?.unwrap_or_default() as u64,
+            gid: row.text(1)?.unwrap_or_default(),
+            trans_type: trans_type
+                .parse()
+                .map_err(|_| bad("trans_type", &trans_type))?,
+            status: status.parse().map_err(|_| bad("status", &status))?,
+            query_prepared: row.text(4)?.unwrap_or_default(),
+            protocol: protocol.parse().map_err(|_| bad("protocol", &protocol))?,
+            create_time: time(6)?.unwrap_or_default(),
+            update_time: time(7)?.unwrap_or_default(),
+            finish_time: time(8)?,
+            rollback_time: time(9)?,
+            options: TransOptions::from_json(&row.text(10)?.unwrap_or_default()),
+            custom_data: row.text(11)?.unwrap_or_default(),
+            next_cron_interval: row.int32(12)?.unwrap_or_default().into(),
+            next_cron_time: time(13)?.unwrap_or_default(),
+            owner: row.text(14)?.unwrap_or_default(),
+            ext_data: row.text(15)?.unwrap_or_default(),
+            result: row.text(16)?.unwrap_or_default(),
+            rollback_reason: row.text(17)?.unwrap_or_default(),
+        })
+    }
+
+    fn branch_from(&self, row: &impl Columns) -> StoreResult<Branch> {
+        let d = self.dialect();
+        let time = |i| Ok::<_, StoreError>(row.int(i)?.map(|v| d.decode_time(v)));
+        Ok(Branch {
+            id: row.int(0)?.unwrap_or_default() as u64,
+            gid: row.text(1)?.unwrap_or_default(),
+            url: row.text(2)?.unwrap_or_default(),
+            bin_data: row.bytes(3)?.unwrap_or_default(),
+            branch_id: row.text(4)?.unwrap_or_default(),
+            op: row.text(5)?.unwrap_or_default(),
+            status: row.text(6)?.unwrap_or_default(),
+            finish_time: time(7)?,
+            create_time: time(8)?.unwrap_or_default(),
+            update_time: time(9)?.unwrap_or_default(),
+        })
+    }
+
+    fn kv_from(&self, row: &impl Columns) -> StoreResult<KvEntry> {
+        let d = self.dialect();
+        let time = |i| Ok::<_, StoreError>(row.int(i)?.map(|v| d.decode_time(v)));
+        Ok(KvEntry {
+            id: row.int(0)?.unwrap_or_default() as u64,
+            cat: row.text(1)?.unwrap_or_default(),
+            k: row.text(2)?.unwrap_or_default(),
+            v: row.text(3)?.unwrap_or_default(),
+            version: row.int(4)?.unwrap_or(1),
+            create_time: time(5)?.unwrap_or_default(),
+            update_time: time(6)?.unwrap_or_default(),
+        })
+    }
+
+    fn time(&self, ms: Millis) -> i64 {
+        self.dialect().encode_time(ms)
+    }
+
+    fn opt_time(&self, ms: Option<Millis>) -> Option<i64> {
+        ms.map(|ms| self.time(ms))
+    }
+}
+
+/// Reads a column by position; every column may be NULL in tables dtm created.
+trait Columns {
+    fn int(&self, i: usize) -> StoreResult<Option<i64>>;
+    fn int32(&self, i: usize) -> StoreResult<Option<i32>>;
+    fn text(&self, i: usize) -> StoreResult<Option<String>>;
+    fn bytes(&self, i: usize) -> StoreResult<Option<Vec<u8>>>;
+}
+
+macro_rules! columns_of {
+    ($row:ty) => {
+        impl Columns for $row {
+            fn int(&self, i: usize) -> StoreResult<Option<i64>> {
+                self.try_get(i).map_err(db_error)
+            }
+            fn int32(&self, i: usize) -> StoreResult<Option<i32>> {
+                self.try_get(i).map_err(db_error)
+            }
+            fn text(&self, i: usize) -> StoreResult<Option<String>> {
+                self.try_get(i).map_err(db_error)
+            }
+            fn bytes(&self, i: usize) -> StoreResult<Option<Vec<u8>>> {
+                self.try_get(i).map_err(db_error)
+            }
+        }
+    };
+}
+
+columns_of!(PgRow);
+columns_of!(MySqlRow);
+
+/// Parses a listing cursor: the decimal id of the last row returned (`""` or 0 = from the start).
+fn parse_position(position: &str) -> StoreResult<Option<i64>> {
+    if position.is_empty() {
+        return Ok(None);
+    }
+    match position.parse::<i64>() {
+        Ok(0) => Ok(None),
+        Ok(id) => Ok(Some(id)),
+        Err(_) => Err(StoreError::BadCursor(position.to_owned())),
+    }
+}
+
+fn page<T>(items: Vec<T>, limit: usize, last_id: impl Fn(&T) -> u64) -> Page<T> {
+    let next_position = match items.last() {
+        Some(last) if items.len() == limit => last_id(last).to_string(),
+        _ => String::new(),
+    };
+    Page {
+        items,
+        next_position,
+    }
+}
+
+fn limit_param(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn truncate_reason(reason: Option<String>) -> Option<String> {
+    reason.map(|r| match r.char_indices().nth(MAX_REASON_CHARS) {
+        Some((cut, _)) => r[..cut].to_owned(),
+        None => r,
+    })
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.run(async {
+            on_pool!(self, pool => {
+                sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(db_error)
+            })
+        })
+        .await
+    }
+
+    async fn find_global(&self, gid: &str) -> StoreResult<Option<TransGlobal>> {
+        self.run(async {
+            on_pool!(self, pool => {
+                let row = sqlx::query(dynamic(self.sql.find_global.clone()))
+                    .bind(gid)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(db_error)?;
+                row.map(|r| self.global_from(&r)).transpose()
+            })
+        })
+        .await
+    }
+
+    async fn scan_globals(
+        &self,
+        position: &str,
+        limit: usize,
+        filter: &ScanFilter,
+    ) -> StoreResult<Page<TransGlobal>> {
+        let before = parse_position(position)?;
+        let sql = self.sql.scan_globals(
+            before.is_some(),
+            &ScanConditions {
+                status: !filter.status.is_empty(),
+                trans_type: !filter.trans_type.is_empty(),
+                create_start: filter.create_start.is_some(),
+                create_end: filter.create_end.is_some(),
+            },
+        );
+        self.run(async {
+            on_pool!(self, pool => {
+                let mut query = sqlx::query(dynamic(sql));
+                if let Some(id) = before {
+                    query = query.bind(id);
+                }
+                if !filter.status.is_empty() {
+                    query = query.bind(&filter.status);
+                }
+                if !filter.trans_type.is_empty() {
+                    query = query.bind(&filter.trans_type);
+                }
+                if let Some(start) = filter.create_start {
+                    query = query.bind(self.time(start));
+                }
+                if let Some(end) = filter.create_end {
+                    query = query.bind(self.time(end));
+                }
+                let rows = query
+                    .bind(limit_param(limit))
+                    .fetch_all(pool)
+                    .await
+                    .map_err(db_error)?;
+                let items = rows
+                    .iter()
+                    .map(|r| self.global_from(r))
+                    .collect::<StoreResult<Vec<_>>>()?;
+                Ok(page(items, limit, |g| g.id))
+            })
+        })
+        .await
+    }
+
+    async fn find_branches(&self, gid: &str) -> StoreResult<Vec<Branch>> {
+        self.run(async {
+            on_pool!(self, pool => {
+                let rows = sqlx::query(dynamic(self.sql.find_branches.clone()))
+                    .bind(gid)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(db_error)?;
+                rows.iter().map(|r| self.branch_from(r)).collect()
+            })
+        })
+        .await
+    }
+
+    async fn save_new(&self, global: &TransGlobal, branches: &[Branch]) -> StoreResult<()> {
+        let g = global;
+        self.run(async {
+            on_pool!(self, pool => {
+                let mut tx = pool.begin().await.map_err(db_error)?;
+                sqlx::query(dynamic(self.sql.insert_global.clone()))
+                    .bind(&g.gid)
+                    .bind(g.trans_type.as_str())
+                    .bind(g.status.as_str())
+                    .bind(&g.query_prepared)
+                    .bind(g.protocol.as_str())
+                    .bind(self.time(g.create_time))
+                    .bind(self.time(g.update_time))
+                    .bind(self.opt_time(g.finish_time))
+                    .bind(self.opt_time(g.rollback_time))
+                    .bind(g.options.to_json())
+                    .bind(&g.custom_data)
+                    .bind(g.next_cron_interval)
+                    .bind(self.time(g.next_cron_time))
+                    .bind(&g.owner)
+                    .bind(&g.ext_data)
+                    .bind(&g.result)
+                    .bind(&g.rollback_reason)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(write_error)?;
+                if !branches.is_empty() {
+                    let mut query = sqlx::query(dynamic(self.sql.insert_branches(branches.len())));
+                    for b in branches {
+                        query = query
+                            .bind(&b.gid)
+                            .bind(&b.url)
+                            .bind(&b.bin_data)
+                            .bind(&b.branch_id)
+                            .bind(&b.op)
+                            .bind(&b.status)
+                            .bind(self.opt_time(b.finish_time))
+                            .bind(self.time(b.create_time))
+                            .bind(self.time(b.update_time));
+                    }
+                    query.execute(&mut *tx).await.map_err(write_error)?;
+                }
+                tx.commit().await.map_err(db_error)
+            })
+        })
+        .await
+    }
+
+    async fn append_branches(
+        &self,
+        gid: &str,
+        expected: GlobalStatus,
+        branches: &[Branch],
+    ) -> StoreResult<()> {
+        self.run(async {
+            on_pool!(self, pool => {
+                let mut tx = pool.begin().await.map_err(db_error)?;
+                // Held until commit: the status cannot change under the append.
+                let status: Option<String> =
+                    sqlx::query_scalar(dynamic(self.sql.lock_global_status.clone()))
+                        .bind(gid)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                if status.as_deref() != Some(expected.as_str()) {
+                    return Err(StoreError::NotFound);
+                }
+                if !branches.is_empty() {
+                    let mut query = sqlx::query(dynamic(self.sql.insert_branches(branches.len())));
+                    for b in branches {
+                        query = query
+                            .bind(gid)
+                            .bind(&b.url)
+                            .bind(&b.bin_data)
+                            .bind(&b.branch_id)
+                            .bind(&b.op)
+                            .bind(&b.status)
+                            .bind(self.opt_time(b.finish_time))
+                            .bind(self.time(b.create_time))
+                            .bind(self.time(b.update_time));
+                    }
+                    query.execute(&mut *tx).await.map_err(write_error)?;
+                }
+                tx.commit().await.map_err(db_error)
+            })
+        })
+        .await
+    }
+
+    async fn save_branch_outcome(&self, o: BranchOutcome<'_>, now: Millis) -> StoreResult<()> {
+        self.run(async {
+            on_pool!(self, pool => {
+                let changed = sqlx::query(dynamic(self.sql.save_branch_outcome.clone()))
+                    .bind(o.status)
+                    .bind(self.time(now))
+                    .bind(self.time(now))
+                    .bind(o.gid)
+                    .bind(o.branch_id)
+                    .bind(o.op)
+                    .bind(o.gid)
+                    .execute(pool)
+                    .await
+                    .map_err(db_error)?
+                    .rows_affected();
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn change_status(
+        &self,
+        gid: &str,
+        from: GlobalStatus,
+        to: GlobalStatus,
+        change: StatusChange,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let finish_time = (to == GlobalStatus::Succeed).then_some(now);
+        let rollback_time = (to == GlobalStatus::Failed).then_some(now);
+        let reason = truncate_reason(change.rollback_reason);
+        self.run(async {
+            on_pool!(self, pool => {
+                let changed = sqlx::query(dynamic(self.sql.change_status.clone()))
+                    .bind(to.as_str())
+                    .bind(self.time(now))
+                    .bind(self.opt_time(finish_time))
+                    .bind(self.opt_time(rollback_time))
+                    .bind(&reason)
+                    .bind(&change.result)
+                    .bind(&change.custom_data)
+                    .bind(&change.options)
+                    .bind(gid)
+                    .bind(from.as_str())
+                    .execute(pool)
+                    .await
+                    .map_err(db_error)?
+                    .rows_affected();
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn touch_cron_time(
+        &self,
+        gid: &str,
+        status: GlobalStatus,
+        interval_secs: i64,
+        next_cron_time: Millis,
+        now: Millis,
+    ) -> StoreResult<()> {
+        self.run(async {
+            on_pool!(self, pool => {
+                sqlx::query(dynamic(self.sql.touch_cron_time.clone()))
+                    .bind(interval_secs)
+                    .bind(self.time(next_cron_time))
+                    .bind(self.time(now))
+                    .bind(gid)
+                    .bind(status.as_str())
+                    .execute(pool)
+                    .await
+                    .map(|_| ())
+                    .map_err(db_error)
+            })
+        })
+        .await
+    }
+
+    async fn claim_due(
+        &self,
+        due_before: Millis,
+        lease_until: Millis,
+        now: Millis,
+    ) -> StoreResult<Option<TransGlobal>> {
+        let owner = crate::gid::new_gid();
+        let due = self.time(due_before);
+        self.run(async {
+            on_pool!(self, pool => {
+                let mut tx = pool.begin().await.map_err(db_error)?;
+                // Locks one due row that no other host holds; theirs are skipped, not waited for.
+                let picked: Option<i64> = sqlx::query_scalar(dynamic(self.sql.claim_pick.clone()))
+                    .bind(due)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                let Some(id) = picked else {
+                    return Ok(None);
+                };
+                let taken = sqlx::query(dynamic(self.sql.claim_take.clone()))
+                    .bind(self.time(lease_until))
+                    .bind(&owner)
+                    .bind(self.time(now))
+                    .bind(id)
+                    .bind(due)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?
+                    .rows_affected();
+                if taken == 0 {
+                    return Ok(None);
+                }
+                let row = sqlx::query(dynamic(self.sql.find_global_by_id.clone()))
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                let claimed = self.global_from(&row)?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(Some(claimed))
+            })
+        })
+        .await
+    }
+
+    async fn reset_cron_times(
+        &self,
+        after: Millis,
+        limit: usize,
+        now: Millis,
+    ) -> StoreResult<(usize, bool)> {
+        let after = self.time(after);
+        self.run(async {
+            on_pool!(self, pool => {
+                // One more than asked for tells whether any remain.
+                let ids: Vec<i64> = sqlx::query_scalar(dynamic(self.sql.reset_pick.clone()))
+                    .bind(after)
+                    .bind(limit_param(limit).saturating_add(1))
+                    .fetch_all(pool)
+                    .await
+                    .map_err(db_error)?;
+                let has_remaining = ids.len() > limit;
+                let chosen = &ids[..ids.len().min(limit)];
+                if chosen.is_empty() {
+                    return Ok((0, has_remaining));
+                }
+                let mut query = sqlx::query(dynamic(self.sql.reset_apply(chosen.len())))
+                    .bind(self.time(now))
+                    .bind(self.time(now));
+                for id in chosen {
+                    query = query.bind(*id);
+                }
+                let changed = query
+                    .bind(after)
+                    .execute(pool)
+                    .await
+                    .map_err(db_error)?
+                    .rows_affected();
+                Ok((usize::try_from(changed).unwrap_or(usize::MAX), has_remaining))
+            })
+        })
+        .await
+    }
+
+    async fn reset_cron_time(&self, gid: &str, now: Millis) -> StoreResult<()> {
+        self.run(async {
+            on_pool!(self, pool => {
+                let changed = sqlx::query(dynamic(self.sql.reset_one.clone()))
+                    .bind(self.time(now))
+                    .bind(self.time(now))
+                    .bind(gid)
+                    .execute(pool)
+                    .await
+                    .map_err(db_error)?
+                    .rows_affected();
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn scan_kv(&self, cat: &str, position: &str, limit: usize) -> StoreResult<Page<KvEntry>> {
+        let before = parse_position(position)?;
+        let sql = self.sql.scan_kv(before.is_some());
+        self.run(async {
+            on_pool!(self, pool => {
+                let mut query = sqlx::query(dynamic(sql)).bind(cat);
+                if let Some(id) = before {
+                    query = query.bind(id);
+                }
+                let rows = query
+                    .bind(limit_param(limit))
+                    .fetch_all(pool)
+                    .await
+                    .map_err(db_error)?;
+                let items = rows
+                    .iter()
+                    .map(|r| self.kv_from(r))
+                    .collect::<StoreResult<Vec<_>>>()?;
+                Ok(page(items, limit, |kv| kv.id))
+            })
+        })
+        .await
+    }
+
+    async fn find_kv(&self, cat: &str, key: &str) -> StoreResult<Vec<KvEntry>> {
+        let sql = self.sql.find_kv(!cat.is_empty(), !key.is_empty());
+        self.run(async {
+            on_pool!(self, pool => {
+                let mut query = sqlx::query(dynamic(sql));
+                if !cat.is_empty() {
+                    query = query.bind(cat);
+                }
+                if !key.is_empty() {
+                    query = query.bind(key);
+                }
+                let rows = query.fetch_all(pool).await.map_err(db_error)?;
+                rows.iter().map(|r| self.kv_from(r)).collect()
+            })
+        })
+        .await
+    }
+
+    async fn create_kv(&self, cat: &str, key: &str, value: &str, now: Millis) -> StoreResult<()> {
+        self.run(async {
+            on_pool!(self, pool => {
+                sqlx::query(dynamic(self.sql.create_kv.clone()))
+                    .bind(cat)
+                    .bind(key)
+                    .bind(value)
+                    .bind(self.time(now))
+                    .bind(self.time(now))
+                    .execute(pool)
+                    .await
+                    .map(|_| ())
+                    .map_err(write_error)
+            })
+        })
+        .await
+    }
+
+    async fn update_kv(
+        &self,
+        cat: &str,
+        key: &str,
+        value: &str,
+        version: i64,
+        now: Millis,
+    ) -> StoreResult<()> {
+        self.run(async {
+            on_pool!(self, pool => {
+                let changed = sqlx::query(dynamic(self.sql.update_kv.clone()))
+                    .bind(value)
+                    .bind(self.time(now))
+                    .bind(cat)
+                    .bind(key)
+                    .bind(version)
+                    .execute(pool)
+                    .await
+                    .map_err(db_error)?
+                    .rows_affected();
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn delete_kv(&self, cat: &str, key: &str) -> StoreResult<()> {
+        self.run(async {
+            on_pool!(self, pool => {
+                let changed = sqlx::query(dynamic(self.sql.delete_kv.clone()))
+                    .bind(cat)
+                    .bind(key)
+                    .execute(pool)
+                    .await
+                    .map_err(db_error)?
+                    .rows_affected();
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+}
+
+// Last: the tests use `on_pool!`, which is only visible below its definition.
+#[cfg(test)]
+mod tests;

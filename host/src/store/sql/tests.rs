@@ -1,0 +1,398 @@
+//! Against the real servers of this machine (PostgreSQL 127.0.0.1:5432 as `postgres`, MariaDB
+//! 127.0.0.1:3306 as `root`, database `test`): each test works in its own schema (PostgreSQL)
+//! or database (MySQL), dropped afterwards, so parallel runs do not meet.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+
+use super::*;
+use crate::store::suite::{run_all, sample_global};
+
+static NEXT_SCOPE: AtomicUsize = AtomicUsize::new(0);
+
+fn config(dialect: Dialect, scope: &str) -> StoreConfig {
+    let mut c = crate::config::Config::default().store;
+    c.driver = dialect.name().into();
+    c.host = "127.0.0.1".into();
+    c.max_open_conns = 8;
+    match dialect {
+        Dialect::Postgres => {
+            c.port = 5432;
+            c.user = "postgres".into();
+            c.db = "test".into();
+            c.schema = scope.into();
+        }
+        Dialect::MySql => {
+            c.port = 3306;
+            c.user = "root".into();
+            c.db = scope.into();
+        }
+    }
+    c
+}
+
+async fn execute(store: &SqlStore, sql: String) {
+    on_pool!(store, pool => {
+        sqlx::query(dynamic(sql)).execute(pool).await.unwrap();
+    })
+}
+
+/// Opens `count` stores on one fresh scope, first running `setup` statements there (`{scope}`
+/// stands for its name), runs `test`, then drops the scope even if `test` panicked.
+async fn with_stores<F, Fut>(dialect: Dialect, count: usize, setup: &[&str], test: F)
+where
+    F: FnOnce(Vec<Arc<SqlStore>>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let scope = format!(
+        "dtm_test_{}_{}",
+        std::process::id(),
+        NEXT_SCOPE.fetch_add(1, Ordering::Relaxed)
+    );
+    let config = config(dialect, &scope);
+    if !setup.is_empty() {
+        // The scope has to exist first; opening a store creates it (with dtm-host's tables,
+        // which the setup replaces).
+        let admin = SqlStore::open(dialect, &config).await.unwrap();
+        for statement in setup {
+            execute(&admin, statement.replace("{scope}", &scope)).await;
+        }
+    }
+    let mut stores = Vec::new();
+    for _ in 0..count {
+        stores.push(Arc::new(SqlStore::open(dialect, &config).await.unwrap()));
+    }
+    let cleanup = stores[0].clone();
+    let outcome = AssertUnwindSafe(test(stores)).catch_unwind().await;
+    execute(
+        &cleanup,
+        match dialect {
+            Dialect::Postgres => format!("DROP SCHEMA {scope} CASCADE"),
+            Dialect::MySql => format!("DROP DATABASE `{scope}`"),
+        },
+    )
+    .await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn suite(dialect: Dialect) {
+    with_stores(dialect, 1, &[], |stores| async move {
+        run_all(&*stores[0]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_passes_the_store_suite() {
+    suite(Dialect::Postgres).await;
+}
+
+#[tokio::test]
+async fn mysql_passes_the_store_suite() {
+    suite(Dialect::MySql).await;
+}
+
+/// Several hosts claiming from one database at once: every due transaction is claimed exactly
+/// once while its lease runs.
+async fn concurrent_claims_never_share_a_transaction(dialect: Dialect) {
+    const DUE: usize = 60;
+    with_stores(dialect, 2, &[], |stores| async move {
+        let base = 1_700_000_000_000;
+        for i in 0..DUE {
+            let mut g = sample_global(&format!("claim-{i}"), base);
+            g.next_cron_time = base - 1_000;
+            stores[0].save_new(&g, &[]).await.unwrap();
+        }
+        let claimed = Arc::new(Mutex::new(Vec::new()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut workers = Vec::new();
+        for store in &stores {
+            for _ in 0..4 {
+                let (store, claimed) = (store.clone(), claimed.clone());
+                workers.push(tokio::spawn(async move {
+                    while claimed.lock().unwrap().len() < DUE && Instant::now() < deadline {
+                        match store.claim_due(base, base + 3_600_000, base).await.unwrap() {
+                            Some(g) => claimed.lock().unwrap().push(g.gid),
+                            // Rows locked by the other claimers are skipped: try again.
+                            None => tokio::time::sleep(Duration::from_millis(2)).await,
+                        }
+                    }
+                }));
+            }
+        }
+        for worker in workers {
+            worker.await.unwrap();
+        }
+        let claimed = claimed.lock().unwrap().clone();
+        let distinct: HashSet<_> = claimed.iter().collect();
+        assert_eq!(distinct.len(), claimed.len(), "claimed twice: {claimed:?}");
+        assert_eq!(claimed.len(), DUE);
+        assert!(stores[1]
+            .claim_due(base, base + 3_600_000, base)
+            .await
+            .unwrap()
+            .is_none());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_claims_never_share_a_transaction() {
+    concurrent_claims_never_share_a_transaction(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mysql_concurrent_claims_never_share_a_transaction() {
+    concurrent_claims_never_share_a_transaction(Dialect::MySql).await;
+}
+
+/// A host that claimed and died: once its lease has passed another host claims the transaction.
+async fn an_expired_claim_is_taken_over(dialect: Dialect) {
+    with_stores(dialect, 2, &[], |stores| async move {
+        let base = 1_700_000_000_000;
+        let mut g = sample_global("lease", base);
+        g.next_cron_time = base;
+        stores[0].save_new(&g, &[]).await.unwrap();
+        let first = stores[0]
+            .claim_due(base + 1_000, base + 10_000, base + 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.next_cron_time, base + 10_000);
+        assert!(
+            stores[1]
+                .claim_due(base + 5_000, base + 15_000, base + 5_000)
+                .await
+                .unwrap()
+                .is_none(),
+            "claimed during the lease"
+        );
+        let second = stores[1]
+            .claim_due(base + 10_001, base + 20_000, base + 10_001)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.gid, "lease");
+        assert_ne!(second.owner, first.owner);
+        assert_eq!(second.update_time, base + 10_001);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_an_expired_claim_is_taken_over() {
+    an_expired_claim_is_taken_over(Dialect::Postgres).await;
+}
+
+#[tokio::test]
+async fn mysql_an_expired_claim_is_taken_over() {
+    an_expired_claim_is_taken_over(Dialect::MySql).await;
+}
+
+/// dtm's own scripts (engine.md §4.3, second-precision times) made the tables: dtm-host uses them.
+async fn works_on_tables_dtm_created(dialect: Dialect, setup: &[&str]) {
+    with_stores(dialect, 1, setup, |stores| async move {
+        let store = &stores[0];
+        let base = 1_700_000_000_000;
+        let mut g = sample_global("from-dtm", base + 400);
+        g.next_cron_time = base;
+        let branch = Branch::new(
+            "from-dtm",
+            "01".into(),
+            "action",
+            "http://b".into(),
+            vec![1],
+            base,
+        );
+        store.save_new(&g, &[branch]).await.unwrap();
+        let claimed = store
+            .claim_due(base + 1_000, base + 20_000, base)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed.create_time, base, "rounded to the second");
+        assert_eq!(claimed.next_cron_time, base + 20_000);
+        let outcome = BranchOutcome {
+            gid: "from-dtm",
+            branch_id: "01",
+            op: "action",
+            status: "succeed",
+        };
+        store
+            .save_branch_outcome(outcome, base + 2_000)
+            .await
+            .unwrap();
+        store
+            .change_status(
+                "from-dtm",
+                GlobalStatus::Prepared,
+                GlobalStatus::Succeed,
+                StatusChange::default(),
+                base + 3_000,
+            )
+            .await
+            .unwrap();
+        let stored = store.find_global("from-dtm").await.unwrap().unwrap();
+        assert_eq!(stored.finish_time, Some(base + 3_000));
+        let branches = store.find_branches("from-dtm").await.unwrap();
+        assert_eq!(
+            (branches[0].status.as_str(), branches[0].bin_data.as_slice()),
+            ("succeed", &[1u8][..])
+        );
+        store.create_kv("topics", "t", "[]", base).await.unwrap();
+        assert_eq!(store.find_kv("topics", "t").await.unwrap()[0].version, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_works_on_tables_dtm_created() {
+    works_on_tables_dtm_created(
+        Dialect::Postgres,
+        &[
+            "DROP TABLE {scope}.trans_global, {scope}.trans_branch_op, {scope}.kv",
+            "CREATE TABLE {scope}.trans_global (id bigint NOT NULL DEFAULT NEXTVAL('{scope}.trans_global_seq'), \
+             gid varchar(128) NOT NULL, trans_type varchar(45) NOT NULL, status varchar(45) NOT NULL, \
+             query_prepared varchar(1024) NOT NULL, protocol varchar(45) NOT NULL, \
+             create_time timestamp(0) with time zone DEFAULT NULL, update_time timestamp(0) with time zone DEFAULT NULL, \
+             finish_time timestamp(0) with time zone DEFAULT NULL, rollback_time timestamp(0) with time zone DEFAULT NULL, \
+             options varchar(1024) DEFAULT '', custom_data varchar(1024) DEFAULT '', next_cron_interval int DEFAULT NULL, \
+             next_cron_time timestamp(0) with time zone DEFAULT NULL, owner varchar(128) NOT NULL DEFAULT '', \
+             ext_data text, result varchar(1024) DEFAULT '', rollback_reason varchar(1024) DEFAULT '', \
+             PRIMARY KEY (id), CONSTRAINT gid UNIQUE (gid))",
+            "CREATE TABLE {scope}.trans_branch_op (id bigint NOT NULL DEFAULT NEXTVAL('{scope}.trans_branch_op_seq'), \
+             gid varchar(128) NOT NULL, url varchar(1024) NOT NULL, data TEXT, bin_data bytea, \
+             branch_id VARCHAR(128) NOT NULL, op varchar(45) NOT NULL, status varchar(45) NOT NULL, \
+             finish_time timestamp(0) with time zone DEFAULT NULL, rollback_time timestamp(0) with time zone DEFAULT NULL, \
+             create_time timestamp(0) with time zone DEFAULT NULL, update_time timestamp(0) with time zone DEFAULT NULL, \
+             PRIMARY KEY (id), CONSTRAINT gid_branch_uniq UNIQUE (gid, branch_id, op))",
+            "CREATE TABLE {scope}.kv (id bigint NOT NULL DEFAULT NEXTVAL('{scope}.kv_seq'), cat varchar(45) NOT NULL, \
+             k varchar(128) NOT NULL, v TEXT, version bigint DEFAULT 1, \
+             create_time timestamp(0) with time zone DEFAULT NULL, update_time timestamp(0) with time zone DEFAULT NULL, \
+             PRIMARY KEY (id), CONSTRAINT uniq_k UNIQUE (cat, k))",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn mysql_works_on_tables_dtm_created() {
+    works_on_tables_dtm_created(
+        Dialect::MySql,
+        &[
+            "DROP TABLE `{scope}`.trans_global, `{scope}`.trans_branch_op, `{scope}`.kv",
+            "CREATE TABLE `{scope}`.trans_global (`id` bigint(22) NOT NULL AUTO_INCREMENT, \
+             `gid` varchar(128) NOT NULL, `trans_type` varchar(45) not null, `status` varchar(12) NOT NULL, \
+             `query_prepared` varchar(1024) NOT NULL, `protocol` varchar(45) not null, \
+             `create_time` datetime DEFAULT NULL, `update_time` datetime DEFAULT NULL, \
+             `finish_time` datetime DEFAULT NULL, `rollback_time` datetime DEFAULT NULL, \
+             `options` varchar(1024) DEFAULT 'options for transaction like: TimeoutToFail, RequestTimeout', \
+             `custom_data` varchar(1024) DEFAULT '', `next_cron_interval` int(11) default null, \
+             `next_cron_time` datetime default null, `owner` varchar(128) not null default '', \
+             `ext_data` TEXT, `result` varchar(1024) DEFAULT '', `rollback_reason` varchar(1024) DEFAULT '', \
+             PRIMARY KEY (`id`), UNIQUE KEY `gid` (`gid`), key `owner`(`owner`), \
+             key `status_next_cron_time` (`status`, `next_cron_time`)) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+            "CREATE TABLE `{scope}`.trans_branch_op (`id` bigint(22) NOT NULL AUTO_INCREMENT, \
+             `gid` varchar(128) NOT NULL, `url` varchar(1024) NOT NULL, `data` TEXT, `bin_data` BLOB, \
+             `branch_id` VARCHAR(128) NOT NULL, `op` varchar(45) NOT NULL, `status` varchar(45) NOT NULL, \
+             `finish_time` datetime DEFAULT NULL, `rollback_time` datetime DEFAULT NULL, \
+             `create_time` datetime DEFAULT NULL, `update_time` datetime DEFAULT NULL, \
+             PRIMARY KEY (`id`), UNIQUE KEY `gid_uniq` (`gid`, `branch_id`, `op`)) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+            "CREATE TABLE `{scope}`.kv (`id` bigint(22) NOT NULL AUTO_INCREMENT, `cat` varchar(45) NOT NULL, \
+             `k` varchar(128) NOT NULL, `v` TEXT, `version` bigint(22) default 1, \
+             create_time datetime default NULL, update_time datetime DEFAULT NULL, \
+             PRIMARY KEY (`id`), UNIQUE key `uniq_k`(`cat`, `k`)) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+        ],
+    )
+    .await;
+}
+
+/// No server on the port: opening fails quickly with an error naming the server.
+async fn an_unreachable_server_is_a_clear_error(dialect: Dialect) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = config(dialect, "dtm_unreachable");
+    config.port = port.into();
+    let started = Instant::now();
+    let error = SqlStore::open(dialect, &config).await.err().unwrap();
+    assert!(started.elapsed() < CONNECT_TIMEOUT + Duration::from_secs(2));
+    match error {
+        StoreError::Backend(message) => {
+            assert!(message.starts_with(dialect.name()), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn postgres_an_unreachable_server_is_a_clear_error() {
+    an_unreachable_server_is_a_clear_error(Dialect::Postgres).await;
+}
+
+#[tokio::test]
+async fn mysql_an_unreachable_server_is_a_clear_error() {
+    an_unreachable_server_is_a_clear_error(Dialect::MySql).await;
+}
+
+/// The connections go away under a running store: calls fail with a backend error, no panic.
+async fn lost_connections_are_backend_errors(dialect: Dialect) {
+    with_stores(dialect, 2, &[], |stores| async move {
+        on_pool!(stores[1], pool => pool.close().await);
+        match stores[1].find_global("x").await {
+            Err(StoreError::Backend(message)) => {
+                assert!(message.starts_with(dialect.name()), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let g = sample_global("after-loss", 1_000);
+        assert!(matches!(
+            stores[1].save_new(&g, &[]).await,
+            Err(StoreError::Backend(_))
+        ));
+        assert!(stores[0].find_global("after-loss").await.unwrap().is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_lost_connections_are_backend_errors() {
+    lost_connections_are_backend_errors(Dialect::Postgres).await;
+}
+
+#[tokio::test]
+async fn mysql_lost_connections_are_backend_errors() {
+    lost_connections_are_backend_errors(Dialect::MySql).await;
+}
+
+#[test]
+fn placeholders_are_numbered_for_postgres() {
+    assert_eq!(
+        Dialect::Postgres.render("a = ? AND b IN (?, ?)"),
+        "a = $1 AND b IN ($2, $3)"
+    );
+    assert_eq!(Dialect::MySql.render("a = ?"), "a = ?");
+}
+
+#[test]
+fn times_round_trip_and_are_clamped() {
+    for dialect in [Dialect::Postgres, Dialect::MySql] {
+        for ms in [0, 1_000, 1_700_000_000_123, 20_000_000_000_000] {
+            assert_eq!(dialect.decode_time(dialect.encode_time(ms)), ms);
+        }
+        assert_eq!(
+            dialect.encode_time(i64::MAX),
+            dialect.encode_time(253_402_214_400_000)
+        );
+    }
+}

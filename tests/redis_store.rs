@@ -1,0 +1,107 @@
+//! The Redis store end to end: the real binary with `STORE_DRIVER=redis` on the Redis at
+//! 127.0.0.1:6379, each test under its own key prefix (removed afterwards).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{transfer, Busi, Host, Reply};
+
+/// A unique key prefix whose keys are deleted when this is dropped.
+struct Prefix(String);
+
+impl Prefix {
+    fn new(test: &str) -> Self {
+        Self(format!("dtm-e2e-{}-{test}", std::process::id()))
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        let Ok(mut conn) =
+            redis::Client::open("redis://127.0.0.1:6379").and_then(|c| c.get_connection())
+        else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.0))
+            .query(&mut conn)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _ = redis::cmd("DEL").arg(keys).exec(&mut conn);
+        }
+    }
+}
+
+async fn redis_host(prefix: &Prefix) -> Host {
+    Host::start_with(&[
+        ("STORE_DRIVER", "redis"),
+        ("STORE_HOST", "127.0.0.1"),
+        ("STORE_PORT", "6379"),
+        ("STORE_REDIS_PREFIX", &prefix.0),
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn saga_on_redis_succeeds_and_is_kept_across_a_restart() {
+    let prefix = Prefix::new("saga");
+    let (mut host, busi) = (redis_host(&prefix).await, Busi::start().await);
+    let gid = host.new_gid().await;
+    assert_eq!(host.post("/submit", transfer(&gid, &busi)).await.0, 200);
+    host.wait_status(&gid, "succeed", 10).await;
+    let (status, topic) = host
+        .get(&format!(
+            "/subscribe?topic=t1&url={}&remark=r",
+            busi.url("/msg")
+        ))
+        .await;
+    assert_eq!(status, 200, "{topic}");
+    host.restart().await;
+    assert_eq!(host.status(&gid).await, "succeed");
+    assert_eq!(
+        host.branch_statuses(&gid).await,
+        ["prepared", "succeed", "prepared", "succeed"]
+    );
+    let (status, all) = host.get("/all?limit=10").await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["transactions"][0]["gid"], gid.as_str());
+    let (_, kv) = host.get("/queryKV?cat=topics&key=t1").await;
+    assert_eq!(kv["kv"][0]["k"], "t1", "{kv}");
+    // The data lives in Redis, under the prefix, in per-transaction keys.
+    let mut conn = redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(format!("{}:{{{gid}}}:g", prefix.0))
+        .query(&mut conn)
+        .unwrap();
+    assert!(exists);
+}
+
+#[tokio::test]
+async fn saga_killed_mid_flight_is_finished_by_the_restarted_host() {
+    let prefix = Prefix::new("recover");
+    let (mut host, busi) = (redis_host(&prefix).await, Busi::start().await);
+    busi.once("/TransIn", Reply::ok().after(Duration::from_secs(30)));
+    let gid = host.new_gid().await;
+    assert_eq!(host.post("/submit", transfer(&gid, &busi)).await.0, 200);
+    busi.wait_for("/TransIn", 1).await;
+    host.kill9();
+    host.restart().await;
+    assert_eq!(host.status(&gid).await, "submitted");
+    assert_eq!(
+        host.branch_statuses(&gid).await,
+        ["prepared", "succeed", "prepared", "prepared"]
+    );
+    // Past the lease the dead host's claim left, the new host's cron takes the saga over.
+    host.advance_clock(15).await;
+    host.wait_status(&gid, "succeed", 10).await;
+    assert_eq!(
+        busi.calls("/TransOut").len(),
+        1,
+        "a recorded success is repeated"
+    );
+    assert_eq!(busi.calls("/TransIn").len(), 2);
+}
