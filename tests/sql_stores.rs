@@ -4,112 +4,20 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{free_port, transfer, Busi, Host, Reply};
+use common::relay::Relay;
+use common::stores::{in_scope, Server};
+use common::{transfer, Busi, Reply};
 use serde_json::json;
-use sqlx::{AssertSqlSafe, Executor};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
 const SUCCEEDED: [&str; 4] = ["prepared", "succeed", "prepared", "succeed"];
 
-#[derive(Clone, Copy, Debug)]
-enum Server {
-    Postgres,
-    MySql,
-}
-
-/// A schema (PostgreSQL) or database (MySQL) of its own for one test.
-struct Scope {
-    server: Server,
-    name: String,
-}
-
-impl Scope {
-    fn new(server: Server) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "dtm_e2e_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        Scope { server, name }
-    }
-
-    /// The host's store settings (dtm's keys as environment variables), reaching the server on
-    /// `port`.
-    fn env(&self, port: u16) -> Vec<(String, String)> {
-        let (driver, user, db, schema) = match self.server {
-            Server::Postgres => ("postgres", "postgres", "test", self.name.as_str()),
-            Server::MySql => ("mysql", "root", self.name.as_str(), "public"),
-        };
-        [
-            ("STORE_DRIVER", driver),
-            ("STORE_HOST", "127.0.0.1"),
-            ("STORE_PORT", &port.to_string()),
-            ("STORE_USER", user),
-            ("STORE_DB", db),
-            ("STORE_SCHEMA", schema),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-    }
-
-    fn port(&self) -> u16 {
-        match self.server {
-            Server::Postgres => 5432,
-            Server::MySql => 3306,
-        }
-    }
-
-    async fn start_host(&self, port: u16) -> Host {
-        let env = self.env(port);
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        Host::start_with(&env).await
-    }
-
-    async fn drop_it(&self) {
-        match self.server {
-            Server::Postgres => {
-                let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/test")
-                    .await
-                    .unwrap();
-                let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
-                pool.execute(AssertSqlSafe(sql)).await.unwrap();
-            }
-            Server::MySql => {
-                let pool = sqlx::MySqlPool::connect("mysql://root@127.0.0.1:3306")
-                    .await
-                    .unwrap();
-                let sql = format!("DROP DATABASE IF EXISTS `{}`", self.name);
-                pool.execute(AssertSqlSafe(sql)).await.unwrap();
-            }
-        }
-    }
-}
-
-/// Runs `test` with a fresh scope, dropping the scope afterwards even when the test panicked.
-async fn in_scope<F, Fut>(server: Server, test: F)
-where
-    F: FnOnce(Arc<Scope>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let scope = Arc::new(Scope::new(server));
-    let outcome = tokio::spawn(test(scope.clone())).await;
-    scope.drop_it().await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
-}
-
 async fn saga_survives_a_restart(server: Server) {
-    in_scope(server, |scope| async move {
+    in_scope(server, "e2e", |scope| async move {
         let busi = Busi::start().await;
-        let mut host = scope.start_host(scope.port()).await;
+        let mut host = scope.start_host(server.port()).await;
         let done = host.new_gid().await;
         assert_eq!(host.post("/submit", transfer(&done, &busi)).await.0, 200);
         host.wait_status(&done, "succeed", 10).await;
@@ -161,50 +69,10 @@ async fn mysql_saga_survives_a_restart() {
     saga_survives_a_restart(Server::MySql).await;
 }
 
-/// A TCP relay to the real server that the test can cut and restore.
-struct Relay {
-    port: u16,
-    upstream: u16,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Relay {
-    fn new(upstream: u16) -> Self {
-        Relay {
-            port: free_port(),
-            upstream,
-            tasks: Arc::default(),
-        }
-    }
-
-    async fn open(&self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
-        let (upstream, tasks) = (self.upstream, self.tasks.clone());
-        let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let relay = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-                tasks.lock().unwrap().push(relay);
-            }
-        });
-        self.tasks.lock().unwrap().push(accept);
-    }
-
-    /// Stops listening and drops every relayed connection, as a crashed server would.
-    fn cut(&self) {
-        for task in self.tasks.lock().unwrap().drain(..) {
-            task.abort();
-        }
-    }
-}
-
 async fn waits_for_the_store_and_fails_clearly_while_it_is_gone(server: Server) {
-    in_scope(server, |scope| async move {
+    in_scope(server, "e2e", |scope| async move {
         let busi = Busi::start().await;
-        let relay = Arc::new(Relay::new(scope.port()));
+        let relay = Arc::new(Relay::new(server.port()));
         let opener = relay.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(5)).await;

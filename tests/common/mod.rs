@@ -6,6 +6,8 @@ pub mod driver;
 pub mod etcd;
 pub mod fakes;
 pub mod grpc;
+pub mod relay;
+pub mod stores;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
