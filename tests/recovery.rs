@@ -147,3 +147,20 @@ async fn sigterm_finishes_running_passes_before_exit() {
         host.log()
     );
 }
+
+#[tokio::test]
+async fn a_branch_call_under_way_is_not_repeated_when_retry_interval_is_short() {
+    let (host, busi) = (Host::start().await, Busi::start().await);
+    busi.once("/TransIn", Reply::ok().after(Duration::from_secs(5)));
+    let gid = host.new_gid().await;
+    let mut body = transfer(&gid, &busi);
+    body["retry_interval"] = json!(1);
+    body["request_timeout"] = json!(10);
+    assert_eq!(host.post("/submit", body).await.0, 200);
+    busi.wait_for("/TransIn", 1).await;
+    // Past the transaction's retry_interval while its call still runs: the recovery loop
+    // (every TransCronInterval, 3 s) must not claim it and call TransIn a second time.
+    host.advance_clock(2).await;
+    host.wait_status(&gid, "succeed", 15).await;
+    assert_eq!(busi.calls("/TransIn").len(), 1);
+}

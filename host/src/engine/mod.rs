@@ -12,6 +12,7 @@ mod topics;
 mod workflow;
 mod xa;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -127,6 +128,7 @@ impl Engine {
             branches,
             last_touch: Instant::now(),
             pending_writes: Vec::new(),
+            calls_in_flight: Arc::default(),
         };
         let outcome = match pass.global.trans_type {
             Saga => saga::run(&mut pass).await,
@@ -192,6 +194,8 @@ struct Pass {
     last_touch: Instant,
     /// Branch status writes not yet known to be stored.
     pending_writes: Vec<PendingWrite>,
+    /// Branch calls this pass started that have not ended, even after the pass itself ended.
+    calls_in_flight: Arc<AtomicUsize>,
 }
 
 impl Pass {
@@ -249,13 +253,51 @@ impl Pass {
     async fn touch(&mut self, touch: Touch, delay_secs: Option<i64>) -> DtmResult<()> {
         let interval = schedule::next_interval(&self.global, touch, &self.engine.conf);
         let now = self.now();
-        let next = schedule::after_secs(now, delay_secs.unwrap_or(interval));
+        let mut next = schedule::after_secs(now, delay_secs.unwrap_or(interval));
+        if self.calls_in_flight.load(Ordering::Acquire) > 0 {
+            // A shorter lease would let another pass call those branches again meanwhile.
+            next = next.max(self.call_lease_end(now));
+        }
         self.engine
             .store
             .touch_cron_time(&self.global.gid, self.global.status, interval, next, now)
             .await?;
         self.global.next_cron_interval = interval;
         self.global.next_cron_time = next;
+        self.last_touch = Instant::now();
+        Ok(())
+    }
+
+    /// Until when the lease must hold for a branch call starting at `now`: its timeout, plus
+    /// the 2 s dtm allows for the pass around it.
+    fn call_lease_end(&self, now: Millis) -> Millis {
+        schedule::after_secs(
+            now,
+            schedule::request_timeout(&self.global, &self.engine.conf).max(1) + 2,
+        )
+    }
+
+    /// Renews the lease, if needed, so it lasts until a branch call starting now has ended:
+    /// no other pass (of this host or another sharing the store) claims the transaction and
+    /// calls the same branch while this call may still be under way, whatever the
+    /// transaction's retry_interval.
+    async fn cover_call(&mut self) -> DtmResult<()> {
+        let now = self.now();
+        let until = self.call_lease_end(now);
+        if self.global.next_cron_time >= until {
+            return Ok(());
+        }
+        self.engine
+            .store
+            .touch_cron_time(
+                &self.global.gid,
+                self.global.status,
+                self.global.next_cron_interval,
+                until,
+                now,
+            )
+            .await?;
+        self.global.next_cron_time = until;
         self.last_touch = Instant::now();
         Ok(())
     }
@@ -316,27 +358,33 @@ impl Pass {
 
     /// Starts the call of branch record `index` in the background; its [`Report`] arrives on
     /// `reports`. The call's result is written even if the pass has ended by then.
-    fn spawn_call(
-        &self,
+    async fn spawn_call(
+        &mut self,
         index: usize,
         terminal_failure: bool,
         reports: &tokio::sync::mpsc::UnboundedSender<Report>,
-    ) {
+    ) -> DtmResult<()> {
+        self.cover_call().await?;
         let call = self.branch_call(index);
         let engine = self.engine.clone();
         let reports = reports.clone();
+        let in_flight = self.calls_in_flight.clone();
+        in_flight.fetch_add(1, Ordering::AcqRel);
         self.engine.tasks.spawn(async move {
             let (result, write) = engine.call_branch(&call, terminal_failure).await;
+            in_flight.fetch_sub(1, Ordering::AcqRel);
             let _ = reports.send(Report {
                 index,
                 result,
                 write,
             });
         });
+        Ok(())
     }
 
     /// Calls branch record `index`, waits for it and applies its result to the schedule.
     async fn call_now(&mut self, index: usize) -> DtmResult<CallResult> {
+        self.cover_call().await?;
         let call = self.branch_call(index);
         let (result, write) = self.engine.call_branch(&call, false).await;
         self.pending_writes.extend(write);

@@ -65,6 +65,7 @@ pub(super) async fn run(pass: &mut Pass) -> DtmResult<()> {
 
 /// Asks the application whether its local transaction committed (op `msg`, branch `00`).
 async fn check_back(pass: &mut Pass) -> DtmResult<()> {
+    pass.cover_call().await?;
     let call = pass.call_to(
         pass.global.query_prepared.clone(),
         CHECK_BRANCH_ID.into(),
@@ -101,7 +102,7 @@ async fn deliver_in_order(pass: &mut Pass, pending: Vec<usize>) -> DtmResult<Cal
 async fn deliver_concurrently(pass: &mut Pass, pending: Vec<usize>) -> DtmResult<CallResult> {
     let (tx, mut reports) = mpsc::unbounded_channel();
     for &index in &pending {
-        pass.spawn_call(index, false, &tx);
+        pass.spawn_call(index, false, &tx).await?;
     }
     drop(tx);
     let mut outcome = CallResult::Success;

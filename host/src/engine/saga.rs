@@ -133,7 +133,7 @@ pub(super) async fn run(pass: &mut Pass) -> DtmResult<()> {
             if st[j] == PREPARED && !started[j] && plan.action_may_run(j, &st) {
                 started[j] = true;
                 actions_running += 1;
-                pass.spawn_call(j, true, &tx);
+                pass.spawn_call(j, true, &tx).await?;
             }
         }
         if actions_running == 0 {
@@ -163,7 +163,7 @@ pub(super) async fn run(pass: &mut Pass) -> DtmResult<()> {
                 if retries < retry_limit {
                     retries += 1;
                     actions_running += 1;
-                    pass.spawn_call(j, true, &tx);
+                    pass.spawn_call(j, true, &tx).await?;
                 } else {
                     pass.abort_with(format!(
                         "RetryCount is greater than RetryLimit, RetryLimit: {retry_limit}"
@@ -213,7 +213,7 @@ pub(super) async fn run(pass: &mut Pass) -> DtmResult<()> {
             if st[i] == PREPARED && !started[i] && plan.compensation_may_run(i, &st) {
                 started[i] = true;
                 compensations_running += 1;
-                pass.spawn_call(i, false, &tx);
+                pass.spawn_call(i, false, &tx).await?;
             }
         }
         if compensations_running == 0 {

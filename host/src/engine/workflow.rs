@@ -150,6 +150,7 @@ pub(super) async fn run(pass: &mut Pass) -> DtmResult<()> {
     } else {
         WorkflowData { data: input }.encode_to_vec()
     };
+    pass.cover_call().await?;
     let call = pass.call_to(url, CHECK_BRANCH_ID.into(), name, body);
     let result = pass.engine.caller.call(&call).await;
     call_error(result)
