@@ -43,12 +43,16 @@ pub async fn open(
     data_dir: &Path,
     reset: bool,
 ) -> StoreResult<Arc<dyn Store>> {
-    match config.driver.as_str() {
-        "postgres" => sql::open(sql::Dialect::Postgres, config).await,
-        "mysql" => sql::open(sql::Dialect::MySql, config).await,
-        "redis" => redis::open(config).await,
-        _ => Ok(Arc::new(sqlite::SqliteStore::open(data_dir, reset)?)),
+    let store: Arc<dyn Store> = match config.driver.as_str() {
+        "postgres" => sql::open(sql::Dialect::Postgres, config).await?,
+        "mysql" => sql::open(sql::Dialect::MySql, config).await?,
+        "redis" => redis::open(config).await?,
+        _ => Arc::new(sqlite::SqliteStore::open(data_dir)?),
+    };
+    if reset {
+        store.wipe_all().await?;
     }
+    Ok(store)
 }
 
 /// What a status change writes besides the status itself.
@@ -80,6 +84,10 @@ pub struct Page<T> {
 pub trait Store: Send + Sync {
     /// Checks that the backend answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Deletes every transaction, branch and KV entry of this store (dtm's `-r`): on a shared
+    /// server only this store's tables or key prefix, nothing else.
+    async fn wipe_all(&self) -> StoreResult<()>;
 
     async fn find_global(&self, gid: &str) -> StoreResult<Option<TransGlobal>>;
 

@@ -319,6 +319,18 @@ impl Keys {
     }
 }
 
+/// `text` matched literally inside a Redis glob pattern.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
 /// The index bucket of a gid: FNV-1a, stable across hosts and builds (std's hasher is not).
 fn bucket_of(gid: &str) -> usize {
     let hash = gid.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
@@ -674,6 +686,11 @@ impl RedisStore {
         what: &str,
         pipe: &redis::Pipeline,
     ) -> StoreResult<T> {
+        if pipe.is_empty() {
+            // Redis refuses an empty pipeline; its answer is an empty list.
+            return T::from_redis_value(redis::Value::Array(Vec::new()))
+                .map_err(|e| StoreError::Backend(format!("redis {what}: {e}")));
+        }
         let mut conn = self.conn.clone();
         self.call(what, pipe.query_async(&mut conn)).await
     }
@@ -815,6 +832,32 @@ impl Store for RedisStore {
         self.cmd::<String>("ping", &redis::cmd("PING"))
             .await
             .map(drop)
+    }
+
+    async fn wipe_all(&self) -> StoreResult<()> {
+        let pattern = format!("{}:*", glob_escape(&self.keys.ns));
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .cmd(
+                    "wipe (scan)",
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000),
+                )
+                .await?;
+            if !keys.is_empty() {
+                self.cmd::<i64>("wipe (unlink)", redis::cmd("UNLINK").arg(&keys))
+                    .await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
     }
 
     async fn find_global(&self, gid: &str) -> StoreResult<Option<TransGlobal>> {
@@ -1477,6 +1520,22 @@ mod tests {
     async fn shared_store_suite() {
         let t = TestStore::new().await;
         crate::store::suite::run_all(&t.store).await;
+    }
+
+    #[tokio::test]
+    async fn wipe_removes_only_its_own_prefix() {
+        let (mine, other) = (TestStore::new().await, TestStore::new().await);
+        for store in [&mine.store, &other.store] {
+            store
+                .save_new(&sample_global("wiped", 1_000), &[])
+                .await
+                .unwrap();
+            store.create_kv("cat", "k", "v", 1_000).await.unwrap();
+        }
+        mine.store.wipe_all().await.unwrap();
+        assert!(mine.store.find_global("wiped").await.unwrap().is_none());
+        assert!(other.store.find_global("wiped").await.unwrap().is_some());
+        assert_eq!(other.store.find_kv("cat", "k").await.unwrap().len(), 1);
     }
 
     #[tokio::test]

@@ -119,8 +119,8 @@ fn open(path: &Path) -> StoreResult<Connection> {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) `<data_dir>/dtm.sqlite`. With `reset`, wipes all data first.
-    pub fn open(data_dir: &Path, reset: bool) -> StoreResult<Self> {
+    /// Opens (creating if needed) `<data_dir>/dtm.sqlite`.
+    pub fn open(data_dir: &Path) -> StoreResult<Self> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             backend(format!(
                 "cannot create data dir {}: {e}",
@@ -129,10 +129,6 @@ impl SqliteStore {
         })?;
         let path = data_dir.join("dtm.sqlite");
         let conn = open(&path)?;
-        if reset {
-            conn.execute_batch("DROP TABLE IF EXISTS trans_global; DROP TABLE IF EXISTS trans_branch_op; DROP TABLE IF EXISTS kv;")
-                .map_err(backend)?;
-        }
         conn.execute_batch(SCHEMA).map_err(backend)?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -416,6 +412,16 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
             .await
+    }
+
+    async fn wipe_all(&self) -> StoreResult<()> {
+        self.write_all_or_none(|conn| {
+            conn.execute_batch(
+                "DELETE FROM trans_branch_op; DELETE FROM trans_global; DELETE FROM kv;",
+            )
+            .map_err(backend)
+        })
+        .await
     }
 
     async fn find_global(&self, gid: &str) -> StoreResult<Option<TransGlobal>> {
@@ -771,14 +777,14 @@ mod tests {
     #[tokio::test]
     async fn shared_store_suite() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path(), false).unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
         crate::store::suite::run_all(&store).await;
     }
 
     #[tokio::test]
     async fn a_batch_that_cannot_begin_is_refused_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path(), false).unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
         let intruder = Connection::open(dir.path().join("dtm.sqlite")).unwrap();
         intruder.execute_batch("BEGIN IMMEDIATE").unwrap();
         let global = crate::store::suite::sample_global("locked-out", 1_000);
@@ -800,13 +806,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let global = crate::store::suite::sample_global("reopen", 1_000);
         {
-            let store = SqliteStore::open(dir.path(), false).unwrap();
+            let store = SqliteStore::open(dir.path()).unwrap();
             store.save_new(&global, &[]).await.unwrap();
         }
-        let store = SqliteStore::open(dir.path(), false).unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
         let found = store.find_global("reopen").await.unwrap().unwrap();
         assert_eq!(found.gid, "reopen");
-        let reset = SqliteStore::open(dir.path(), true).unwrap();
-        assert!(reset.find_global("reopen").await.unwrap().is_none());
+        store.wipe_all().await.unwrap();
+        drop(store);
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert!(store.find_global("reopen").await.unwrap().is_none());
     }
 }

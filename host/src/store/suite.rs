@@ -51,6 +51,28 @@ pub async fn run_all(store: &dyn Store) {
     reset_cron_times(store).await;
     scan_pages_and_filters(store).await;
     kv_versions(store).await;
+    wipe_all(store).await;
+}
+
+/// Last: the wipe removes everything the suite wrote.
+async fn wipe_all(store: &dyn Store) {
+    let g = sample_global("suite-wipe", 1_000);
+    store
+        .save_new(&g, &[branch(&g.gid, "01", op::ACTION)])
+        .await
+        .unwrap();
+    store
+        .create_kv("suite-wipe", "k", "v", 1_000)
+        .await
+        .unwrap();
+    store.wipe_all().await.unwrap();
+    let everything = ScanFilter::default();
+    let left = store.scan_globals("", 100, &everything).await.unwrap();
+    assert!(left.items.is_empty(), "left after wipe: {:?}", left.items);
+    assert!(store.find_branches(&g.gid).await.unwrap().is_empty());
+    assert!(store.find_kv("", "").await.unwrap().is_empty());
+    // The store stays usable.
+    store.save_new(&g, &[]).await.unwrap();
 }
 
 async fn create_if_absent(store: &dyn Store) {

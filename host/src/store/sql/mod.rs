@@ -420,6 +420,23 @@ impl Store for SqlStore {
         .await
     }
 
+    async fn wipe_all(&self) -> StoreResult<()> {
+        let tables = [&self.sql.branches, &self.sql.globals, &self.sql.kv];
+        self.run(async {
+            on_pool!(self, pool => {
+                let mut tx = pool.begin().await.map_err(db_error)?;
+                for table in tables {
+                    sqlx::query(dynamic(format!("DELETE FROM {table}")))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                }
+                tx.commit().await.map_err(db_error)
+            })
+        })
+        .await
+    }
+
     async fn find_global(&self, gid: &str) -> StoreResult<Option<TransGlobal>> {
         self.run(async {
             on_pool!(self, pool => {
