@@ -18,9 +18,12 @@ build-drivers:
     mkdir -p target/drivers
     cp guest-drivers/target/wasm32-wasip2/release/*.wasm target/drivers/
 
-# The saga benchmark: dtm-host vs direct branch calls, in one run.
+# Every benchmark: sagas vs direct calls, each store, driver costs, registry discovery.
 bench:
     cargo bench --bench saga
+    cargo bench --bench stores
+    cargo bench --bench drivers
+    cargo bench --bench registry
 
 # Formatting and lints, as CI checks them.
 lint:

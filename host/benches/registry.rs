@@ -20,10 +20,9 @@ use std::time::{Duration, Instant};
 use common::etcd::Etcd;
 use dtm_host::call::grpc::{Balancing, GrpcCaller};
 use dtm_host::drivers::{Driver, Grants, HttpPolicy, WasmDriver};
-use dtm_host::proto::dtmgimp::dtm_client::DtmClient;
-use dtm_host::proto::dtmgimp::{DtmRequest, DtmTransOptions};
-use serde_json::json;
-use support::{env_or, measure, print, start_grpc_busi, Figures, HostProcess};
+use support::{
+    env_or, grpc_channel, grpc_saga, measure, print, start_grpc_busi, Figures, HostProcess,
+};
 
 /// Median time of one call of `f`, over `runs` runs of `n` calls.
 async fn per_call<F, Fut>(runs: usize, n: u32, f: F) -> Duration
@@ -57,36 +56,12 @@ async fn sagas(
     seconds: u64,
     tag: &'static str,
 ) -> Figures {
-    let channel =
-        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", host.grpc_port))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-    let steps = json!([
-        {"action": format!("{base}/busi.Busi/TransOut"), "compensate": format!("{base}/busi.Busi/TransOutRevert")},
-        {"action": format!("{base}/busi.Busi/TransIn"), "compensate": format!("{base}/busi.Busi/TransInRevert")},
-    ])
-    .to_string();
+    let channel = grpc_channel(&format!("127.0.0.1:{}", host.grpc_port)).await;
     let salt = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    measure(concurrency, seconds, move |n| {
-        let mut dtm = DtmClient::new(channel.clone());
-        let request = DtmRequest {
-            gid: format!("bench-{tag}-{salt}-{n}"),
-            trans_type: "saga".into(),
-            steps: steps.clone(),
-            bin_payloads: vec![vec![8, 30], vec![8, 30]],
-            trans_options: Some(DtmTransOptions {
-                wait_result: true,
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        async move { dtm.submit(request).await.is_ok() }
-    })
-    .await
+    let one = grpc_saga(channel, &base, &format!("bench-{tag}-{salt}"));
+    measure(concurrency, seconds, one).await
 }
 
 fn main() {

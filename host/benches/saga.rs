@@ -10,19 +10,10 @@
 mod common;
 mod support;
 
-use dtm_host::proto::dtmgimp::dtm_client::DtmClient;
-use dtm_host::proto::dtmgimp::{DtmRequest, DtmTransOptions};
-use serde_json::json;
-use support::{env_or, measure, print, start_grpc_busi, HostProcess};
-
-/// Empty business branches on loopback: every path answers 200 SUCCESS.
-async fn start_busi() -> String {
-    let app = axum::Router::new().fallback(|| async { r#"{"dtm_result":"SUCCESS"}"# });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
-}
+use support::{
+    env_or, grpc_channel, grpc_saga, http_saga, measure, print, start_busi, start_grpc_busi,
+    HostProcess,
+};
 
 fn main() {
     let concurrency = env_or("BENCH_CONCURRENCY", 64);
@@ -52,31 +43,12 @@ fn main() {
 
         let host = HostProcess::start(&log_level).await;
         let submit_url = format!("http://127.0.0.1:{}/api/dtmsvr/submit", host.port);
-        let (c, b) = (client.clone(), busi.clone());
-        let coordinated = measure(concurrency, seconds, move |n| {
-            let (c, b, url) = (c.clone(), b.clone(), submit_url.clone());
-            async move {
-                let body = json!({
-                    "gid": format!("bench-{n}"), "trans_type": "saga", "wait_result": true,
-                    "steps": [
-                        {"action": format!("{b}/TransOut"), "compensate": format!("{b}/TransOutRevert")},
-                        {"action": format!("{b}/TransIn"), "compensate": format!("{b}/TransInRevert")},
-                    ],
-                    "payloads": [r#"{"amount":30}"#, r#"{"amount":30}"#],
-                });
-                matches!(c.post(&url).body(body.to_string()).send().await, Ok(r) if r.status().is_success())
-            }
-        })
-        .await;
+        let coordinated = measure(concurrency, seconds, http_saga(&client, &submit_url, &busi, "bench")).await;
         print("dtm-host saga (embedded)", &coordinated);
         println!("ratio saga/baseline TPS: {:.2}", coordinated.tps / direct.tps);
 
         let grpc_busi = start_grpc_busi().await;
-        let busi_channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_busi}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let busi_channel = grpc_channel(&grpc_busi).await;
         let direct_grpc = measure(concurrency, seconds, move |_| {
             let channel = busi_channel.clone();
             async move {
@@ -97,29 +69,9 @@ fn main() {
         .await;
         print("baseline (direct gRPC)", &direct_grpc);
 
-        let dtm_channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", host.grpc_port))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let steps = json!([
-            {"action": format!("{grpc_busi}/busi.Busi/TransOut"), "compensate": format!("{grpc_busi}/busi.Busi/TransOutRevert")},
-            {"action": format!("{grpc_busi}/busi.Busi/TransIn"), "compensate": format!("{grpc_busi}/busi.Busi/TransInRevert")},
-        ])
-        .to_string();
-        let coordinated_grpc = measure(concurrency, seconds, move |n| {
-            let mut dtm = DtmClient::new(dtm_channel.clone());
-            let request = DtmRequest {
-                gid: format!("bench-grpc-{n}"),
-                trans_type: "saga".into(),
-                steps: steps.clone(),
-                bin_payloads: vec![vec![8, 30], vec![8, 30]],
-                trans_options: Some(DtmTransOptions { wait_result: true, ..Default::default() }),
-                ..Default::default()
-            };
-            async move { dtm.submit(request).await.is_ok() }
-        })
-        .await;
+        let dtm_channel = grpc_channel(&format!("127.0.0.1:{}", host.grpc_port)).await;
+        let coordinated_grpc =
+            measure(concurrency, seconds, grpc_saga(dtm_channel, &grpc_busi, "bench-grpc")).await;
         print("dtm-host gRPC saga", &coordinated_grpc);
         println!("ratio gRPC saga/baseline TPS: {:.2}", coordinated_grpc.tps / direct_grpc.tps);
         println!("dtm-host peak RSS: {:.1} MiB", host.peak_rss_mib());

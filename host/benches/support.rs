@@ -16,6 +16,86 @@ pub fn env_or(key: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Empty business branches on loopback: every path answers 200 SUCCESS.
+pub async fn start_busi() -> String {
+    let app = axum::Router::new().fallback(|| async { r#"{"dtm_result":"SUCCESS"}"# });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+/// One 2-branch saga submitted over HTTP with `wait_result`, as a [`measure`] unit: its gid is
+/// `gid_prefix` and the unit's number.
+pub fn http_saga(
+    client: &reqwest::Client,
+    submit_url: &str,
+    busi: &str,
+    gid_prefix: &str,
+) -> impl Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+       + Send
+       + Sync
+       + 'static {
+    let (client, url, busi) = (client.clone(), submit_url.to_owned(), busi.to_owned());
+    let gid_prefix = gid_prefix.to_owned();
+    move |n| {
+        let body = serde_json::json!({
+            "gid": format!("{gid_prefix}-{n}"), "trans_type": "saga", "wait_result": true,
+            "steps": [
+                {"action": format!("{busi}/TransOut"), "compensate": format!("{busi}/TransOutRevert")},
+                {"action": format!("{busi}/TransIn"), "compensate": format!("{busi}/TransInRevert")},
+            ],
+            "payloads": [r#"{"amount":30}"#, r#"{"amount":30}"#],
+        });
+        let request = client.post(&url).body(body.to_string());
+        Box::pin(async move { matches!(request.send().await, Ok(r) if r.status().is_success()) })
+    }
+}
+
+/// One 2-branch saga submitted over gRPC with `wait_result` to the host behind `dtm`, calling
+/// `{busi}/busi.Busi/TransOut` and `…/TransIn`, as a [`measure`] unit: its gid is `gid_prefix`
+/// and the unit's number.
+pub fn grpc_saga(
+    dtm: tonic::transport::Channel,
+    busi: &str,
+    gid_prefix: &str,
+) -> impl Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+       + Send
+       + Sync
+       + 'static {
+    use dtm_host::proto::dtmgimp::{dtm_client::DtmClient, DtmRequest, DtmTransOptions};
+    let steps = serde_json::json!([
+        {"action": format!("{busi}/busi.Busi/TransOut"), "compensate": format!("{busi}/busi.Busi/TransOutRevert")},
+        {"action": format!("{busi}/busi.Busi/TransIn"), "compensate": format!("{busi}/busi.Busi/TransInRevert")},
+    ])
+    .to_string();
+    let gid_prefix = gid_prefix.to_owned();
+    move |n| {
+        let mut client = DtmClient::new(dtm.clone());
+        let request = DtmRequest {
+            gid: format!("{gid_prefix}-{n}"),
+            trans_type: "saga".into(),
+            steps: steps.clone(),
+            bin_payloads: vec![vec![8, 30], vec![8, 30]],
+            trans_options: Some(DtmTransOptions {
+                wait_result: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        Box::pin(async move { client.submit(request).await.is_ok() })
+    }
+}
+
+/// A gRPC channel to `addr` (`host:port`).
+pub async fn grpc_channel(addr: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
 /// Empty gRPC business branches: every method answers OK, whatever the request bytes.
 pub async fn start_grpc_busi() -> String {
     use dtm_host::call::grpc::RawCodec;
