@@ -6,6 +6,7 @@ pub mod driver;
 pub mod etcd;
 pub mod fakes;
 pub mod grpc;
+pub mod webdriver;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
