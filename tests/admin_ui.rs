@@ -259,3 +259,65 @@ async fn admin_token_guards_the_ui_but_not_dtms_api() {
     assert_eq!(browser.script(stored).await, Value::Null);
     browser.quit().await;
 }
+
+#[tokio::test]
+async fn pages_through_transactions_and_resets_cron_time() {
+    let host = Host::start().await;
+    let busi = Busi::start().await;
+    let mut prepared = Vec::new();
+    for _ in 0..11 {
+        let gid = host.new_gid().await;
+        let (status, body) = host
+            .post("/prepare", json!({"gid": gid, "trans_type": "tcc"}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        prepared.push(gid);
+    }
+    busi.always("/Fail", Reply::error());
+    let stuck = host.new_gid().await;
+    let body = common::saga(&stuck, &busi, &[("/Fail", "/FailRevert")]);
+    assert_eq!(host.post("/submit", body).await.0, 200);
+    let Some(chromium) = chromium() else {
+        return skip_without_chromium("pages_through_transactions_and_resets_cron_time");
+    };
+    let browser = Browser::start(&chromium).await;
+    let rows = "return Array.from(document.querySelectorAll('#tx-table tr[data-gid]'), \
+                r => r.querySelector('td.status').innerText)";
+
+    // Unfinished, 10 a page: the prepared ones first, then the submitted one.
+    browser
+        .goto(&host.url("/admin/global-transactions/unfinished"))
+        .await;
+    browser.wait_text("#page-number", "Page 1").await;
+    browser.wait_for(&row(&prepared[10])).await;
+    assert_eq!(browser.script(rows).await, json!(vec!["prepared"; 10]));
+    browser.click("#page-next").await;
+    browser.wait_text("#page-number", "Page 2").await;
+    assert_eq!(browser.script(rows).await, json!(["prepared", "submitted"]));
+    assert!(browser.find(&row(&stuck)).await.is_some());
+    assert!(browser.find("#page-next:disabled").await.is_some());
+    browser.click("#page-previous").await;
+    browser.wait_text("#page-number", "Page 1").await;
+    assert_eq!(browser.script(rows).await, json!(vec!["prepared"; 10]));
+
+    // All transactions: the same twelve, newest first.
+    browser
+        .click("#nav a[data-link='/admin/global-transactions/all']")
+        .await;
+    browser.wait_for(&row(&stuck)).await;
+    browser.click("#page-next").await;
+    browser.wait_text("#page-number", "Page 2").await;
+    assert_eq!(browser.script(rows).await, json!(["prepared", "prepared"]));
+
+    // Reset next cron time, confirmed: the stored time moves.
+    let gid = &prepared[0];
+    let before = host.query(gid).await["transaction"]["next_cron_time"].clone();
+    browser.click(&format!("{} a", row(gid))).await;
+    browser.wait_text("#detail-status", "prepared").await;
+    browser.click("#reset-cron").await;
+    browser.click("#confirm-ok").await;
+    browser.wait_text("#toast", "Next cron time reset").await;
+    let after = host.query(gid).await["transaction"]["next_cron_time"].clone();
+    assert_ne!(before, after);
+    browser.quit().await;
+}
