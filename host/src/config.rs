@@ -141,6 +141,10 @@ pub struct Config {
     pub alert_web_hook: String,
     #[serde(rename = "AdminBasePath")]
     pub admin_base_path: String,
+    /// When set, the admin UI and its admin-only JSON need `Authorization: Bearer <token>`
+    /// (dtm-host key; dtm's own API stays open for its SDKs).
+    #[serde(rename = "AdminToken")]
+    pub admin_token: String,
     #[serde(rename = "GrpcServiceConfig")]
     pub grpc_service_config: String,
     /// Largest request body accepted, in bytes (dtm-host extension).
@@ -207,6 +211,7 @@ impl Default for Config {
             alert_retry_limit: 3,
             alert_web_hook: String::new(),
             admin_base_path: String::new(),
+            admin_token: String::new(),
             grpc_service_config: DEFAULT_GRPC_SERVICE_CONFIG.into(),
             max_body_bytes: 4 * 1024 * 1024,
         }
@@ -454,6 +459,9 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
                 c.micro_service.driver
             ),
         ));
+    }
+    if let Err(problem) = crate::api::admin::check_base_path(&c.admin_base_path) {
+        return Err(key_error("AdminBasePath", problem));
     }
     if let Err(problem) = crate::call::grpc::Balancing::from_service_config(&c.grpc_service_config)
     {

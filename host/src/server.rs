@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::api::admin::{AdminState, DriverStatus, DriverStatusFn};
 use crate::api::http::{router, HttpState};
 use crate::call::grpc::Balancing;
 use crate::call::Caller;
@@ -69,6 +70,16 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         max_body_bytes: config.max_body_bytes as usize,
         test_clock: options.test_clock,
     };
+    let admin = AdminState::new(
+        &config.admin_base_path,
+        &config.admin_token,
+        driver_status(&config, driver.clone()),
+    );
+    info!(
+        base_path = config.admin_base_path,
+        token_required = admin.token_required(),
+        "admin UI ready"
+    );
     let reflection = |builder: tonic_reflection::server::Builder<'static>| {
         builder.register_encoded_file_descriptor_set(crate::proto::DESCRIPTORS)
     };
@@ -93,7 +104,8 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         "dtm-host serving"
     );
 
-    let http = axum::serve(http_listener, router(state))
+    let app = router(state).merge(crate::api::admin::router(admin));
+    let http = axum::serve(http_listener, app)
         .with_graceful_shutdown(stopped(stop_rx.clone()))
         .into_future();
     let grpc = tonic::transport::Server::builder()
@@ -194,6 +206,13 @@ fn load_driver(
         "microservice driver ready"
     );
     Ok(driver)
+}
+
+/// What the admin UI's drivers page shows: the one driver loaded at start.
+fn driver_status(config: &Config, driver: Arc<dyn Driver>) -> DriverStatusFn {
+    let ms = &config.micro_service;
+    let (path, target) = (ms.driver_path.clone(), ms.target.clone());
+    Arc::new(move || vec![DriverStatus::active(driver.as_ref(), &path, &target)])
 }
 
 /// Registers the coordinator through the driver when `MicroService.Target` is set, and keeps

@@ -8,6 +8,7 @@ pub mod fakes;
 pub mod grpc;
 pub mod relay;
 pub mod stores;
+pub mod webdriver;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;

@@ -1,5 +1,6 @@
 //! The edges: each translates its wire format to engine requests and engine results back.
 
+pub mod admin;
 pub mod grpc;
 pub mod http;
 pub mod jsonrpc;

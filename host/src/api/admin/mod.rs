@@ -1,0 +1,178 @@
+//! The admin UI (engine.md §8), served by the host on `HttpPort` under `AdminBasePath`: static
+//! HTML, CSS and vanilla JS embedded in the binary, which read and act through dtm's JSON API at
+//! `/api/dtmsvr/*`, plus a little admin-only JSON at `/api/admin/*` (the session check and the
+//! driver status). With `AdminToken` set that admin-only JSON needs the token; dtm's API stays
+//! open, because dtm's SDKs call it without credentials.
+
+mod auth;
+mod drivers;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use serde_json::{json, Value};
+
+pub use drivers::{DriverState, DriverStatus, DriverStatusFn};
+
+const INDEX_TEMPLATE: &str = include_str!("ui/index.html");
+const APP_JS: &str = include_str!("ui/app.js");
+const APP_CSS: &str = include_str!("ui/app.css");
+const FAVICON_SVG: &str = include_str!("ui/favicon.svg");
+
+/// Scripts and styles only from this origin, no framing: table cells hold user data (gids,
+/// URLs, payloads), so an injection must not be able to run or exfiltrate anything.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
+     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// What the admin routes need.
+#[derive(Clone)]
+pub struct AdminState {
+    base_path: Arc<str>,
+    index_html: Arc<str>,
+    token: Option<Arc<auth::AdminToken>>,
+    drivers: DriverStatusFn,
+}
+
+impl AdminState {
+    /// `base_path` is `AdminBasePath` (already checked by [`check_base_path`]); an empty
+    /// `token` leaves the UI open, as dtm's is.
+    pub fn new(base_path: &str, token: &str, drivers: DriverStatusFn) -> Self {
+        let base_path = base_path.trim_end_matches('/');
+        let index_html = INDEX_TEMPLATE
+            .replace("{{BASE}}", base_path)
+            .replace("{{VERSION}}", env!("CARGO_PKG_VERSION"));
+        Self {
+            base_path: base_path.into(),
+            index_html: index_html.into(),
+            token: (!token.is_empty()).then(|| Arc::new(auth::AdminToken::new(token))),
+            drivers,
+        }
+    }
+
+    pub fn token_required(&self) -> bool {
+        self.token.is_some()
+    }
+}
+
+/// `AdminBasePath` must be empty or an absolute URL path of plain characters: it is written
+/// into the page's HTML and into route patterns as it is.
+pub fn check_base_path(path: &str) -> Result<(), String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-._~/".contains(c);
+    if path.is_empty() || (path.starts_with('/') && path.chars().all(plain)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected an empty value or a path such as /dtm-admin (letters, digits, - . _ ~ /), got '{path}'"
+        ))
+    }
+}
+
+/// The UI's pages and assets under the base path, and `/api/admin/*`.
+pub fn router(state: AdminState) -> Router {
+    let admin_api = Router::new()
+        .route("/session", get(session))
+        .route("/drivers", get(driver_list))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    let base = state.base_path.to_string();
+    let mut pages = Router::new()
+        .route(&format!("{base}/"), get(index))
+        .route(&format!("{base}/admin"), get(index))
+        .route(&format!("{base}/admin/{{*page}}"), get(index))
+        .route(&format!("{base}/assets/{{file}}"), get(asset))
+        .route(&format!("{base}/favicon.ico"), get(favicon));
+    if !base.is_empty() {
+        pages = pages.route(&base, get(index));
+    }
+    Router::new()
+        .nest("/api/admin", admin_api)
+        .merge(pages)
+        .with_state(state)
+}
+
+/// Every page is the same single-page app; it holds no data, so it is served without the
+/// token and asks for it (login form) before it reads anything.
+async fn index(State(s): State<AdminState>) -> Response {
+    static_file("text/html; charset=utf-8", s.index_html.to_string())
+}
+
+async fn asset(Path(file): Path<String>) -> Response {
+    match file.as_str() {
+        "app.js" => static_file("text/javascript; charset=utf-8", APP_JS),
+        "app.css" => static_file("text/css; charset=utf-8", APP_CSS),
+        _ => (StatusCode::NOT_FOUND, "404 page not found").into_response(),
+    }
+}
+
+async fn favicon() -> Response {
+    static_file("image/svg+xml", FAVICON_SVG)
+}
+
+fn static_file(content_type: &'static str, body: impl Into<axum::body::Body>) -> Response {
+    let mut response = body.into().into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // The files change with the binary; revalidating them is cheap.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// Answers only when the request may use the admin UI: the login form's check.
+async fn session(State(s): State<AdminState>) -> Json<Value> {
+    Json(json!({"token_required": s.token_required()}))
+}
+
+async fn driver_list(State(s): State<AdminState>) -> Json<Value> {
+    Json(json!({"drivers": (s.drivers)()}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_paths() {
+        for ok in ["", "/", "/dtm", "/ops/dtm-admin/", "/a_b.c~d"] {
+            assert_eq!(check_base_path(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "dtm",
+            "/dtm admin",
+            "/\"><script>",
+            "/dtm?x=1",
+            "/dtm#x",
+            "/{x}",
+        ] {
+            assert!(check_base_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn base_path_goes_into_the_page() {
+        let state = AdminState::new("/ops/", "", Arc::new(Vec::new));
+        assert_eq!(&*state.base_path, "/ops");
+        assert!(state.index_html.contains(r#"src="/ops/assets/app.js"#));
+        assert!(state.index_html.contains(r#"content="/ops""#));
+        assert!(!state.index_html.contains("{{"));
+        assert!(!state.token_required());
+    }
+}
