@@ -15,7 +15,9 @@ use crate::call::grpc::Balancing;
 use crate::call::Caller;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::drivers::{self, Driver, DriverError, Grants, HttpPolicy, Registration, WasmLimits};
+use crate::drivers::{
+    self, Driver, DriverError, DriverSpec, Grants, HttpPolicy, Registration, WasmLimits,
+};
 use crate::engine::schedule::ScheduleConfig;
 use crate::engine::Engine;
 use crate::store::{Store, StoreError};
@@ -51,7 +53,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
     info!(driver = config.store.driver, data_dir = %data_dir.display(), "store ready");
 
     let clock = Arc::new(Clock::default());
-    let driver = load_driver(&config, &data_dir, clock.clone())?;
+    let driver = load_driver(&driver_spec(&config, &data_dir, clock.clone()))?;
     let balancing =
         Balancing::from_service_config(&config.grpc_service_config).map_err(ServerError::Setup)?;
     let caller = Caller::new(driver.clone(), balancing).map_err(ServerError::Setup)?;
@@ -154,11 +156,8 @@ async fn open_store(
     }
 }
 
-fn load_driver(
-    config: &Config,
-    data_dir: &std::path::Path,
-    clock: Arc<Clock>,
-) -> Result<Arc<dyn Driver>, ServerError> {
+/// What the configuration says to load as the microservice driver, and with what grants.
+fn driver_spec(config: &Config, data_dir: &std::path::Path, clock: Arc<Clock>) -> DriverSpec {
     let ms = &config.micro_service;
     let registries = std::iter::once(ms.target.as_str()).chain(ms.registry_addresses.split(','));
     let grants = Grants {
@@ -177,14 +176,18 @@ fn load_driver(
         "" => data_dir.join("driver-cache"),
         dir => PathBuf::from(dir),
     };
-    let driver = drivers::load(
-        &ms.driver,
-        &ms.driver_path,
+    DriverSpec {
+        name: ms.driver.clone(),
+        path: PathBuf::from(&ms.driver_path),
         limits,
         grants,
         clock,
-        Some(&cache),
-    )?;
+        cache_dir: Some(cache),
+    }
+}
+
+fn load_driver(spec: &DriverSpec) -> Result<Arc<dyn Driver>, ServerError> {
+    let driver = spec.load()?;
     let activation = driver.activation();
     info!(
         driver = driver.name(),
