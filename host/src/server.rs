@@ -15,11 +15,10 @@ use crate::call::grpc::Balancing;
 use crate::call::Caller;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::drivers::{
-    self, Driver, DriverError, DriverSpec, Grants, HttpPolicy, Registration, WasmLimits,
-};
+use crate::drivers::{self, Driver, DriverError, DriverSpec, Grants, HttpPolicy, WasmLimits};
 use crate::engine::schedule::ScheduleConfig;
 use crate::engine::Engine;
+use crate::reload::DriverReloader;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -53,16 +52,17 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
     info!(driver = config.store.driver, data_dir = %data_dir.display(), "store ready");
 
     let clock = Arc::new(Clock::default());
-    let driver = load_driver(&driver_spec(&config, &data_dir, clock.clone()))?;
+    let driver_spec = driver_spec(&config, &data_dir, clock.clone());
+    let driver = load_driver(&driver_spec)?;
     let balancing =
         Balancing::from_service_config(&config.grpc_service_config).map_err(ServerError::Setup)?;
-    let caller = Caller::new(driver.clone(), balancing).map_err(ServerError::Setup)?;
+    let caller = Caller::new(driver, balancing).map_err(ServerError::Setup)?;
     let schedule = ScheduleConfig {
         retry_interval: config.retry_interval,
         timeout_to_fail: config.timeout_to_fail,
         request_timeout: config.request_timeout,
     };
-    let engine = Engine::new(store, caller, clock, schedule);
+    let engine = Engine::new(store, caller.clone(), clock, schedule);
 
     let http_listener = listen("HttpPort", config.http_port).await?;
     let grpc_listener = listen("GrpcPort", config.grpc_port).await?;
@@ -88,14 +88,20 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    let registration = register(&config, driver.clone(), stop_rx.clone()).await?;
+    let ms = &config.micro_service;
+    let reloader =
+        Arc::new(DriverReloader::start(driver_spec, caller, &ms.target, &ms.end_point).await?);
+    reloader
+        .spawn_triggers(stop_rx.clone())
+        .map_err(|e| ServerError::Setup(format!("cannot watch for SIGHUP: {e}")))?;
     info!(
         http_port = config.http_port,
         grpc_port = config.grpc_port,
         "dtm-host serving"
     );
 
-    let http = axum::serve(http_listener, router(state))
+    let app = router(state).merge(crate::api::http::driver_reload::routes(reloader.clone()));
+    let http = axum::serve(http_listener, app)
         .with_graceful_shutdown(stopped(stop_rx.clone()))
         .into_future();
     let grpc = tonic::transport::Server::builder()
@@ -117,9 +123,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
     engine
         .shutdown(Duration::from_secs(config.request_timeout as u64 + 2))
         .await;
-    if let Some(registration) = registration {
-        deregister(driver.as_ref(), registration).await;
-    }
+    reloader.deregister().await;
     info!("stopped");
     Ok(())
 }
@@ -199,40 +203,6 @@ fn load_driver(spec: &DriverSpec) -> Result<Arc<dyn Driver>, ServerError> {
     Ok(driver)
 }
 
-/// Registers the coordinator through the driver when `MicroService.Target` is set, and keeps
-/// the registration alive until `stop`. Resolves to the task that returns the last state.
-async fn register(
-    config: &Config,
-    driver: Arc<dyn Driver>,
-    stop: watch::Receiver<bool>,
-) -> Result<Option<tokio::task::JoinHandle<Registration>>, ServerError> {
-    let ms = &config.micro_service;
-    if ms.target.is_empty() {
-        return Ok(None);
-    }
-    let registration = driver.register_service(&ms.target, &ms.end_point).await?;
-    info!(
-        target = ms.target,
-        endpoint = ms.end_point,
-        "registered with the microservice registry"
-    );
-    Ok(Some(tokio::spawn(drivers::keep_alive(
-        driver,
-        registration,
-        stop,
-    ))))
-}
-
-async fn deregister(driver: &dyn Driver, keeper: tokio::task::JoinHandle<Registration>) {
-    let Ok(registration) = keeper.await else {
-        return;
-    };
-    match driver.deregister(&registration.state).await {
-        Ok(()) => info!("deregistered from the microservice registry"),
-        Err(e) => warn!(error = %e, "deregistering failed"),
-    }
-}
-
 async fn listen(key: &'static str, port: i64) -> Result<TcpListener, ServerError> {
     let addr = SocketAddr::from(([0, 0, 0, 0], port as u16));
     TcpListener::bind(addr)
@@ -241,7 +211,7 @@ async fn listen(key: &'static str, port: i64) -> Result<TcpListener, ServerError
 }
 
 /// Resolves once `stop` turns true.
-async fn stopped(mut stop: watch::Receiver<bool>) {
+pub(crate) async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 

@@ -2,6 +2,7 @@
 //! Handlers only translate: wire → engine request, engine result → dtm's JSON envelope.
 
 pub(crate) mod decode;
+pub mod driver_reload;
 mod error;
 mod views;
 
