@@ -79,7 +79,7 @@ async fn serves_the_ui_under_its_base_path() {
     let drivers: Value = r.unwrap().json().await.unwrap();
     assert_eq!(
         drivers["drivers"],
-        json!([{"name": "default", "path": "", "schemes": [], "rewrites_http": false,
+        json!([{"name": "default", "path": "", "sha256": null, "schemes": [], "rewrites_http": false,
                 "rewrites_grpc": false, "target": "", "state": "active"}])
     );
 }
@@ -210,6 +210,12 @@ async fn admin_token_guards_the_ui_but_not_dtms_api() {
     assert_eq!(
         (status, body["drivers"][0]["name"].as_str()),
         (200, Some("default"))
+    );
+    let reload = host.http.post(host.url("/api/admin/drivers/reload"));
+    assert_eq!(
+        reload.send().await.unwrap().status(),
+        401,
+        "reload needs the token too"
     );
 
     // dtm's API answers its SDKs without any token.

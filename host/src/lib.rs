@@ -12,5 +12,6 @@ pub mod error;
 pub mod gid;
 pub mod model;
 pub mod proto;
+pub mod reload;
 pub mod server;
 pub mod store;

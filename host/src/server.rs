@@ -16,9 +16,10 @@ use crate::call::grpc::Balancing;
 use crate::call::Caller;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::drivers::{self, Driver, DriverError, Grants, HttpPolicy, Registration, WasmLimits};
+use crate::drivers::{self, Driver, DriverError, DriverSpec, Grants, HttpPolicy, WasmLimits};
 use crate::engine::schedule::ScheduleConfig;
 use crate::engine::Engine;
+use crate::reload::DriverReloader;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -52,16 +53,17 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
     info!(driver = config.store.driver, data_dir = %data_dir.display(), "store ready");
 
     let clock = Arc::new(Clock::default());
-    let driver = load_driver(&config, &data_dir, clock.clone())?;
+    let driver_spec = driver_spec(&config, &data_dir, clock.clone());
+    let driver = load_driver(&driver_spec)?;
     let balancing =
         Balancing::from_service_config(&config.grpc_service_config).map_err(ServerError::Setup)?;
-    let caller = Caller::new(driver.clone(), balancing).map_err(ServerError::Setup)?;
+    let caller = Caller::new(driver, balancing).map_err(ServerError::Setup)?;
     let schedule = ScheduleConfig {
         retry_interval: config.retry_interval,
         timeout_to_fail: config.timeout_to_fail,
         request_timeout: config.request_timeout,
     };
-    let engine = Engine::new(store, caller, clock, schedule);
+    let engine = Engine::new(store, caller.clone(), clock, schedule);
 
     let http_listener = listen("HttpPort", config.http_port).await?;
     let grpc_listener = listen("GrpcPort", config.grpc_port).await?;
@@ -70,16 +72,6 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         max_body_bytes: config.max_body_bytes as usize,
         test_clock: options.test_clock,
     };
-    let admin = AdminState::new(
-        &config.admin_base_path,
-        &config.admin_token,
-        driver_status(&config, driver.clone()),
-    );
-    info!(
-        base_path = config.admin_base_path,
-        token_required = admin.token_required(),
-        "admin UI ready"
-    );
     let reflection = |builder: tonic_reflection::server::Builder<'static>| {
         builder.register_encoded_file_descriptor_set(crate::proto::DESCRIPTORS)
     };
@@ -97,7 +89,24 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    let registration = register(&config, driver.clone(), stop_rx.clone()).await?;
+    let ms = &config.micro_service;
+    let reloader = Arc::new(
+        DriverReloader::start(driver_spec, caller.clone(), &ms.target, &ms.end_point).await?,
+    );
+    reloader
+        .spawn_triggers(stop_rx.clone())
+        .map_err(|e| ServerError::Setup(format!("cannot watch for SIGHUP: {e}")))?;
+    let admin = AdminState::new(
+        &config.admin_base_path,
+        &config.admin_token,
+        driver_status(&config, caller.clone()),
+        reloader.clone(),
+    );
+    info!(
+        base_path = config.admin_base_path,
+        token_required = admin.token_required(),
+        "admin UI ready"
+    );
     info!(
         http_port = config.http_port,
         grpc_port = config.grpc_port,
@@ -127,9 +136,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
     engine
         .shutdown(Duration::from_secs(config.request_timeout as u64 + 2))
         .await;
-    if let Some(registration) = registration {
-        deregister(driver.as_ref(), registration).await;
-    }
+    reloader.deregister().await;
     info!("stopped");
     Ok(())
 }
@@ -166,11 +173,8 @@ async fn open_store(
     }
 }
 
-fn load_driver(
-    config: &Config,
-    data_dir: &std::path::Path,
-    clock: Arc<Clock>,
-) -> Result<Arc<dyn Driver>, ServerError> {
+/// What the configuration says to load as the microservice driver, and with what grants.
+fn driver_spec(config: &Config, data_dir: &std::path::Path, clock: Arc<Clock>) -> DriverSpec {
     let ms = &config.micro_service;
     let registries = std::iter::once(ms.target.as_str()).chain(ms.registry_addresses.split(','));
     let grants = Grants {
@@ -189,14 +193,18 @@ fn load_driver(
         "" => data_dir.join("driver-cache"),
         dir => PathBuf::from(dir),
     };
-    let driver = drivers::load(
-        &ms.driver,
-        &ms.driver_path,
+    DriverSpec {
+        name: ms.driver.clone(),
+        path: PathBuf::from(&ms.driver_path),
         limits,
         grants,
         clock,
-        Some(&cache),
-    )?;
+        cache_dir: Some(cache),
+    }
+}
+
+fn load_driver(spec: &DriverSpec) -> Result<Arc<dyn Driver>, ServerError> {
+    let driver = spec.load()?;
     let activation = driver.activation();
     info!(
         driver = driver.name(),
@@ -208,45 +216,17 @@ fn load_driver(
     Ok(driver)
 }
 
-/// What the admin UI's drivers page shows: the one driver loaded at start.
-fn driver_status(config: &Config, driver: Arc<dyn Driver>) -> DriverStatusFn {
+/// What the admin UI's drivers page shows: the driver serving now.
+fn driver_status(config: &Config, caller: Caller) -> DriverStatusFn {
     let ms = &config.micro_service;
     let (path, target) = (ms.driver_path.clone(), ms.target.clone());
-    Arc::new(move || vec![DriverStatus::active(driver.as_ref(), &path, &target)])
-}
-
-/// Registers the coordinator through the driver when `MicroService.Target` is set, and keeps
-/// the registration alive until `stop`. Resolves to the task that returns the last state.
-async fn register(
-    config: &Config,
-    driver: Arc<dyn Driver>,
-    stop: watch::Receiver<bool>,
-) -> Result<Option<tokio::task::JoinHandle<Registration>>, ServerError> {
-    let ms = &config.micro_service;
-    if ms.target.is_empty() {
-        return Ok(None);
-    }
-    let registration = driver.register_service(&ms.target, &ms.end_point).await?;
-    info!(
-        target = ms.target,
-        endpoint = ms.end_point,
-        "registered with the microservice registry"
-    );
-    Ok(Some(tokio::spawn(drivers::keep_alive(
-        driver,
-        registration,
-        stop,
-    ))))
-}
-
-async fn deregister(driver: &dyn Driver, keeper: tokio::task::JoinHandle<Registration>) {
-    let Ok(registration) = keeper.await else {
-        return;
-    };
-    match driver.deregister(&registration.state).await {
-        Ok(()) => info!("deregistered from the microservice registry"),
-        Err(e) => warn!(error = %e, "deregistering failed"),
-    }
+    Arc::new(move || {
+        vec![DriverStatus::active(
+            caller.driver().as_ref(),
+            &path,
+            &target,
+        )]
+    })
 }
 
 async fn listen(key: &'static str, port: i64) -> Result<TcpListener, ServerError> {
@@ -257,7 +237,7 @@ async fn listen(key: &'static str, port: i64) -> Result<TcpListener, ServerError
 }
 
 /// Resolves once `stop` turns true.
-async fn stopped(mut stop: watch::Receiver<bool>) {
+pub(crate) async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 

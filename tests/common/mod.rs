@@ -267,6 +267,11 @@ impl Host {
         assert_eq!(r.status(), 200);
     }
 
+    /// The process id, to send it signals.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();

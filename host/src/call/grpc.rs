@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut};
@@ -94,27 +94,26 @@ impl Resolved {
     }
 }
 
-pub struct GrpcCaller {
+/// A driver with what was learned through it: its URL splits and the endpoints its schemes
+/// resolved to. Replaced as one, so a new driver never serves what the old one's rules
+/// produced, and a call keeps the routing it started with.
+struct Routing {
     driver: Arc<dyn Driver>,
-    balancing: Balancing,
     parsed: Mutex<HashMap<String, ServerMethod>>,
-    channels: Mutex<HashMap<String, Channel>>,
     resolved: Mutex<HashMap<String, Arc<Resolved>>>,
 }
 
-impl GrpcCaller {
-    pub fn new(driver: Arc<dyn Driver>, balancing: Balancing) -> Self {
-        Self {
+impl Routing {
+    fn new(driver: Arc<dyn Driver>) -> Arc<Self> {
+        Arc::new(Self {
             driver,
-            balancing,
             parsed: Mutex::default(),
-            channels: Mutex::default(),
             resolved: Mutex::default(),
-        }
+        })
     }
 
     /// The driver's split of a branch URL, remembered.
-    pub fn server_method(&self, url: &str) -> Result<ServerMethod, String> {
+    fn server_method(&self, url: &str) -> Result<ServerMethod, String> {
         if let Some(found) = self.parsed.lock().ok().and_then(|p| p.get(url).cloned()) {
             return Ok(found);
         }
@@ -137,35 +136,13 @@ impl GrpcCaller {
         Ok(split)
     }
 
-    fn channel(&self, endpoint: &str) -> Result<Channel, String> {
-        let mut channels = self
-            .channels
-            .lock()
-            .map_err(|_| "gRPC channel cache poisoned".to_owned())?;
-        if let Some(channel) = channels.get(endpoint) {
-            return Ok(channel.clone());
-        }
-        let channel = Endpoint::from_shared(format!("http://{endpoint}"))
-            .map_err(|e| format!("bad gRPC server '{endpoint}': {e}"))?
-            .connect_lazy();
-        if channels.len() >= SERVER_CACHE_LIMIT {
-            channels.clear();
-        }
-        channels.insert(endpoint.to_owned(), channel.clone());
-        Ok(channel)
-    }
-
     /// The endpoint to call for `server`: itself, or the next of those its driver scheme
     /// resolves to. Stale lists are refreshed in the background; the last good list is kept
     /// while resolving fails.
-    /// The endpoint the next call to `server` goes to (resolved through the driver, cached).
-    pub async fn next_endpoint(self: &Arc<Self>, server: &str) -> Result<String, String> {
-        self.endpoint(server).await.map(|(endpoint, _)| endpoint)
-    }
-
     async fn endpoint(
         self: &Arc<Self>,
         server: &str,
+        balancing: Balancing,
     ) -> Result<(String, Option<Arc<Resolved>>), String> {
         if !needs_resolving(self.driver.as_ref(), server) {
             return Ok((server.to_owned(), None));
@@ -178,15 +155,15 @@ impl GrpcCaller {
         let resolved = match known {
             Some(resolved) => {
                 if resolved.is_stale() && !resolved.refreshing.swap(true, Ordering::AcqRel) {
-                    let (caller, server) = (self.clone(), server.to_owned());
-                    tokio::spawn(async move { caller.resolve(&server).await });
+                    let (routing, server) = (self.clone(), server.to_owned());
+                    tokio::spawn(async move { routing.resolve(&server).await });
                 }
                 resolved
             }
             None => self.resolve(server).await?,
         };
         let endpoint = resolved
-            .pick(self.balancing)
+            .pick(balancing)
             .cloned()
             .ok_or_else(|| format!("'{server}' resolved to no endpoint"))?;
         Ok((endpoint, Some(resolved)))
@@ -228,19 +205,91 @@ impl GrpcCaller {
             }
         }
     }
+}
 
-    pub async fn call(self: &Arc<Self>, call: &BranchCall) -> CallResult {
+pub struct GrpcCaller {
+    balancing: Balancing,
+    /// Per endpoint, whichever driver resolved it: a `host:port` is dialed the same way.
+    channels: Mutex<HashMap<String, Channel>>,
+    routing: RwLock<Arc<Routing>>,
+}
+
+impl GrpcCaller {
+    pub fn new(driver: Arc<dyn Driver>, balancing: Balancing) -> Self {
+        Self {
+            balancing,
+            channels: Mutex::default(),
+            routing: RwLock::new(Routing::new(driver)),
+        }
+    }
+
+    fn routing(&self) -> Arc<Routing> {
+        self.routing
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The driver new calls go through.
+    pub fn driver(&self) -> Arc<dyn Driver> {
+        self.routing().driver.clone()
+    }
+
+    /// Routes new calls through `driver`, with nothing remembered from the previous one, and
+    /// returns the previous one; calls under way finish with it.
+    pub fn replace_driver(&self, driver: Arc<dyn Driver>) -> Arc<dyn Driver> {
+        let fresh = Routing::new(driver);
+        let mut routing = self.routing.write().unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(&mut *routing, fresh).driver.clone()
+    }
+
+    /// The driver's split of a branch URL, remembered.
+    pub fn server_method(&self, url: &str) -> Result<ServerMethod, String> {
+        self.routing().server_method(url)
+    }
+
+    fn channel(&self, endpoint: &str) -> Result<Channel, String> {
+        let mut channels = self
+            .channels
+            .lock()
+            .map_err(|_| "gRPC channel cache poisoned".to_owned())?;
+        if let Some(channel) = channels.get(endpoint) {
+            return Ok(channel.clone());
+        }
+        let channel = Endpoint::from_shared(format!("http://{endpoint}"))
+            .map_err(|e| format!("bad gRPC server '{endpoint}': {e}"))?
+            .connect_lazy();
+        if channels.len() >= SERVER_CACHE_LIMIT {
+            channels.clear();
+        }
+        channels.insert(endpoint.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    /// The endpoint the next call to `server` goes to (resolved through the driver, cached).
+    pub async fn next_endpoint(&self, server: &str) -> Result<String, String> {
+        self.routing()
+            .endpoint(server, self.balancing)
+            .await
+            .map(|(endpoint, _)| endpoint)
+    }
+
+    pub async fn call(&self, call: &BranchCall) -> CallResult {
         match self.try_call(call).await {
             Ok(()) => CallResult::Success,
             Err(result) => result,
         }
     }
 
-    async fn try_call(self: &Arc<Self>, call: &BranchCall) -> Result<(), CallResult> {
-        let ServerMethod { server, method } =
-            self.server_method(&call.url).map_err(CallResult::Error)?;
-        let rewritten = if self.driver.activation().rewrites_grpc {
-            self.driver
+    async fn try_call(&self, call: &BranchCall) -> Result<(), CallResult> {
+        // One routing for the whole call: a driver swapped meanwhile serves the next calls.
+        let routing = self.routing();
+        let ServerMethod { server, method } = routing
+            .server_method(&call.url)
+            .map_err(CallResult::Error)?;
+        let rewritten = if routing.driver.activation().rewrites_grpc {
+            routing
+                .driver
                 .rewrite_grpc(&server, &method, &call.body)
                 .map_err(|e| {
                     CallResult::Error(format!("driver could not route '{}': {e}", call.url))
@@ -259,7 +308,10 @@ impl GrpcCaller {
         let path = method
             .parse::<http::uri::PathAndQuery>()
             .map_err(|e| CallResult::Error(format!("bad gRPC method '{method}': {e}")))?;
-        let (endpoint, resolved) = self.endpoint(&server).await.map_err(CallResult::Error)?;
+        let (endpoint, resolved) = routing
+            .endpoint(&server, self.balancing)
+            .await
+            .map_err(CallResult::Error)?;
         let channel = self.channel(&endpoint).map_err(CallResult::Error)?;
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready()
@@ -368,7 +420,7 @@ mod tests {
             (split.server.as_str(), split.method.as_str()),
             ("localhost:58081", "/busi.Busi/TransOut")
         );
-        assert_eq!(caller.parsed.lock().unwrap().len(), 1);
+        assert_eq!(caller.routing().parsed.lock().unwrap().len(), 1);
         assert!(caller
             .server_method("localhost:58081")
             .unwrap_err()
@@ -377,6 +429,112 @@ mod tests {
             .server_method("etcd://x/busi.Busi/TransOut")
             .unwrap_err()
             .contains("custom scheme"));
+    }
+
+    /// A driver that resolves its schemes to one fixed endpoint and splits every URL at its
+    /// last `/`, naming itself in the method.
+    struct Fixed {
+        tag: &'static str,
+        activation: crate::drivers::Activation,
+        endpoint: &'static str,
+    }
+
+    impl Fixed {
+        fn driver(tag: &'static str, schemes: &[&str], endpoint: &'static str) -> Arc<dyn Driver> {
+            Arc::new(Self {
+                tag,
+                activation: crate::drivers::Activation {
+                    schemes: schemes.iter().map(|s| s.to_string()).collect(),
+                    ..Default::default()
+                },
+                endpoint,
+            })
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Driver for Fixed {
+        fn name(&self) -> &str {
+            self.tag
+        }
+        fn activation(&self) -> &crate::drivers::Activation {
+            &self.activation
+        }
+        fn parse_server_method(&self, uri: &str) -> Result<ServerMethod, DriverError> {
+            let (server, _) = uri.rsplit_once('/').unwrap();
+            Ok(ServerMethod {
+                server: server.into(),
+                method: format!("/{}", self.tag),
+            })
+        }
+        async fn register_service(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<crate::drivers::Registration, DriverError> {
+            Err(DriverError::Refused("registers nothing".into()))
+        }
+        async fn keep_alive(&self, _: &str) -> Result<crate::drivers::Registration, DriverError> {
+            Err(DriverError::Refused("registers nothing".into()))
+        }
+        async fn deregister(&self, _: &str) -> Result<(), DriverError> {
+            Ok(())
+        }
+        async fn resolve(&self, _: &str) -> Result<Resolution, DriverError> {
+            Ok(Resolution {
+                endpoints: vec![self.endpoint.into()],
+                refresh: Some(Duration::from_secs(3600)),
+            })
+        }
+        async fn rewrite_http(
+            &self,
+            _: &str,
+        ) -> Result<Option<crate::drivers::HttpTarget>, DriverError> {
+            Ok(None)
+        }
+        fn rewrite_grpc(
+            &self,
+            _: &str,
+            _: &str,
+            _: &[u8],
+        ) -> Result<Option<GrpcCall>, DriverError> {
+            Ok(None)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replaced_driver_leaves_no_split_or_resolution_behind() {
+        let caller = GrpcCaller::new(
+            Fixed::driver("one", &["mesh"], "10.0.0.1:1"),
+            Balancing::default(),
+        );
+        let url = "mesh://svc/busi.Busi/TransOut";
+        assert_eq!(caller.server_method(url).unwrap().method, "/one");
+        assert_eq!(
+            caller.next_endpoint("mesh://svc").await.unwrap(),
+            "10.0.0.1:1"
+        );
+
+        let previous = caller.replace_driver(Fixed::driver("two", &["mesh"], "10.0.0.2:2"));
+        assert_eq!(previous.name(), "one");
+        assert_eq!(caller.driver().name(), "two");
+        assert_eq!(caller.server_method(url).unwrap().method, "/two");
+        assert_eq!(
+            caller.next_endpoint("mesh://svc").await.unwrap(),
+            "10.0.0.2:2",
+            "resolved afresh, not the old driver's cached list"
+        );
+
+        caller.replace_driver(Fixed::driver("three", &["other"], "10.0.0.3:3"));
+        assert_eq!(
+            caller.next_endpoint("mesh://svc").await.unwrap(),
+            "mesh://svc",
+            "no longer one of the driver's schemes: dialed as it is"
+        );
+        assert_eq!(
+            caller.next_endpoint("other://svc").await.unwrap(),
+            "10.0.0.3:3"
+        );
     }
 
     #[test]

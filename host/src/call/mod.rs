@@ -57,8 +57,8 @@ pub fn goes_over_http(url: &str, protocol: Protocol) -> bool {
 #[derive(Clone)]
 pub struct Caller {
     http: http::HttpCaller,
+    /// Also holds the driver (see [`Caller::replace_driver`]), with what it resolved.
     grpc: Arc<grpc::GrpcCaller>,
-    driver: Arc<dyn Driver>,
 }
 
 impl Caller {
@@ -70,7 +70,7 @@ impl Caller {
         if url.is_empty() || url.starts_with("http://") || url.starts_with("https://") {
             return Ok(());
         }
-        if protocol != Protocol::Grpc && self.driver.activation().rewrites_http {
+        if protocol != Protocol::Grpc && self.driver().activation().rewrites_http {
             return Ok(());
         }
         if protocol != Protocol::Grpc {
@@ -86,9 +86,19 @@ impl Caller {
     pub fn new(driver: Arc<dyn Driver>, balancing: grpc::Balancing) -> Result<Self, String> {
         Ok(Self {
             http: http::HttpCaller::new()?,
-            grpc: Arc::new(grpc::GrpcCaller::new(driver.clone(), balancing)),
-            driver,
+            grpc: Arc::new(grpc::GrpcCaller::new(driver, balancing)),
         })
+    }
+
+    /// The microservice driver new calls go through.
+    pub fn driver(&self) -> Arc<dyn Driver> {
+        self.grpc.driver()
+    }
+
+    /// Sends new calls (of this caller and its clones) through `driver`, forgetting what the
+    /// previous one split and resolved; returns the previous one, which calls under way keep.
+    pub fn replace_driver(&self, driver: Arc<dyn Driver>) -> Arc<dyn Driver> {
+        self.grpc.replace_driver(driver)
     }
 
     pub async fn call(&self, call: &BranchCall) -> CallResult {
@@ -119,10 +129,11 @@ impl Caller {
         if call.protocol == Protocol::JsonRpc && call.url.contains("method") {
             return self.http.call_json_rpc(call).await;
         }
-        if !self.driver.activation().rewrites_http {
+        let driver = self.driver();
+        if !driver.activation().rewrites_http {
             return self.http.call(call).await;
         }
-        match self.driver.rewrite_http(&call.url).await {
+        match driver.rewrite_http(&call.url).await {
             Ok(None) => self.http.call(call).await,
             Ok(Some(target)) => {
                 let mut headers = (*call.headers).clone();

@@ -8,11 +8,20 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
-/// Compiles `bytes`, or loads the artifact a previous run cached in `dir`. Returns the
-/// component and whether it came from the cache.
+/// The SHA-256 of a driver file, in hex: its cache key, and how logs tell builds apart.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Compiles `bytes` (whose [`sha256_hex`] is `sha256`), or loads the artifact a previous run
+/// cached in `dir`. Returns the component and whether it came from the cache.
 pub fn compile(
     engine: &Engine,
     bytes: &[u8],
+    sha256: &str,
     dir: Option<&Path>,
 ) -> wasmtime::Result<(Component, bool)> {
     let Some(dir) = dir else {
@@ -22,9 +31,7 @@ pub fn compile(
     engine
         .precompile_compatibility_hash()
         .hash(&mut engine_hash);
-    let digest = Sha256::digest(bytes);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    let path = dir.join(format!("{hex}-{:016x}.cwasm", engine_hash.finish()));
+    let path = dir.join(format!("{sha256}-{:016x}.cwasm", engine_hash.finish()));
     if path.exists() {
         // SAFETY: the file was written by `Component::serialize` below, into the coordinator's
         // own data directory, under a name derived from the source's hash and this engine's

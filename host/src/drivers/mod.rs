@@ -15,11 +15,13 @@ mod native;
 mod wasm;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use cache::sha256_hex;
 pub use host_env::{driver_env, local_ipv4, DRIVER_ENV};
 pub use host_http::HttpPolicy;
 pub use native::DefaultDriver;
@@ -110,6 +112,11 @@ pub trait Driver: Send + Sync {
     /// dtm's name for it (the value of `MicroService.Driver`).
     fn name(&self) -> &str;
 
+    /// The SHA-256 (hex) of the file it was loaded from; `None` when built in.
+    fn sha256(&self) -> Option<&str> {
+        None
+    }
+
     /// The schemes it resolves and the hooks it wants.
     fn activation(&self) -> &Activation;
 
@@ -149,35 +156,67 @@ pub fn needs_resolving(driver: &dyn Driver, server: &str) -> bool {
         .is_some_and(|(scheme, _)| driver.activation().schemes.iter().any(|s| s == scheme))
 }
 
-/// The configured driver: `default` is built in; any other name is loaded from `path`.
-pub fn load(
-    name: &str,
-    path: &str,
-    limits: WasmLimits,
-    grants: Grants,
-    clock: Arc<crate::clock::Clock>,
-    cache_dir: Option<&std::path::Path>,
-) -> Result<Arc<dyn Driver>, DriverError> {
-    if name == "default" && path.is_empty() {
-        return Ok(Arc::new(DefaultDriver::default()));
+/// Where the configured driver comes from and what it is granted: enough to load it again
+/// when its file changes.
+#[derive(Clone)]
+pub struct DriverSpec {
+    /// `MicroService.Driver`: the name the driver must report.
+    pub name: String,
+    /// `MicroService.DriverPath`; empty for the built-in `default`.
+    pub path: PathBuf,
+    pub limits: WasmLimits,
+    pub grants: Grants,
+    pub clock: Arc<crate::clock::Clock>,
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl DriverSpec {
+    /// The configured driver: `default` is built in; any other name is loaded from `path`.
+    pub fn load(&self) -> Result<Arc<dyn Driver>, DriverError> {
+        if self.name == "default" && self.path.as_os_str().is_empty() {
+            return Ok(Arc::new(DefaultDriver::default()));
+        }
+        let bytes = std::fs::read(self.wasm_path()?).map_err(|e| DriverError::Load {
+            path: self.path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        self.load_bytes(&bytes)
     }
-    if path.is_empty() {
-        return Err(DriverError::Load {
-            path: String::new(),
-            reason: format!(
-                "MicroService.Driver is '{name}' but MicroService.DriverPath names no .wasm file"
-            ),
-        });
+
+    /// The `.wasm` file to load, or why there is none.
+    pub fn wasm_path(&self) -> Result<&Path, DriverError> {
+        if self.path.as_os_str().is_empty() {
+            return Err(DriverError::Load {
+                path: String::new(),
+                reason: format!(
+                    "MicroService.Driver is '{}' but MicroService.DriverPath names no .wasm file",
+                    self.name
+                ),
+            });
+        }
+        Ok(&self.path)
     }
-    let driver = WasmDriver::load(std::path::Path::new(path), limits, grants, clock, cache_dir)?;
-    if driver.name() != name {
-        return Err(DriverError::NameMismatch {
-            path: path.to_owned(),
-            configured: name.to_owned(),
-            actual: driver.name().to_owned(),
-        });
+
+    /// Compiles and activates the component `bytes` (the content of `path`), and checks it
+    /// reports the configured name.
+    pub fn load_bytes(&self, bytes: &[u8]) -> Result<Arc<dyn Driver>, DriverError> {
+        let driver = WasmDriver::from_bytes(
+            &self.path,
+            bytes,
+            self.limits,
+            self.grants.clone(),
+            self.clock.clone(),
+            self.cache_dir.as_deref(),
+        )?;
+        if driver.name() != self.name {
+            return Err(DriverError::NameMismatch {
+                path: self.path.display().to_string(),
+                configured: self.name.clone(),
+                actual: driver.name().to_owned(),
+            });
+        }
+        Ok(Arc::new(driver))
     }
-    Ok(Arc::new(driver))
 }
 
 /// Renews `registration` through `driver` every period it asks for, until `stop` turns true;

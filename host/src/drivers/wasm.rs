@@ -268,6 +268,8 @@ fn trap(call: &'static str, limits: WasmLimits, error: wasmtime::Error) -> Drive
 /// A loaded wasm driver.
 pub struct WasmDriver {
     name: String,
+    /// The SHA-256 of the component file, in hex.
+    sha256: String,
     activation: Activation,
     /// `MicroService.Target`, for `resolve` and `rewrite-http`.
     registry: Arc<str>,
@@ -321,13 +323,30 @@ impl WasmDriver {
         clock: Arc<Clock>,
         cache_dir: Option<&Path>,
     ) -> Result<Self, DriverError> {
+        let bytes = std::fs::read(path).map_err(|e| DriverError::Load {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_bytes(path, &bytes, limits, grants, clock, cache_dir)
+    }
+
+    /// Compiles and activates the component `bytes`, read from `path` (named in errors and
+    /// logs): a reload reads the file once, so what is checked is what runs.
+    pub fn from_bytes(
+        path: &Path,
+        bytes: &[u8],
+        limits: WasmLimits,
+        grants: Grants,
+        clock: Arc<Clock>,
+        cache_dir: Option<&Path>,
+    ) -> Result<Self, DriverError> {
         let fail = |reason: String| DriverError::Load {
             path: path.display().to_string(),
             reason,
         };
-        let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+        let sha256 = cache::sha256_hex(bytes);
         let engine = engine().map_err(fail)?;
-        let (component, cached) = cache::compile(&engine, &bytes, cache_dir)
+        let (component, cached) = cache::compile(&engine, bytes, &sha256, cache_dir)
             .map_err(|e| fail(format!("not a WebAssembly component: {e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| fail(e.to_string()))?;
@@ -357,9 +376,10 @@ impl WasmDriver {
         });
         let name = runtime.call("name", false, |b, s| b.call_name(s))?;
         let activation = runtime.call("activate", false, |b, s| b.call_activate(s))?;
-        tracing::info!(driver = name, path = %path.display(), cached, "wasm driver loaded");
+        tracing::info!(driver = name, path = %path.display(), sha256, cached, "wasm driver loaded");
         Ok(Self {
             name,
+            sha256,
             activation: Activation {
                 schemes: activation.schemes,
                 rewrites_http: activation.rewrites_http,
@@ -411,6 +431,10 @@ fn registration(r: bindings::dtm::driver::types::Registration) -> Registration {
 impl Driver for WasmDriver {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn sha256(&self) -> Option<&str> {
+        Some(&self.sha256)
     }
 
     fn activation(&self) -> &Activation {

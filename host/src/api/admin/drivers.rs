@@ -21,6 +21,8 @@ pub struct DriverStatus {
     pub name: String,
     /// The `.wasm` component it was loaded from; empty for the built-in driver.
     pub path: String,
+    /// Of the file the running instance was loaded from; changes with each reload.
+    pub sha256: Option<String>,
     pub schemes: Vec<String>,
     pub rewrites_http: bool,
     pub rewrites_grpc: bool,
@@ -35,6 +37,7 @@ impl DriverStatus {
         Self {
             name: driver.name().to_owned(),
             path: path.to_owned(),
+            sha256: driver.sha256().map(str::to_owned),
             schemes: activation.schemes.clone(),
             rewrites_http: activation.rewrites_http,
             rewrites_grpc: activation.rewrites_grpc,

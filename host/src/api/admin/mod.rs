@@ -6,15 +6,18 @@
 
 mod auth;
 mod drivers;
+mod reload;
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use serde_json::{json, Value};
+
+use crate::reload::DriverReloader;
 
 pub use drivers::{DriverState, DriverStatus, DriverStatusFn};
 
@@ -35,27 +38,38 @@ pub struct AdminState {
     index_html: Arc<str>,
     token: Option<Arc<auth::AdminToken>>,
     drivers: DriverStatusFn,
+    reloader: Arc<DriverReloader>,
 }
 
 impl AdminState {
     /// `base_path` is `AdminBasePath` (already checked by [`check_base_path`]); an empty
     /// `token` leaves the UI open, as dtm's is.
-    pub fn new(base_path: &str, token: &str, drivers: DriverStatusFn) -> Self {
+    pub fn new(
+        base_path: &str,
+        token: &str,
+        drivers: DriverStatusFn,
+        reloader: Arc<DriverReloader>,
+    ) -> Self {
         let base_path = base_path.trim_end_matches('/');
-        let index_html = INDEX_TEMPLATE
-            .replace("{{BASE}}", base_path)
-            .replace("{{VERSION}}", env!("CARGO_PKG_VERSION"));
         Self {
             base_path: base_path.into(),
-            index_html: index_html.into(),
+            index_html: index_html(base_path).into(),
             token: (!token.is_empty()).then(|| Arc::new(auth::AdminToken::new(token))),
             drivers,
+            reloader,
         }
     }
 
     pub fn token_required(&self) -> bool {
         self.token.is_some()
     }
+}
+
+/// The single page, its links under `base_path` (without a trailing `/`).
+fn index_html(base_path: &str) -> String {
+    INDEX_TEMPLATE
+        .replace("{{BASE}}", base_path)
+        .replace("{{VERSION}}", env!("CARGO_PKG_VERSION"))
 }
 
 /// `AdminBasePath` must be empty or an absolute URL path of plain characters: it is written
@@ -76,6 +90,7 @@ pub fn router(state: AdminState) -> Router {
     let admin_api = Router::new()
         .route("/session", get(session))
         .route("/drivers", get(driver_list))
+        .route("/drivers/reload", post(reload::reload))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
@@ -168,11 +183,9 @@ mod tests {
 
     #[test]
     fn base_path_goes_into_the_page() {
-        let state = AdminState::new("/ops/", "", Arc::new(Vec::new));
-        assert_eq!(&*state.base_path, "/ops");
-        assert!(state.index_html.contains(r#"src="/ops/assets/app.js"#));
-        assert!(state.index_html.contains(r#"content="/ops""#));
-        assert!(!state.index_html.contains("{{"));
-        assert!(!state.token_required());
+        let page = index_html("/ops");
+        assert!(page.contains(r#"src="/ops/assets/app.js"#));
+        assert!(page.contains(r#"content="/ops""#));
+        assert!(!page.contains("{{"));
     }
 }

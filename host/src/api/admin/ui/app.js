@@ -526,6 +526,18 @@
   }
 
   async function driversPage(show) {
+    const redraw = () => driversPage(show);
+    const reloadDriver = async () => {
+      if (!(await confirmAction("Load the driver's file again? Calls under way finish on the running driver.", "Reload"))) return;
+      try {
+        const reply = await request("/api/admin/drivers/reload", { method: "POST" });
+        toast("Reloaded: " + reply.driver + " " + reply.sha256.slice(0, 12));
+      } catch (err) {
+        if (err instanceof AuthError) return failed(err);
+        toast("Reload refused, the running driver keeps serving: " + err.message, "error");
+      }
+      await redraw();
+    };
     const reply = await request("/api/admin/drivers");
     const rows = (reply.drivers || []).map((d) =>
       el(
@@ -533,10 +545,16 @@
         { "data-driver": d.name },
         el("td", {}, el("code", {}, d.name)),
         el("td", {}, d.path ? el("code", {}, d.path) : el("span", { class: "muted" }, "built in")),
+        el("td", {}, d.sha256 ? el("code", { title: d.sha256 }, d.sha256.slice(0, 12)) : "—"),
         el("td", {}, d.schemes.length ? d.schemes.join(", ") : el("span", { class: "muted" }, "none")),
         el("td", {}, [d.rewrites_http && "HTTP", d.rewrites_grpc && "gRPC"].filter(Boolean).join(", ") || "—"),
         el("td", {}, d.target ? el("code", {}, d.target) : el("span", { class: "muted" }, "not registered")),
         el("td", { class: "status" }, badge(d.state)),
+        el(
+          "td",
+          { class: "row-actions" },
+          d.path ? el("button", { type: "button", class: "small", onclick: reloadDriver }, "Reload") : "",
+        ),
       ),
     );
     show(
@@ -544,7 +562,7 @@
         "section",
         {},
         el("h1", {}, "Microservice drivers"),
-        table("drivers", ["Name", "Component", "Schemes", "Rewrites", "Registered in", "State"], rows, "No driver."),
+        table("drivers", ["Name", "Component", "SHA-256", "Schemes", "Rewrites", "Registered in", "State", ""], rows, "No driver."),
       ),
     );
   }

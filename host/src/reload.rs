@@ -1,0 +1,410 @@
+//! Hot reload of the microservice driver (README "Hot driver reload").
+//!
+//! A new version of the configured `.wasm` file is compiled and activated beside the running
+//! driver, and the coordinator's registration is moved to it; only then does it replace the old
+//! driver in the [`Caller`], so calls under way finish on the old instance and new calls use the
+//! new one. A file that cannot become a driver is refused with a log line and the old driver
+//! keeps serving. Triggers: a change of the file (polled), `SIGHUP`, and the admin action
+//! `POST /api/admin/drivers/reload`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{watch, Mutex};
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+use crate::call::Caller;
+use crate::drivers::{self, Driver, DriverError, DriverSpec, Registration};
+use crate::server::stopped;
+
+/// How often the driver file is looked at. A change is loaded once the file has looked the
+/// same for one more interval, so a file still being written is not tried half-way.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The watcher saw the file change (to content other than the running driver's).
+    FileChange,
+    /// `SIGHUP`.
+    Hangup,
+    /// The admin action.
+    Admin,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FileChange => "file change",
+            Self::Hangup => "SIGHUP",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the built-in default driver has no file to reload")]
+    BuiltIn,
+    /// The file could not be read, is not a driver component, reports another name, or trapped
+    /// while activating.
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    #[error("the new driver could not register the coordinator: {0}")]
+    Register(DriverError),
+}
+
+/// The driver a reload put in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    pub driver: String,
+    pub sha256: String,
+    pub previous_sha256: Option<String>,
+    pub schemes: Vec<String>,
+}
+
+/// Where the coordinator registers itself (`MicroService.Target`, `MicroService.EndPoint`).
+#[derive(Debug, Clone)]
+struct Registry {
+    target: String,
+    endpoint: String,
+}
+
+/// The coordinator's registration, kept alive by a task through the driver that made it.
+struct Kept {
+    driver: Arc<dyn Driver>,
+    stop: watch::Sender<bool>,
+    keeper: JoinHandle<Registration>,
+}
+
+impl Kept {
+    async fn start(driver: Arc<dyn Driver>, registry: &Registry) -> Result<Self, DriverError> {
+        let registration = driver
+            .register_service(&registry.target, &registry.endpoint)
+            .await?;
+        info!(
+            driver = driver.name(),
+            target = registry.target,
+            endpoint = registry.endpoint,
+            "registered with the microservice registry"
+        );
+        let (stop, stopped) = watch::channel(false);
+        let keeper = tokio::spawn(drivers::keep_alive(driver.clone(), registration, stopped));
+        Ok(Self {
+            driver,
+            stop,
+            keeper,
+        })
+    }
+
+    /// Stops renewing, then deregisters through the driver that registered: only it knows the
+    /// format of its state.
+    async fn end(self) {
+        let _ = self.stop.send(true);
+        let Ok(registration) = self.keeper.await else {
+            return;
+        };
+        match self.driver.deregister(&registration.state).await {
+            Ok(()) => info!(
+                driver = self.driver.name(),
+                "deregistered from the microservice registry"
+            ),
+            Err(e) => warn!(driver = self.driver.name(), error = %e, "deregistering failed"),
+        }
+    }
+}
+
+/// Loads new versions of the configured driver into a running coordinator, and owns the
+/// coordinator's registration, which follows the driver.
+pub struct DriverReloader {
+    spec: DriverSpec,
+    caller: Caller,
+    registry: Option<Registry>,
+    /// The registration in force; held through a whole reload, so reloads run one at a time.
+    registration: Mutex<Option<Kept>>,
+}
+
+impl DriverReloader {
+    /// Takes over `caller`'s driver, loaded from `spec`, and registers the coordinator
+    /// through it when `target` is set.
+    pub async fn start(
+        spec: DriverSpec,
+        caller: Caller,
+        target: &str,
+        endpoint: &str,
+    ) -> Result<Self, DriverError> {
+        let registry = (!target.is_empty()).then(|| Registry {
+            target: target.to_owned(),
+            endpoint: endpoint.to_owned(),
+        });
+        let registration = match &registry {
+            Some(registry) => Some(Kept::start(caller.driver(), registry).await?),
+            None => None,
+        };
+        Ok(Self {
+            spec,
+            caller,
+            registry,
+            registration: Mutex::new(registration),
+        })
+    }
+
+    /// Loads the driver file again and, if it becomes a working driver, puts it in place of
+    /// the running one. An unchanged file is loaded too: activation and registration run
+    /// again.
+    pub async fn reload(&self, trigger: Trigger) -> Result<Reloaded, ReloadError> {
+        let mut registration = self.registration.lock().await;
+        self.reload_locked(trigger, &mut registration).await
+    }
+
+    /// A reload for a change of the file, unless it now holds the running driver (it was
+    /// only touched, or a reload through another trigger already loaded it).
+    async fn reload_changed_file(&self) {
+        let mut registration = self.registration.lock().await;
+        if self.file_holds_running_driver().await {
+            let path = self.spec.path.display().to_string();
+            debug!(
+                path,
+                "driver file holds the running driver; nothing to reload"
+            );
+            return;
+        }
+        let _ = self
+            .reload_locked(Trigger::FileChange, &mut registration)
+            .await;
+    }
+
+    async fn reload_locked(
+        &self,
+        trigger: Trigger,
+        registration: &mut Option<Kept>,
+    ) -> Result<Reloaded, ReloadError> {
+        let path = self.spec.path.display().to_string();
+        let outcome = self.replace(registration).await;
+        match &outcome {
+            Ok(reloaded) => info!(
+                trigger = trigger.as_str(),
+                driver = reloaded.driver,
+                path,
+                sha256 = reloaded.sha256,
+                previous_sha256 = reloaded.previous_sha256,
+                schemes = ?reloaded.schemes,
+                "microservice driver reloaded"
+            ),
+            Err(e) => warn!(
+                trigger = trigger.as_str(),
+                path,
+                error = %e,
+                "driver reload refused; the previous driver keeps serving"
+            ),
+        }
+        outcome
+    }
+
+    async fn replace(&self, registration: &mut Option<Kept>) -> Result<Reloaded, ReloadError> {
+        let bytes = self.read_file().await?;
+        let previous_sha256 = self.caller.driver().sha256().map(str::to_owned);
+        // Compiling takes a while and blocks: off the async workers.
+        let spec = self.spec.clone();
+        let driver = tokio::task::spawn_blocking(move || spec.load_bytes(&bytes))
+            .await
+            .map_err(|e| DriverError::Load {
+                path: self.spec.path.display().to_string(),
+                reason: format!("loading stopped: {e}"),
+            })??;
+        if let Some(registry) = &self.registry {
+            self.move_registration(registration, driver.clone(), registry)
+                .await?;
+        }
+        self.caller.replace_driver(driver.clone());
+        Ok(Reloaded {
+            driver: driver.name().to_owned(),
+            sha256: driver.sha256().unwrap_or_default().to_owned(),
+            previous_sha256,
+            schemes: driver.activation().schemes.clone(),
+        })
+    }
+
+    async fn read_file(&self) -> Result<Vec<u8>, ReloadError> {
+        if self.spec.path.as_os_str().is_empty() {
+            return Err(ReloadError::BuiltIn);
+        }
+        let bytes = tokio::fs::read(&self.spec.path)
+            .await
+            .map_err(|e| DriverError::Load {
+                path: self.spec.path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(bytes)
+    }
+
+    /// Whether the driver file holds the running driver.
+    async fn file_holds_running_driver(&self) -> bool {
+        let Ok(bytes) = self.read_file().await else {
+            return false;
+        };
+        self.caller.driver().sha256() == Some(&drivers::sha256_hex(&bytes))
+    }
+
+    /// Deregisters through the old driver, then registers through the new one. Not the other
+    /// way round: registries such as Nacos and Consul key an instance by its endpoint or a
+    /// fixed id, so deregistering the old state after registering anew would remove the new
+    /// entry. If the new driver cannot register, the old one registers again and stays.
+    async fn move_registration(
+        &self,
+        registration: &mut Option<Kept>,
+        driver: Arc<dyn Driver>,
+        registry: &Registry,
+    ) -> Result<(), ReloadError> {
+        if let Some(old) = registration.take() {
+            old.end().await;
+        }
+        let failure = match Kept::start(driver, registry).await {
+            Ok(kept) => {
+                *registration = Some(kept);
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        match Kept::start(self.caller.driver(), registry).await {
+            Ok(kept) => *registration = Some(kept),
+            Err(e) => error!(
+                error = %e,
+                "registering again through the previous driver failed; the coordinator stays unregistered until a reload succeeds"
+            ),
+        }
+        Err(ReloadError::Register(failure))
+    }
+
+    /// Stops renewing the registration and removes it (orderly shutdown).
+    pub async fn deregister(&self) {
+        if let Some(kept) = self.registration.lock().await.take() {
+            kept.end().await;
+        }
+    }
+
+    /// Reloads on `SIGHUP` and on changes of the driver file until `stop`. The `SIGHUP`
+    /// handler is installed before this returns: from then on the signal no longer ends the
+    /// process (its default action).
+    pub fn spawn_triggers(self: &Arc<Self>, stop: watch::Receiver<bool>) -> std::io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = signal(SignalKind::hangup())?;
+        let reloader = self.clone();
+        let until = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    received = hangups.recv() => match received {
+                        Some(()) => { let _ = reloader.reload(Trigger::Hangup).await; }
+                        None => return,
+                    },
+                    _ = stopped(until.clone()) => return,
+                }
+            }
+        });
+        if !self.spec.path.as_os_str().is_empty() {
+            tokio::spawn(self.clone().watch_file(stop));
+        }
+        Ok(())
+    }
+
+    /// Polls the driver file's size, modification time and inode; reloads once a change has
+    /// settled. A refused file is not tried again until it changes again.
+    async fn watch_file(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let mut file = Settling::new(Fingerprint::of(&self.spec.path).await);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(WATCH_INTERVAL) => {}
+                _ = stopped(stop.clone()) => return,
+            }
+            if file.settled(Fingerprint::of(&self.spec.path).await) {
+                self.reload_changed_file().await;
+            }
+        }
+    }
+}
+
+/// The watcher's view of the driver file, one look per interval.
+#[derive(Debug)]
+struct Settling {
+    /// The version last loaded (or refused).
+    served: Option<Fingerprint>,
+    /// A different version seen at the previous look.
+    changing: Option<Fingerprint>,
+}
+
+impl Settling {
+    fn new(served: Option<Fingerprint>) -> Self {
+        Self {
+            served,
+            changing: None,
+        }
+    }
+
+    /// Takes one look; true when a new version has looked the same twice in a row and is due
+    /// to be loaded. A file gone (being replaced) or still changing (being written) is
+    /// looked at again next time.
+    fn settled(&mut self, seen: Option<Fingerprint>) -> bool {
+        if seen == self.served {
+            self.changing = None;
+            return false;
+        }
+        if seen.is_none() || seen != self.changing {
+            self.changing = seen;
+            return false;
+        }
+        self.served = seen;
+        self.changing = None;
+        true
+    }
+}
+
+/// What tells one version of the driver file from the next without reading it: a rename
+/// gives a new inode, an overwrite a new size or modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+impl Fingerprint {
+    async fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = tokio::fs::metadata(path).await.ok()?;
+        Some(Self {
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+            inode: metadata.ino(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(len: u64) -> Option<Fingerprint> {
+        Some(Fingerprint {
+            len,
+            modified: None,
+            inode: 1,
+        })
+    }
+
+    #[test]
+    fn a_change_is_loaded_once_the_file_has_settled() {
+        let mut file = Settling::new(version(10));
+        assert!(!file.settled(version(10)), "unchanged");
+        assert!(!file.settled(version(4)), "being written");
+        assert!(!file.settled(version(8)), "still being written");
+        assert!(!file.settled(None), "gone for a moment");
+        assert!(!file.settled(version(12)));
+        assert!(file.settled(version(12)), "the same twice: load it");
+        assert!(!file.settled(version(12)), "loaded (or refused): not again");
+        assert!(!file.settled(version(13)));
+        assert!(file.settled(version(13)), "the next change is tried again");
+    }
+}
