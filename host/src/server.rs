@@ -11,13 +11,19 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::api::http::{router, HttpState};
+use crate::api::metered::MeteredLayer;
+use crate::call::alert::AlertHook;
 use crate::call::grpc::Balancing;
 use crate::call::Caller;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::drivers::{self, Driver, DriverError, Grants, HttpPolicy, Registration, WasmLimits};
+use crate::drivers::{
+    self, Driver, DriverError, Grants, HttpPolicy, MeteredDriver, Registration, WasmLimits,
+};
 use crate::engine::schedule::ScheduleConfig;
-use crate::engine::Engine;
+use crate::engine::{Engine, Observers};
+use crate::health::Readiness;
+use crate::metrics::{ApiKind, Metrics};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -51,16 +57,32 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
     info!(driver = config.store.driver, data_dir = %data_dir.display(), "store ready");
 
     let clock = Arc::new(Clock::default());
-    let driver = load_driver(&config, &data_dir, clock.clone())?;
+    let metrics = Arc::new(Metrics::new());
+    let driver: Arc<dyn Driver> = Arc::new(MeteredDriver::new(
+        load_driver(&config, &data_dir, clock.clone())?,
+        metrics.clone(),
+    ));
     let balancing =
         Balancing::from_service_config(&config.grpc_service_config).map_err(ServerError::Setup)?;
-    let caller = Caller::new(driver.clone(), balancing).map_err(ServerError::Setup)?;
+    let caller =
+        Caller::new(driver.clone(), balancing, metrics.clone()).map_err(ServerError::Setup)?;
     let schedule = ScheduleConfig {
         retry_interval: config.retry_interval,
         timeout_to_fail: config.timeout_to_fail,
         request_timeout: config.request_timeout,
     };
-    let engine = Engine::new(store, caller, clock, schedule);
+    let alerts = AlertHook::start(
+        &config.alert_web_hook,
+        config.alert_retry_limit,
+        Duration::from_secs(config.request_timeout as u64),
+    )
+    .map_err(ServerError::Setup)?;
+    let readiness = Readiness::new(store.clone(), &config.store.driver, driver.clone());
+    let observers = Observers {
+        metrics: metrics.clone(),
+        alerts,
+    };
+    let engine = Engine::new(store, caller, clock, schedule, observers);
 
     let http_listener = listen("HttpPort", config.http_port).await?;
     let grpc_listener = listen("GrpcPort", config.grpc_port).await?;
@@ -68,6 +90,8 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         engine: engine.clone(),
         max_body_bytes: config.max_body_bytes as usize,
         test_clock: options.test_clock,
+        metrics: metrics.clone(),
+        readiness: Arc::new(readiness),
     };
     let reflection = |builder: tonic_reflection::server::Builder<'static>| {
         builder.register_encoded_file_descriptor_set(crate::proto::DESCRIPTORS)
@@ -97,6 +121,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         .with_graceful_shutdown(stopped(stop_rx.clone()))
         .into_future();
     let grpc = tonic::transport::Server::builder()
+        .layer(MeteredLayer::new(ApiKind::Grpc, metrics))
         .add_service(crate::api::grpc::service(engine.clone()))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -15,6 +15,7 @@ use tonic::{Code, Status};
 
 use super::{BranchCall, CallResult};
 use crate::drivers::{needs_resolving, Driver, DriverError, GrpcCall, Resolution, ServerMethod};
+use crate::metrics::Metrics;
 
 /// How long resolved endpoints are used when the driver suggests no interval.
 const DEFAULT_REFRESH: Duration = Duration::from_secs(30);
@@ -97,16 +98,18 @@ impl Resolved {
 pub struct GrpcCaller {
     driver: Arc<dyn Driver>,
     balancing: Balancing,
+    metrics: Arc<Metrics>,
     parsed: Mutex<HashMap<String, ServerMethod>>,
     channels: Mutex<HashMap<String, Channel>>,
     resolved: Mutex<HashMap<String, Arc<Resolved>>>,
 }
 
 impl GrpcCaller {
-    pub fn new(driver: Arc<dyn Driver>, balancing: Balancing) -> Self {
+    pub fn new(driver: Arc<dyn Driver>, balancing: Balancing, metrics: Arc<Metrics>) -> Self {
         Self {
             driver,
             balancing,
+            metrics,
             parsed: Mutex::default(),
             channels: Mutex::default(),
             resolved: Mutex::default(),
@@ -178,6 +181,7 @@ impl GrpcCaller {
         let resolved = match known {
             Some(resolved) => {
                 if resolved.is_stale() && !resolved.refreshing.swap(true, Ordering::AcqRel) {
+                    self.metrics.resolve_refreshed(self.driver.name());
                     let (caller, server) = (self.clone(), server.to_owned());
                     tokio::spawn(async move { caller.resolve(&server).await });
                 }
@@ -360,6 +364,7 @@ mod tests {
         let caller = GrpcCaller::new(
             Arc::new(crate::drivers::DefaultDriver::default()),
             Balancing::default(),
+            Arc::default(),
         );
         let split = caller
             .server_method("localhost:58081/busi.Busi/TransOut")

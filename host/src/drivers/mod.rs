@@ -11,6 +11,7 @@ mod cache;
 pub mod conformance;
 mod host_env;
 mod host_http;
+mod metered;
 mod native;
 mod wasm;
 
@@ -22,6 +23,7 @@ use async_trait::async_trait;
 
 pub use host_env::{driver_env, local_ipv4, DRIVER_ENV};
 pub use host_http::HttpPolicy;
+pub use metered::MeteredDriver;
 pub use native::DefaultDriver;
 pub use wasm::{inspect, WasmDriver, WasmLimits};
 
