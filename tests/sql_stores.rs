@@ -1,6 +1,7 @@
 //! The real binary on PostgreSQL and MySQL/MariaDB (the servers of this machine, each test in its
 //! own schema or database, dropped afterwards): sagas complete, survive a restart, and the host
-//! waits for a store that is down at start and fails requests clearly while it is gone.
+//! waits for a store that is down at start and fails requests (and readiness) clearly while it
+//! is gone.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use common::relay::Relay;
 use common::stores::{in_scope, Server};
-use common::{transfer, Busi, Reply};
+use common::{transfer, Busi, Host, Reply};
 use serde_json::json;
 
 const SUCCEEDED: [&str; 4] = ["prepared", "succeed", "prepared", "succeed"];
@@ -69,6 +70,13 @@ async fn mysql_saga_survives_a_restart() {
     saga_survives_a_restart(Server::MySql).await;
 }
 
+/// `GET path` on the host: status and JSON body.
+async fn probe(host: &Host, path: &str) -> (u16, serde_json::Value) {
+    let response = host.http.get(host.url(path)).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
 async fn waits_for_the_store_and_fails_clearly_while_it_is_gone(server: Server) {
     in_scope(server, "e2e", |scope| async move {
         let busi = Busi::start().await;
@@ -94,11 +102,20 @@ async fn waits_for_the_store_and_fails_clearly_while_it_is_gone(server: Server) 
         assert_eq!(status, 500, "{reply}");
         let name = format!("{server:?}").to_lowercase();
         assert!(reply.to_string().contains(&name), "{reply}");
+        let (status, reply) = probe(&host, "/api/ready").await;
+        assert_eq!(status, 503, "{reply}");
+        let reason = reply["message"].as_str().unwrap_or_default();
+        assert!(
+            reason.starts_with(&format!("not ready: the {name} store")),
+            "{reply}"
+        );
+        assert_eq!(probe(&host, "/api/health").await.0, 200, "alive all along");
 
         relay.open().await;
         let after = host.new_gid().await;
         assert_eq!(host.post("/submit", transfer(&after, &busi)).await.0, 200);
         host.wait_status(&after, "succeed", 10).await;
+        assert_eq!(probe(&host, "/api/ready").await.0, 200);
         assert_eq!(host.status(&before).await, "succeed");
         let (_, q) = host.get(&format!("/query?gid={lost}")).await;
         assert_eq!(

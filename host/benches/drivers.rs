@@ -106,7 +106,7 @@ fn main() {
         "parse-server-method, wasm, plain host:port URL: {:>6.0} ns/call",
         plain_wasm_ns.as_nanos()
     );
-    let caller = GrpcCaller::new(wasm_driver.clone(), Default::default());
+    let caller = GrpcCaller::new(wasm_driver.clone(), Default::default(), Default::default());
     let cached_ns = per_call(7, 1_000_000, || {
         std::hint::black_box(caller.server_method(std::hint::black_box(url)).unwrap());
     });

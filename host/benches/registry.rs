@@ -97,7 +97,11 @@ fn main() {
             assert_eq!(resolution.endpoints, std::slice::from_ref(&busi));
         })
         .await;
-        let caller = Arc::new(GrpcCaller::new(driver.clone(), Balancing::RoundRobin));
+        let caller = Arc::new(GrpcCaller::new(
+            driver.clone(),
+            Balancing::RoundRobin,
+            Default::default(),
+        ));
         caller.next_endpoint(&trans_rpc).await.expect("first resolution");
         let warm = per_call(9, 100_000, || async {
             std::hint::black_box(caller.next_endpoint(&trans_rpc).await.ok());

@@ -10,6 +10,8 @@ pub mod drivers;
 pub mod engine;
 pub mod error;
 pub mod gid;
+pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod proto;
 pub mod reload;

@@ -12,13 +12,17 @@ use tracing::{info, warn};
 
 use crate::api::admin::{AdminState, DriverStatus, DriverStatusFn};
 use crate::api::http::{router, HttpState};
+use crate::api::metered::MeteredLayer;
+use crate::call::alert::AlertHook;
 use crate::call::grpc::Balancing;
 use crate::call::Caller;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::drivers::{self, Driver, DriverError, DriverSpec, Grants, HttpPolicy, WasmLimits};
 use crate::engine::schedule::ScheduleConfig;
-use crate::engine::Engine;
+use crate::engine::{Engine, Observers};
+use crate::health::Readiness;
+use crate::metrics::{ApiKind, Metrics};
 use crate::reload::DriverReloader;
 use crate::store::{Store, StoreError};
 
@@ -53,17 +57,29 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
     info!(driver = config.store.driver, data_dir = %data_dir.display(), "store ready");
 
     let clock = Arc::new(Clock::default());
-    let driver_spec = driver_spec(&config, &data_dir, clock.clone());
+    let metrics = Arc::new(Metrics::new());
+    let driver_spec = driver_spec(&config, &data_dir, clock.clone(), metrics.clone());
     let driver = load_driver(&driver_spec)?;
     let balancing =
         Balancing::from_service_config(&config.grpc_service_config).map_err(ServerError::Setup)?;
-    let caller = Caller::new(driver, balancing).map_err(ServerError::Setup)?;
+    let caller = Caller::new(driver, balancing, metrics.clone()).map_err(ServerError::Setup)?;
     let schedule = ScheduleConfig {
         retry_interval: config.retry_interval,
         timeout_to_fail: config.timeout_to_fail,
         request_timeout: config.request_timeout,
     };
-    let engine = Engine::new(store, caller.clone(), clock, schedule);
+    let alerts = AlertHook::start(
+        &config.alert_web_hook,
+        config.alert_retry_limit,
+        Duration::from_secs(config.request_timeout as u64),
+    )
+    .map_err(ServerError::Setup)?;
+    let readiness = Readiness::new(store.clone(), &config.store.driver, caller.clone());
+    let observers = Observers {
+        metrics: metrics.clone(),
+        alerts,
+    };
+    let engine = Engine::new(store, caller.clone(), clock, schedule, observers);
 
     let http_listener = listen("HttpPort", config.http_port).await?;
     let grpc_listener = listen("GrpcPort", config.grpc_port).await?;
@@ -71,6 +87,8 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         engine: engine.clone(),
         max_body_bytes: config.max_body_bytes as usize,
         test_clock: options.test_clock,
+        metrics: metrics.clone(),
+        readiness: Arc::new(readiness),
     };
     let reflection = |builder: tonic_reflection::server::Builder<'static>| {
         builder.register_encoded_file_descriptor_set(crate::proto::DESCRIPTORS)
@@ -118,6 +136,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         .with_graceful_shutdown(stopped(stop_rx.clone()))
         .into_future();
     let grpc = tonic::transport::Server::builder()
+        .layer(MeteredLayer::new(ApiKind::Grpc, metrics))
         .add_service(crate::api::grpc::service(engine.clone()))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -174,7 +193,12 @@ async fn open_store(
 }
 
 /// What the configuration says to load as the microservice driver, and with what grants.
-fn driver_spec(config: &Config, data_dir: &std::path::Path, clock: Arc<Clock>) -> DriverSpec {
+fn driver_spec(
+    config: &Config,
+    data_dir: &std::path::Path,
+    clock: Arc<Clock>,
+    metrics: Arc<Metrics>,
+) -> DriverSpec {
     let ms = &config.micro_service;
     let registries = std::iter::once(ms.target.as_str()).chain(ms.registry_addresses.split(','));
     let grants = Grants {
@@ -200,6 +224,7 @@ fn driver_spec(config: &Config, data_dir: &std::path::Path, clock: Arc<Clock>) -
         grants,
         clock,
         cache_dir: Some(cache),
+        metrics,
     }
 }
 

@@ -15,6 +15,7 @@ use tonic::{Code, Status};
 
 use super::{BranchCall, CallResult};
 use crate::drivers::{needs_resolving, Driver, DriverError, GrpcCall, Resolution, ServerMethod};
+use crate::metrics::Metrics;
 
 /// How long resolved endpoints are used when the driver suggests no interval.
 const DEFAULT_REFRESH: Duration = Duration::from_secs(30);
@@ -99,14 +100,16 @@ impl Resolved {
 /// produced, and a call keeps the routing it started with.
 struct Routing {
     driver: Arc<dyn Driver>,
+    metrics: Arc<Metrics>,
     parsed: Mutex<HashMap<String, ServerMethod>>,
     resolved: Mutex<HashMap<String, Arc<Resolved>>>,
 }
 
 impl Routing {
-    fn new(driver: Arc<dyn Driver>) -> Arc<Self> {
+    fn new(driver: Arc<dyn Driver>, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             driver,
+            metrics,
             parsed: Mutex::default(),
             resolved: Mutex::default(),
         })
@@ -155,6 +158,7 @@ impl Routing {
         let resolved = match known {
             Some(resolved) => {
                 if resolved.is_stale() && !resolved.refreshing.swap(true, Ordering::AcqRel) {
+                    self.metrics.resolve_refreshed(self.driver.name());
                     let (routing, server) = (self.clone(), server.to_owned());
                     tokio::spawn(async move { routing.resolve(&server).await });
                 }
@@ -209,17 +213,19 @@ impl Routing {
 
 pub struct GrpcCaller {
     balancing: Balancing,
+    metrics: Arc<Metrics>,
     /// Per endpoint, whichever driver resolved it: a `host:port` is dialed the same way.
     channels: Mutex<HashMap<String, Channel>>,
     routing: RwLock<Arc<Routing>>,
 }
 
 impl GrpcCaller {
-    pub fn new(driver: Arc<dyn Driver>, balancing: Balancing) -> Self {
+    pub fn new(driver: Arc<dyn Driver>, balancing: Balancing, metrics: Arc<Metrics>) -> Self {
         Self {
             balancing,
             channels: Mutex::default(),
-            routing: RwLock::new(Routing::new(driver)),
+            routing: RwLock::new(Routing::new(driver, metrics.clone())),
+            metrics,
         }
     }
 
@@ -238,7 +244,7 @@ impl GrpcCaller {
     /// Routes new calls through `driver`, with nothing remembered from the previous one, and
     /// returns the previous one; calls under way finish with it.
     pub fn replace_driver(&self, driver: Arc<dyn Driver>) -> Arc<dyn Driver> {
-        let fresh = Routing::new(driver);
+        let fresh = Routing::new(driver, self.metrics.clone());
         let mut routing = self.routing.write().unwrap_or_else(PoisonError::into_inner);
         std::mem::replace(&mut *routing, fresh).driver.clone()
     }
@@ -412,6 +418,7 @@ mod tests {
         let caller = GrpcCaller::new(
             Arc::new(crate::drivers::DefaultDriver::default()),
             Balancing::default(),
+            Arc::default(),
         );
         let split = caller
             .server_method("localhost:58081/busi.Busi/TransOut")
@@ -507,6 +514,7 @@ mod tests {
         let caller = GrpcCaller::new(
             Fixed::driver("one", &["mesh"], "10.0.0.1:1"),
             Balancing::default(),
+            Arc::default(),
         );
         let url = "mesh://svc/busi.Busi/TransOut";
         assert_eq!(caller.server_method(url).unwrap().method, "/one");

@@ -1,6 +1,7 @@
 //! Calling business branches: choosing the transport for a URL and classifying what came back
 //! as SUCCESS, FAILURE, ONGOING or another (retried) error (api.md §3–4).
 
+pub mod alert;
 pub mod grpc;
 mod http;
 
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::drivers::Driver;
+use crate::metrics::Metrics;
 use crate::model::{Protocol, TransType};
 
 /// What a branch call came back with.
@@ -83,10 +85,14 @@ impl Caller {
 }
 
 impl Caller {
-    pub fn new(driver: Arc<dyn Driver>, balancing: grpc::Balancing) -> Result<Self, String> {
+    pub fn new(
+        driver: Arc<dyn Driver>,
+        balancing: grpc::Balancing,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
         Ok(Self {
             http: http::HttpCaller::new()?,
-            grpc: Arc::new(grpc::GrpcCaller::new(driver, balancing)),
+            grpc: Arc::new(grpc::GrpcCaller::new(driver, balancing, metrics)),
         })
     }
 
@@ -159,6 +165,7 @@ mod tests {
         let caller = Caller::new(
             Arc::new(crate::drivers::DefaultDriver::default()),
             Default::default(),
+            Arc::default(),
         )
         .unwrap();
         let check_url = |url: &str, protocol| caller.check_url(url, protocol);

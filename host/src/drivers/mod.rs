@@ -11,6 +11,7 @@ mod cache;
 pub mod conformance;
 mod host_env;
 mod host_http;
+mod metered;
 mod native;
 mod wasm;
 
@@ -24,6 +25,7 @@ use async_trait::async_trait;
 pub use cache::sha256_hex;
 pub use host_env::{driver_env, local_ipv4, DRIVER_ENV};
 pub use host_http::HttpPolicy;
+pub use metered::MeteredDriver;
 pub use native::DefaultDriver;
 pub use wasm::{inspect, WasmDriver, WasmLimits};
 
@@ -168,13 +170,15 @@ pub struct DriverSpec {
     pub grants: Grants,
     pub clock: Arc<crate::clock::Clock>,
     pub cache_dir: Option<PathBuf>,
+    /// Where the loaded driver's calls are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl DriverSpec {
     /// The configured driver: `default` is built in; any other name is loaded from `path`.
     pub fn load(&self) -> Result<Arc<dyn Driver>, DriverError> {
         if self.name == "default" && self.path.as_os_str().is_empty() {
-            return Ok(Arc::new(DefaultDriver::default()));
+            return Ok(self.metered(Arc::new(DefaultDriver::default())));
         }
         let bytes = std::fs::read(self.wasm_path()?).map_err(|e| DriverError::Load {
             path: self.path.display().to_string(),
@@ -215,7 +219,11 @@ impl DriverSpec {
                 actual: driver.name().to_owned(),
             });
         }
-        Ok(Arc::new(driver))
+        Ok(self.metered(Arc::new(driver)))
+    }
+
+    fn metered(&self, driver: Arc<dyn Driver>) -> Arc<dyn Driver> {
+        Arc::new(MeteredDriver::new(driver, self.metrics.clone()))
     }
 }
 

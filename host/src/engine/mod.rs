@@ -23,9 +23,11 @@ use tracing::{debug, info, warn};
 pub use requests::{BranchRequest, TransRequest};
 use schedule::{ScheduleConfig, Touch};
 
+use crate::call::alert::{Alert, AlertHook};
 use crate::call::{BranchCall, CallResult, Caller};
 use crate::clock::{Clock, Millis};
 use crate::error::{DtmError, DtmResult};
+use crate::metrics::Metrics;
 use crate::model::{branch_status, Branch, GlobalStatus, TransGlobal};
 use crate::store::{BranchOutcome, StatusChange, Store};
 
@@ -34,8 +36,16 @@ pub struct Engine {
     caller: Caller,
     clock: Arc<Clock>,
     conf: ScheduleConfig,
+    metrics: Arc<Metrics>,
+    alerts: AlertHook,
     /// Background passes and the branch calls they start; awaited on shutdown.
     tasks: TaskTracker,
+}
+
+/// What an engine reports to besides its store: the metrics and the alert webhook.
+pub struct Observers {
+    pub metrics: Arc<Metrics>,
+    pub alerts: AlertHook,
 }
 
 impl Engine {
@@ -44,12 +54,15 @@ impl Engine {
         caller: Caller,
         clock: Arc<Clock>,
         conf: ScheduleConfig,
+        observers: Observers,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
             caller,
             clock,
             conf,
+            metrics: observers.metrics,
+            alerts: observers.alerts,
             tasks: TaskTracker::new(),
         })
     }
@@ -138,7 +151,14 @@ impl Engine {
             Workflow => workflow::run(&mut pass).await,
         };
         let flushed = pass.flush_writes().await;
-        outcome.and(flushed).map(|()| pass.global)
+        let outcome = outcome.and(flushed);
+        let age = self.now().saturating_sub(pass.global.create_time).max(0);
+        self.metrics.pass_done(
+            pass.global.trans_type.as_str(),
+            outcome.is_ok(),
+            Duration::from_millis(age as u64),
+        );
+        outcome.map(|()| pass.global)
     }
 
     /// Calls a branch and, on a definite result, starts writing the branch's new status (a
@@ -151,6 +171,12 @@ impl Engine {
         terminal_failure: bool,
     ) -> (CallResult, Option<PendingWrite>) {
         let result = self.caller.call(call).await;
+        self.metrics.branch_called(
+            call.trans_type.as_str(),
+            &call.branch_id,
+            &call.op,
+            result == CallResult::Success,
+        );
         let status = match &result {
             CallResult::Success => branch_status::SUCCEED,
             CallResult::Failure(_) if terminal_failure => branch_status::FAILED,
@@ -302,9 +328,15 @@ impl Pass {
         Ok(())
     }
 
-    /// Applies engine.md §3.3 after a branch call: success renews the lease now and then,
-    /// ONGOING polls at the same interval, anything else backs off.
-    async fn after_call(&mut self, result: &CallResult, terminal_failure: bool) -> DtmResult<()> {
+    /// Applies engine.md §3.3 after the call of branch record `index`: success renews the
+    /// lease now and then, ONGOING polls at the same interval, anything else backs off (and
+    /// may alert).
+    async fn after_call(
+        &mut self,
+        index: usize,
+        result: &CallResult,
+        terminal_failure: bool,
+    ) -> DtmResult<()> {
         let definite = match result {
             CallResult::Success => true,
             CallResult::Failure(_) => terminal_failure,
@@ -324,8 +356,34 @@ impl Pass {
         }
         match result {
             CallResult::Ongoing(_) => self.touch(Touch::Keep, None).await,
-            _ => self.touch(Touch::Backoff, None).await,
+            CallResult::Failure(error) | CallResult::Error(error) => {
+                self.touch(Touch::Backoff, None).await?;
+                self.alert_if_due(index, error);
+                Ok(())
+            }
+            CallResult::Success => Ok(()),
         }
+    }
+
+    /// After a backoff: alerts once the failures in a row reach `AlertRetryLimit`.
+    fn alert_if_due(&self, index: usize, error: &str) {
+        let base = schedule::next_interval(&self.global, Touch::Reset, &self.engine.conf);
+        let retry_count = schedule::retry_count(self.global.next_cron_interval, base);
+        if !self.engine.alerts.fires_at(retry_count) {
+            return;
+        }
+        let branch = self.branches[index].url.clone();
+        info!(
+            gid = self.global.gid,
+            branch, retry_count, "branch keeps failing; alerting"
+        );
+        self.engine.alerts.raise(Alert {
+            gid: self.global.gid.clone(),
+            status: self.global.status.as_str().to_owned(),
+            branch,
+            error: error.to_owned(),
+            retry_count,
+        });
     }
 
     /// The call of branch record `index`.
@@ -388,7 +446,7 @@ impl Pass {
         let call = self.branch_call(index);
         let (result, write) = self.engine.call_branch(&call, false).await;
         self.pending_writes.extend(write);
-        self.after_call(&result, false).await?;
+        self.after_call(index, &result, false).await?;
         if result == CallResult::Success {
             self.branches[index].status = branch_status::SUCCEED.to_owned();
         }

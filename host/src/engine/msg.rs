@@ -108,7 +108,7 @@ async fn deliver_concurrently(pass: &mut Pass, pending: Vec<usize>) -> DtmResult
     let mut outcome = CallResult::Success;
     while let Some(report) = reports.recv().await {
         pass.pending_writes.extend(report.write);
-        pass.after_call(&report.result, false).await?;
+        pass.after_call(report.index, &report.result, false).await?;
         outcome = match (outcome, report.result) {
             (CallResult::Success, r)
             | (CallResult::Ongoing(_), r @ (CallResult::Failure(_) | CallResult::Error(_))) => r,

@@ -144,7 +144,7 @@ pub(super) async fn run(pass: &mut Pass) -> DtmResult<()> {
         };
         actions_running -= 1;
         pass.pending_writes.extend(report.write);
-        pass.after_call(&report.result, true).await?;
+        pass.after_call(report.index, &report.result, true).await?;
         let j = report.index;
         match report.result {
             CallResult::Success => {
@@ -229,7 +229,7 @@ pub(super) async fn run(pass: &mut Pass) -> DtmResult<()> {
         }
         compensations_running -= 1;
         pass.pending_writes.extend(report.write);
-        pass.after_call(&report.result, false).await?;
+        pass.after_call(report.index, &report.result, false).await?;
         if report.result == CallResult::Success {
             st[report.index] = SUCCEED.into();
             compensated += 1;

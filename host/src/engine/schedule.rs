@@ -52,6 +52,15 @@ pub fn next_interval(global: &TransGlobal, touch: Touch, conf: &ScheduleConfig) 
     }
 }
 
+/// How many times in a row a transaction's branch calls failed, read from its backed-off
+/// interval as dtm reads it (engine.md §3.6): floor(log2(interval ÷ base interval)).
+pub fn retry_count(interval: i64, base: i64) -> i64 {
+    match interval.checked_div(base) {
+        Some(ratio) if ratio > 0 => i64::from(ratio.ilog2()),
+        _ => 0,
+    }
+}
+
 /// The timeout of a transaction in seconds; `None` means it never times out (a saga without
 /// `timeout_to_fail`, and every workflow).
 pub fn timeout_secs(global: &TransGlobal, conf: &ScheduleConfig) -> Option<i64> {
@@ -102,6 +111,17 @@ mod tests {
         assert_eq!(next_interval(&g, Touch::Backoff, &CONF), 40);
         assert_eq!(next_interval(&g, Touch::Keep, &CONF), 20);
         assert_eq!(next_interval(&g, Touch::Reset, &CONF), 10);
+    }
+
+    #[test]
+    fn retry_count_is_log2_of_the_backoff() {
+        assert_eq!(retry_count(20, 10), 1);
+        assert_eq!(retry_count(40, 10), 2);
+        assert_eq!(retry_count(80, 10), 3, "the third failure in a row");
+        assert_eq!(retry_count(150, 10), 3);
+        assert_eq!(retry_count(160, 10), 4);
+        assert_eq!(retry_count(5, 10), 0);
+        assert_eq!(retry_count(10, 0), 0);
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! dtm's HTTP API on `HttpPort`: routes under `/api/dtmsvr`, plus `/api/ping` (api.md §2).
+//! dtm's HTTP API on `HttpPort`: routes under `/api/dtmsvr`, plus `/api/ping` (api.md §2) and
+//! the operating endpoints of `ops`.
 //! Handlers only translate: wire → engine request, engine result → dtm's JSON envelope.
 
 pub(crate) mod decode;
 mod error;
+mod ops;
 mod views;
 
 use std::collections::HashMap;
@@ -18,6 +20,8 @@ use serde_json::{json, Value};
 
 use crate::engine::Engine;
 use crate::error::DtmError;
+use crate::health::Readiness;
+use crate::metrics::{ApiKind, Metrics};
 use crate::model::ScanFilter;
 use error::ApiError;
 
@@ -29,6 +33,8 @@ pub struct HttpState {
     pub max_body_bytes: usize,
     /// Whether `POST /api/test/clock/advance` may move the engine's clock (tests only).
     pub test_clock: bool,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -55,11 +61,15 @@ pub fn router(state: HttpState) -> Router {
     let mut app = Router::new()
         .nest("/api/dtmsvr", dtm)
         .route("/api/ping", any(|| async { Json(json!({"msg": "pong"})) }))
-        .route("/api/json-rpc", post(json_rpc));
+        .route("/api/json-rpc", post(json_rpc))
+        .route("/api/metrics", get(ops::metrics))
+        .route("/api/health", get(ops::health))
+        .route("/api/ready", get(ops::ready));
     if state.test_clock {
         app = app.route("/api/test/clock/advance", post(advance_clock));
     }
-    app.fallback(not_found).with_state(state)
+    let metered = crate::api::metered::MeteredLayer::new(ApiKind::Http, state.metrics.clone());
+    app.fallback(not_found).layer(metered).with_state(state)
 }
 
 async fn not_found() -> Response {
