@@ -4,9 +4,11 @@
 //!   with SIGKILL while its branch calls are in flight: every transaction still ends (seen from
 //!   a surviving host), and the business service never saw two calls of one transaction under
 //!   way at the same time;
-//! * PostgreSQL cut off during load, through a relay the test controls (the server itself is
-//!   shared with other tests): every acknowledged submit is kept and succeeds, submits meanwhile
-//!   fail with a clear error instead of hanging, and work resumes when the server is back.
+//! * PostgreSQL gone during load, twice: the network to it cut through a relay the test controls,
+//!   and the real server crashed (`pg_ctlcluster … stop -m immediate`) and started again, with
+//!   the other PostgreSQL tests of this file held off meanwhile: every acknowledged submit is
+//!   kept and succeeds, submits meanwhile fail with a clear error instead of hanging, and work
+//!   resumes when the server is back.
 //!
 //! Each test has a schema or key prefix of its own, removed afterwards.
 
@@ -494,6 +496,7 @@ async fn three_hosts_one_killed(shared: Arc<StoreScope>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hosts_on_postgres_one_killed_under_load() {
+    let _shared = POSTGRES.read().await;
     in_scope(Server::Postgres, "ss", three_hosts_one_killed).await;
 }
 
@@ -522,13 +525,76 @@ struct Submit {
     outcome: Result<(u16, String), String>,
 }
 
+/// How PostgreSQL becomes unreachable for a while.
+#[derive(Clone, Copy, Debug)]
+enum Outage {
+    /// The network to it is cut (every connection dropped, nothing answers) through a relay.
+    Cut,
+    /// The server itself crashes (`pg_ctlcluster … stop -m immediate`: no shutdown
+    /// checkpoint, crash recovery at the next start) and is started again.
+    Restart,
+}
+
+/// PostgreSQL's cluster on this machine, for `pg_ctlcluster`.
+fn postgres_cluster() -> (String, &'static str) {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .expect("/etc/postgresql: PostgreSQL is not installed here")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .next()
+        .expect("no PostgreSQL cluster in /etc/postgresql");
+    (version, "main")
+}
+
+fn pg_ctlcluster(action: &[&str]) {
+    let (version, cluster) = postgres_cluster();
+    let status = std::process::Command::new("pg_ctlcluster")
+        .arg("--skip-systemctl-redirect")
+        .arg(&version)
+        .arg(cluster)
+        .args(action)
+        .status()
+        .expect("run pg_ctlcluster");
+    assert!(status.success(), "pg_ctlcluster {action:?} failed");
+}
+
+/// Starts PostgreSQL again when dropped, so a failing test does not leave it down.
+struct StartsPostgresOnDrop;
+
+impl Drop for StartsPostgresOnDrop {
+    fn drop(&mut self) {
+        let (version, cluster) = postgres_cluster();
+        let _ = std::process::Command::new("pg_ctlcluster")
+            .args(["--skip-systemctl-redirect", &version, cluster, "start"])
+            .status();
+    }
+}
+
+/// Tests that use this machine's PostgreSQL share it (read); the one that restarts it has it
+/// to itself (write).
+static POSTGRES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_cut_during_load_loses_nothing_acknowledged() {
-    in_scope(Server::Postgres, "cut", |shared| async move {
+    let _shared = POSTGRES.read().await;
+    outage_during_load(Outage::Cut).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_during_load_loses_nothing_acknowledged() {
+    let _alone = POSTGRES.write().await;
+    outage_during_load(Outage::Restart).await;
+}
+
+async fn outage_during_load(outage: Outage) {
+    in_scope(Server::Postgres, "outage", |shared| async move {
         let busi = Busi::start().await;
         let relay = Relay::new(Server::Postgres.port());
         relay.open().await;
-        let host = Arc::new(shared.start_host(relay.port).await);
+        let port = match outage {
+            Outage::Cut => relay.port,
+            Outage::Restart => Server::Postgres.port(),
+        };
+        let host = Arc::new(shared.start_host(port).await);
         let run = unique("load");
         let phase = Arc::new(AtomicU8::new(BEFORE));
         let stop = Arc::new(AtomicBool::new(false));
@@ -593,10 +659,25 @@ async fn postgres_cut_during_load_loses_nothing_acknowledged() {
         };
 
         wait_for_acks(BEFORE, 40).await;
-        relay.cut();
         phase.store(CUT, Ordering::SeqCst);
+        let restarts = match outage {
+            Outage::Cut => {
+                relay.cut();
+                None
+            }
+            Outage::Restart => {
+                let guard = StartsPostgresOnDrop;
+                tokio::task::spawn_blocking(|| pg_ctlcluster(&["stop", "-m", "immediate"]))
+                    .await
+                    .unwrap();
+                Some(guard)
+            }
+        };
         tokio::time::sleep(Duration::from_secs(4)).await;
-        relay.open().await;
+        match restarts {
+            None => relay.open().await,
+            Some(guard) => tokio::task::spawn_blocking(move || drop(guard)).await.unwrap(),
+        }
         phase.store(RESTORED, Ordering::SeqCst);
         let restored = Instant::now();
         wait_for_acks(RESTORED, 20).await;
@@ -665,7 +746,7 @@ async fn postgres_cut_during_load_loses_nothing_acknowledged() {
             .count();
         let longest = submits.iter().map(|s| s.took).max().unwrap_or_default();
         eprintln!(
-            "postgres cut for 4 s under load: {} submits, {} acknowledged (all succeeded, {resumed} of them \
+            "postgres {outage:?} for 4 s under load: {} submits, {} acknowledged (all succeeded, {resumed} of them \
              acknowledged before the cut and finished after the restore), {refused} refused \
              with HTTP 500 ({refused_after} of them sent after the restore, {stored_though_refused} stored after all); \
              slowest answer {:.1} s; e.g. {sample}",
