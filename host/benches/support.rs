@@ -25,6 +25,9 @@ pub async fn start_busi() -> String {
     base
 }
 
+/// One unit of work under way, as [`measure`] runs it: `true` when it succeeded.
+pub type Attempt = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
+
 /// One 2-branch saga submitted over HTTP with `wait_result`, as a [`measure`] unit: its gid is
 /// `gid_prefix` and the unit's number.
 pub fn http_saga(
@@ -32,10 +35,7 @@ pub fn http_saga(
     submit_url: &str,
     busi: &str,
     gid_prefix: &str,
-) -> impl Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
-       + Send
-       + Sync
-       + 'static {
+) -> impl Fn(u64) -> Attempt + Send + Sync + 'static {
     let (client, url, busi) = (client.clone(), submit_url.to_owned(), busi.to_owned());
     let gid_prefix = gid_prefix.to_owned();
     move |n| {
@@ -59,10 +59,7 @@ pub fn grpc_saga(
     dtm: tonic::transport::Channel,
     busi: &str,
     gid_prefix: &str,
-) -> impl Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
-       + Send
-       + Sync
-       + 'static {
+) -> impl Fn(u64) -> Attempt + Send + Sync + 'static {
     use dtm_host::proto::dtmgimp::{dtm_client::DtmClient, DtmRequest, DtmTransOptions};
     let steps = serde_json::json!([
         {"action": format!("{busi}/busi.Busi/TransOut"), "compensate": format!("{busi}/busi.Busi/TransOutRevert")},

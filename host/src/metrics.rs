@@ -10,7 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::drivers::DriverError;
 
@@ -100,6 +100,12 @@ fn ok_or_fail(ok: bool) -> &'static str {
     }
 }
 
+/// `metric`, after registering (a handle to) it in `registry`.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 /// Every metric family the coordinator exports, and the registry that renders them.
 #[derive(Debug)]
 pub struct Metrics {
@@ -139,9 +145,12 @@ impl Metrics {
         );
         // Counters are registered without `_total`: the encoder appends it.
         let mut driver_family = |name: &str, help: &str| {
-            let counters = Family::<DriverLabels, Counter>::default();
-            registry.register(name, help, counters.clone());
-            counters
+            registered(
+                &mut registry,
+                name,
+                help,
+                Family::<DriverLabels, Counter>::default(),
+            )
         };
         let driver_calls = driver_family("dtm_driver_calls", "Calls into the microservice driver");
         let driver_errors = driver_family(
@@ -160,37 +169,35 @@ impl Metrics {
             "dtm_driver_resolve_refreshes",
             "Refreshes of a resolved endpoint list (stale, or after an Unavailable call)",
         );
-        let server_process = Family::default();
-        registry.register(
+        let server_process = registered(
+            &mut registry,
             "dtm_server_process",
             "All request received by dtm",
-            server_process.clone(),
+            Family::default(),
         );
-        let response_duration: Histograms<ApiLabels> =
-            Family::new_with_constructor(default_histogram);
-        registry.register(
+        let response_duration: Histograms<ApiLabels> = registered(
+            &mut registry,
             "dtm_server_response_duration",
             "The request durations of a dtm server api",
-            response_duration.clone(),
+            Family::new_with_constructor(default_histogram),
         );
-        let transaction_process = Family::default();
-        registry.register(
+        let transaction_process = registered(
+            &mut registry,
             "dtm_transaction_process",
             "All transactions processed by dtm",
-            transaction_process.clone(),
+            Family::default(),
         );
-        let transaction_handled: Histograms<ModelLabels> =
-            Family::new_with_constructor(default_histogram);
-        registry.register(
+        let transaction_handled: Histograms<ModelLabels> = registered(
+            &mut registry,
             "dtm_transaction_handled_duration",
             "Histogram of handling latency of the transaction that handled by the server",
-            transaction_handled.clone(),
+            Family::new_with_constructor(default_histogram),
         );
-        let branch_process = Family::default();
-        registry.register(
+        let branch_process = registered(
+            &mut registry,
             "dtm_branch_process",
             "All branches processed by dtm",
-            branch_process.clone(),
+            Family::default(),
         );
         Self {
             registry,
