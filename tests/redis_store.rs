@@ -140,7 +140,7 @@ async fn saga_on_a_redis_cluster_succeeds_with_its_keys_on_several_nodes() {
     assert_eq!(status, 200, "{all}");
     assert_eq!(
         all["transactions"].as_array().map(Vec::len),
-        Some(8),
+        Some(12),
         "{all}"
     );
     let holding = cluster
