@@ -53,23 +53,9 @@ impl RedisCluster {
         };
         for _ in 0..MASTERS {
             let port = free_port_pair();
-            let node_dir = cluster.dir.join(port.to_string());
-            std::fs::create_dir_all(&node_dir).unwrap();
-            let child = Command::new("redis-server")
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--cluster-enabled", "yes", "--cluster-config-file"])
-                .arg(node_dir.join("nodes.conf"))
-                .arg("--dir")
-                .arg(&node_dir)
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("redis-server on PATH");
-            cluster.nodes.push(child);
+            std::fs::create_dir_all(cluster.dir.join(port.to_string())).unwrap();
+            cluster.nodes.push(cluster.spawn_node(port));
             cluster.ports.push(port);
-        }
-        for port in &cluster.ports {
-            wait_until(|| TcpStream::connect(("127.0.0.1", *port)).is_ok());
         }
         let addresses: Vec<String> = cluster
             .ports
@@ -85,6 +71,42 @@ impl RedisCluster {
             wait_until(|| cli(&["-p", &port, "cluster", "info"]).contains("cluster_state:ok"));
         }
         cluster
+    }
+
+    /// A node on `port`, its cluster state in `nodes.conf` under its own directory, no data kept.
+    fn spawn_node(&self, port: u16) -> Child {
+        let node_dir = self.dir.join(port.to_string());
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--cluster-enabled", "yes", "--cluster-config-file"])
+            .arg(node_dir.join("nodes.conf"))
+            .arg("--dir")
+            .arg(&node_dir)
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        wait_until(|| TcpStream::connect(("127.0.0.1", port)).is_ok());
+        child
+    }
+
+    /// Kills the node on `port` (its slots are unserved: there are no replicas).
+    pub fn kill_node(&mut self, port: u16) {
+        let index = self.index_of(port);
+        let _ = self.nodes[index].kill();
+        let _ = self.nodes[index].wait();
+    }
+
+    /// Starts the killed node on `port` again: it rejoins with its slots, and without its keys.
+    pub fn restart_node(&mut self, port: u16) {
+        let index = self.index_of(port);
+        self.nodes[index] = self.spawn_node(port);
+        let port = port.to_string();
+        wait_until(|| cli(&["-p", &port, "cluster", "info"]).contains("cluster_state:ok"));
+    }
+
+    fn index_of(&self, port: u16) -> usize {
+        self.ports.iter().position(|p| *p == port).unwrap()
     }
 
     /// `Store.Host` naming every node.

@@ -1929,6 +1929,76 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_cluster_node_that_drops_fails_its_calls_and_is_reconnected() {
+        let (mut cluster, store) = on_cluster("drop").await;
+        let gids: Vec<String> = (0..12).map(|i| format!("kept-{i}")).collect();
+        for gid in gids.iter().map(String::as_str).chain(["lost"]) {
+            store
+                .save_new(&sample_global(gid, 1_000), &[])
+                .await
+                .unwrap();
+        }
+        let node_of = |gid: &str| {
+            let key = format!("drop:{{{gid}}}:g");
+            *cluster
+                .ports
+                .iter()
+                .find(|port| cluster.keys_on(**port).contains(&key))
+                .unwrap()
+        };
+        let port = node_of("lost");
+        let elsewhere = gids.iter().find(|gid| node_of(gid) != port).unwrap();
+        cluster.kill_node(port);
+        let failed = store.find_global("lost").await;
+        assert!(
+            matches!(&failed, Err(StoreError::Backend(m)) if m.contains("redis")),
+            "{failed:?}"
+        );
+        // The other masters still answer for their slots.
+        assert!(store.find_global(elsewhere).await.unwrap().is_some());
+        let _cluster = tokio::task::spawn_blocking(move || {
+            cluster.restart_node(port);
+            cluster
+        })
+        .await
+        .unwrap();
+        let mut answer = None;
+        for _ in 0..100 {
+            if let Ok(found) = store.find_global("lost").await {
+                answer = Some(found);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The node kept nothing, not even the scripts: they are loaded again.
+        assert_eq!(answer, Some(None), "no reconnection");
+        store
+            .save_new(&sample_global("lost", 2_000), &[])
+            .await
+            .unwrap();
+        assert!(store.find_global("lost").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_cluster_is_a_clear_error() {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let mut config = config("none", 0);
+        config.host = format!("127.0.0.1:{},127.0.0.1:{}", free(), free());
+        let refused = RedisStore::connect(&config).await;
+        assert!(
+            matches!(&refused, Err(StoreError::Backend(m)) if m.contains(&config.host)),
+            "{:?}",
+            refused.err()
+        );
+    }
+
+    #[tokio::test]
     async fn a_cluster_with_another_database_is_refused() {
         let mut config = config("db", 0);
         config.host = "127.0.0.1:1,127.0.0.1:2".into();
