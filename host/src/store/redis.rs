@@ -37,6 +37,12 @@
 //! (`trim_listing`), run when a claim finds nothing due and on about one creation in
 //! `TRIM_EVERY`.
 //!
+//! # One node or a cluster
+//!
+//! `connection::Connection` is either link; the store is written once against it. Scripts and
+//! the pipelines of one slot run as they are; see `connection` for how cross-slot pipelines and
+//! reads over many slots are sent on a cluster, and `wipe_all` for the scan of every master.
+//!
 //! # Claims
 //!
 //! `claim_due` starts at a random bucket and walks all 16. Per bucket one script takes the

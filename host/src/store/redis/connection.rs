@@ -140,22 +140,19 @@ impl Connection {
             .collect::<RedisResult<Vec<_>>>()
             .map_err(backend)?;
         let connect = async {
-            match infos.len() {
-                1 => Self::open_node(infos.into_iter().next()).await,
-                _ if db != 0 => Err(redis::RedisError::from((
+            match <[_; 1]>::try_from(infos) {
+                Ok([info]) => Self::open_node(info).await,
+                Err(_) if db != 0 => Err(redis::RedisError::from((
                     redis::ErrorKind::InvalidClientConfig,
                     "a Redis Cluster has only database 0; Store.Db must not select another",
                 ))),
-                _ => Self::open_cluster(infos).await,
+                Err(seeds) => Self::open_cluster(seeds).await,
             }
         };
         connect.await.map_err(backend)
     }
 
-    async fn open_node(info: Option<redis::ConnectionInfo>) -> RedisResult<Self> {
-        let info = info.ok_or_else(|| {
-            redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no node given"))
-        })?;
+    async fn open_node(info: redis::ConnectionInfo) -> RedisResult<Self> {
         // Short timeouts and few reconnection attempts: a dead Redis must fail calls within the
         // store's deadline, and the manager reconnects on the next call once it is back.
         let manager_config = redis::aio::ConnectionManagerConfig::new()
