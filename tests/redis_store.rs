@@ -1,5 +1,6 @@
 //! The Redis store end to end: the real binary with `STORE_DRIVER=redis` on the Redis at
-//! 127.0.0.1:6379, each test under its own key prefix (removed afterwards).
+//! 127.0.0.1:6379, each test under its own key prefix (removed afterwards), and on a Redis
+//! Cluster of its own.
 
 mod common;
 
@@ -104,4 +105,53 @@ async fn saga_killed_mid_flight_is_finished_by_the_restarted_host() {
         "a recorded success is repeated"
     );
     assert_eq!(busi.calls("/TransIn").len(), 2);
+}
+
+#[tokio::test]
+async fn saga_on_a_redis_cluster_succeeds_with_its_keys_on_several_nodes() {
+    let cluster = tokio::task::spawn_blocking(common::redis_cluster::RedisCluster::start)
+        .await
+        .unwrap();
+    let hosts = cluster.hosts();
+    let (mut host, busi) = (
+        Host::start_with(&[
+            ("STORE_DRIVER", "redis"),
+            ("STORE_HOST", &hosts),
+            ("STORE_REDIS_PREFIX", "e2e"),
+        ])
+        .await,
+        Busi::start().await,
+    );
+    let mut gids = Vec::new();
+    for _ in 0..12 {
+        let gid = host.new_gid().await;
+        assert_eq!(host.post("/submit", transfer(&gid, &busi)).await.0, 200);
+        gids.push(gid);
+    }
+    for gid in &gids {
+        host.wait_status(gid, "succeed", 10).await;
+    }
+    host.restart().await;
+    assert_eq!(
+        host.branch_statuses(&gids[0]).await,
+        ["prepared", "succeed", "prepared", "succeed"]
+    );
+    let (status, all) = host.get("/all?limit=20").await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(
+        all["transactions"].as_array().map(Vec::len),
+        Some(12),
+        "{all}"
+    );
+    let holding = cluster
+        .ports
+        .iter()
+        .filter(|port| {
+            cluster
+                .keys_on(**port)
+                .iter()
+                .any(|key| key.starts_with("e2e:{") && key.ends_with("}:g"))
+        })
+        .count();
+    assert!(holding > 1, "every transaction on one node");
 }

@@ -6,6 +6,7 @@ pub mod driver;
 pub mod etcd;
 pub mod fakes;
 pub mod grpc;
+pub mod redis_cluster;
 pub mod relay;
 pub mod stores;
 pub mod webdriver;

@@ -37,6 +37,12 @@
 //! (`trim_listing`), run when a claim finds nothing due and on about one creation in
 //! `TRIM_EVERY`.
 //!
+//! # One node or a cluster
+//!
+//! `connection::Connection` is either link; the store is written once against it. Scripts and
+//! the pipelines of one slot run as they are; see `connection` for how cross-slot pipelines and
+//! reads over many slots are sent on a cluster, and `wipe_all` for the scan of every master.
+//!
 //! # Claims
 //!
 //! `claim_due` starts at a random bucket and walks all 16. Per bucket one script takes the
@@ -52,8 +58,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rand::Rng;
-use redis::aio::ConnectionManager;
-use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, RedisResult, Script};
+use redis::{RedisResult, Script};
+
+mod connection;
+#[cfg(test)]
+#[path = "../../../tests/common/redis_cluster.rs"]
+mod redis_cluster;
+
+use connection::Connection;
 
 use super::{BranchOutcome, Page, StatusChange, Store, StoreError, StoreResult};
 use crate::clock::Millis;
@@ -562,7 +574,7 @@ fn now_ms() -> Millis {
 }
 
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Connection,
     keys: Keys,
     scripts: Scripts,
     /// TTL of an unfinished transaction's keys, seconds (≤ 0: none).
@@ -580,49 +592,7 @@ pub async fn open(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
 
 impl RedisStore {
     pub async fn connect(config: &StoreConfig) -> StoreResult<Self> {
-        if config.host.contains(',') {
-            return Err(StoreError::Backend(format!(
-                "redis: Store.Host '{}' lists several nodes; the Redis Cluster client is not \
-                 supported yet, give one node",
-                config.host
-            )));
-        }
-        let host = match config.host.as_str() {
-            "" => "127.0.0.1",
-            host => host,
-        };
-        let port = match config.port {
-            0 => 6379,
-            port => u16::try_from(port).map_err(|_| {
-                StoreError::Backend(format!("redis: Store.Port {port} is not a TCP port"))
-            })?,
-        };
-        // dtm's Redis store ignores Db; here a number selects that database, anything else
-        // (the default `dtm`, meant for SQL) means 0.
-        let mut settings = RedisConnectionInfo::default().set_db(config.db.parse().unwrap_or(0));
-        if !config.user.is_empty() {
-            settings = settings.set_username(&config.user);
-        }
-        if !config.password.is_empty() {
-            settings = settings.set_password(&config.password);
-        }
-        let backend =
-            |e: redis::RedisError| StoreError::Backend(format!("redis at {host}:{port}: {e}"));
-        let info = ConnectionAddr::Tcp(host.to_owned(), port)
-            .into_connection_info()
-            .map_err(backend)?
-            .set_redis_settings(settings);
-        let client = Client::open(info).map_err(backend)?;
-        // Short timeouts and few reconnection attempts: a dead Redis must fail calls within
-        // CALL_TIMEOUT, and the manager reconnects on the next call once it is back.
-        let manager_config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(3)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client, manager_config)
-            .await
-            .map_err(backend)?;
+        let conn = Connection::open(config).await?;
         Ok(Self {
             conn,
             keys: Keys::new(&config.redis_prefix),
@@ -695,6 +665,15 @@ impl RedisStore {
         self.call(what, pipe.query_async(&mut conn)).await
     }
 
+    /// Independent commands, possibly on many slots (see `Connection::query_each`).
+    async fn each<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        cmds: &[redis::Cmd],
+    ) -> StoreResult<Vec<T>> {
+        self.call(what, self.conn.query_each(cmds)).await
+    }
+
     async fn cmd<T: redis::FromRedisValue>(&self, what: &str, cmd: &redis::Cmd) -> StoreResult<T> {
         let mut conn = self.conn.clone();
         self.call(what, cmd.query_async(&mut conn)).await
@@ -710,11 +689,11 @@ impl RedisStore {
 
     /// The global records of `gids` (`None` where missing), one round trip.
     async fn load_globals(&self, gids: &[&str]) -> StoreResult<Vec<Option<TransGlobal>>> {
-        let mut pipe = redis::pipe();
-        for gid in gids {
-            pipe.hgetall(self.keys.global(gid));
-        }
-        let records: Vec<HashMap<String, String>> = self.pipe("load transactions", &pipe).await?;
+        let reads: Vec<redis::Cmd> = gids
+            .iter()
+            .map(|gid| redis::Cmd::hgetall(self.keys.global(gid)))
+            .collect();
+        let records: Vec<HashMap<String, String>> = self.each("load transactions", &reads).await?;
         records.iter().map(read_global).collect()
     }
 
@@ -764,12 +743,14 @@ impl RedisStore {
         if members.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        for member in &members {
-            let gid = split_member(member).map_or("", |(_, gid)| gid);
-            pipe.hget(self.keys.global(gid), "create_time");
-        }
-        let times: Vec<Option<String>> = self.pipe("check listing index", &pipe).await?;
+        let reads: Vec<redis::Cmd> = members
+            .iter()
+            .map(|member| {
+                let gid = split_member(member).map_or("", |(_, gid)| gid);
+                redis::Cmd::hget(self.keys.global(gid), "create_time")
+            })
+            .collect();
+        let times: Vec<Option<String>> = self.each("check listing index", &reads).await?;
         let now = now_ms();
         let stale: Vec<&String> = members
             .iter()
@@ -836,28 +817,34 @@ impl Store for RedisStore {
 
     async fn wipe_all(&self) -> StoreResult<()> {
         let pattern = format!("{}:*", glob_escape(&self.keys.ns));
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .cmd(
-                    "wipe (scan)",
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000),
-                )
-                .await?;
-            if !keys.is_empty() {
-                self.cmd::<i64>("wipe (unlink)", redis::cmd("UNLINK").arg(&keys))
+        // A SCAN sees the keys of one node: on a cluster, every master is scanned.
+        let holders = self
+            .call("wipe (find masters)", self.conn.key_holders())
+            .await?;
+        for holder in &holders {
+            let mut cursor = 0u64;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000);
+                let (next, keys): (u64, Vec<String>) = self
+                    .call("wipe (scan)", self.conn.query_on(holder, &scan))
                     .await?;
+                // The cluster client splits a many-key UNLINK by slot.
+                if !keys.is_empty() {
+                    self.cmd::<i64>("wipe (unlink)", redis::cmd("UNLINK").arg(&keys))
+                        .await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
         }
+        Ok(())
     }
 
     async fn find_global(&self, gid: &str) -> StoreResult<Option<TransGlobal>> {
@@ -902,17 +889,19 @@ impl Store for RedisStore {
         let now = now_ms();
         loop {
             let max = upper.as_ref().map_or("+".to_owned(), |u| format!("({u}"));
-            let mut pipe = redis::pipe();
-            for bucket in 0..BUCKETS {
-                pipe.cmd("ZREVRANGEBYLEX")
-                    .arg(self.keys.list(bucket))
-                    .arg(&max)
-                    .arg(&lower)
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(batch);
-            }
-            let buckets: Vec<Vec<String>> = self.pipe("read listing index", &pipe).await?;
+            let reads: Vec<redis::Cmd> = (0..BUCKETS)
+                .map(|bucket| {
+                    let mut read = redis::cmd("ZREVRANGEBYLEX");
+                    read.arg(self.keys.list(bucket))
+                        .arg(&max)
+                        .arg(&lower)
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(batch);
+                    read
+                })
+                .collect();
+            let buckets: Vec<Vec<String>> = self.each("read listing index", &reads).await?;
             // The top `batch` of the union is exact: each bucket gave its own top `batch`.
             let mut merged: Vec<(usize, String)> = buckets
                 .into_iter()
@@ -997,8 +986,9 @@ impl Store for RedisStore {
             create.arg(*name).arg(value);
         }
         create.arg(branch_args(branches));
-        // One round trip: a node runs the commands of one connection in order, index entries
-        // first. (A cluster client would have to wait for the index write before the script.)
+        // Index entries first. On one node this is one round trip (a node runs the commands of
+        // one connection in order); on a cluster the entries and the record are on other
+        // slots, and `Connection` sends the script once the entries are written.
         let mut pipe = redis::pipe();
         // LT: a new entry, or an earlier time for an existing one (a stale entry left by an
         // earlier record of this gid must not delay the new one; an entry of a live record
@@ -1351,14 +1341,11 @@ impl Store for RedisStore {
         };
         let mut wanted = Vec::new();
         if key.is_empty() {
-            let mut pipe = redis::pipe();
-            for cat in &cats {
-                pipe.cmd("ZRANGE")
-                    .arg(self.keys.kv_order(cat))
-                    .arg(0)
-                    .arg(-1);
-            }
-            let keys: Vec<Vec<String>> = self.pipe("read kv index", &pipe).await?;
+            let reads: Vec<redis::Cmd> = cats
+                .iter()
+                .map(|cat| redis::Cmd::zrange(self.keys.kv_order(cat), 0, -1))
+                .collect();
+            let keys: Vec<Vec<String>> = self.each("read kv index", &reads).await?;
             for (cat, keys) in cats.iter().zip(keys) {
                 wanted.extend(keys.into_iter().map(|k| (cat.clone(), k)));
             }
@@ -1432,14 +1419,11 @@ impl Store for RedisStore {
 impl RedisStore {
     /// The entries named by (category, key), in the given order, skipping missing ones.
     async fn load_kv(&self, names: Vec<(&str, &str)>) -> StoreResult<Vec<KvEntry>> {
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for (cat, key) in &names {
-            pipe.hgetall(self.keys.kv_entry(cat, key));
-        }
-        let records: Vec<HashMap<String, String>> = self.pipe("read kv entries", &pipe).await?;
+        let reads: Vec<redis::Cmd> = names
+            .iter()
+            .map(|(cat, key)| redis::Cmd::hgetall(self.keys.kv_entry(cat, key)))
+            .collect();
+        let records: Vec<HashMap<String, String>> = self.each("read kv entries", &reads).await?;
         let mut entries = Vec::with_capacity(names.len());
         for ((cat, key), fields) in names.iter().zip(&records) {
             entries.extend(read_kv(cat, key, fields)?);
@@ -1454,7 +1438,7 @@ mod tests {
 
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use redis::AsyncCommands;
+    use redis::{AsyncCommands, Client};
 
     use super::*;
     use crate::store::suite::sample_global;
@@ -1857,6 +1841,180 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(answered, "the store did not recover");
+    }
+
+    /// A store on a fresh Redis Cluster of three masters, seeded with every node.
+    async fn on_cluster(prefix: &str) -> (redis_cluster::RedisCluster, RedisStore) {
+        let cluster = tokio::task::spawn_blocking(redis_cluster::RedisCluster::start)
+            .await
+            .unwrap();
+        let mut config = config(prefix, 0);
+        config.host = cluster.hosts();
+        let store = RedisStore::connect(&config).await.unwrap();
+        (cluster, store)
+    }
+
+    #[tokio::test]
+    async fn shared_store_suite_on_a_cluster() {
+        let (cluster, store) = on_cluster("suite").await;
+        crate::store::suite::run_all(&store).await;
+        // A wipe scans every master, not just the one a SCAN would land on.
+        for i in 0..30 {
+            store
+                .save_new(&sample_global(&format!("wipe-{i}"), 1_000), &[])
+                .await
+                .unwrap();
+        }
+        let holding = cluster
+            .ports
+            .iter()
+            .filter(|port| !cluster.keys_on(**port).is_empty())
+            .count();
+        assert!(holding > 1, "all keys on one node");
+        store.wipe_all().await.unwrap();
+        for port in &cluster.ports {
+            assert_eq!(cluster.keys_on(*port), Vec::<String>::new(), "node {port}");
+        }
+    }
+
+    #[tokio::test]
+    async fn on_a_cluster_transactions_spread_over_the_masters_and_scripts_reload() {
+        let (cluster, store) = on_cluster("spread").await;
+        let base = 1_000_000;
+        for i in 0..30 {
+            let mut g = sample_global(&format!("spread-{i}"), base + i);
+            g.next_cron_time = base;
+            store.save_new(&g, &[]).await.unwrap();
+        }
+        let holding: Vec<u16> = cluster
+            .ports
+            .iter()
+            .copied()
+            .filter(|port| cluster.keys_on(*port).iter().any(|k| k.ends_with("}:g")))
+            .collect();
+        assert!(holding.len() > 1, "every transaction on {holding:?}");
+        // The listing merges the buckets of every node; claims walk them all.
+        let page = store
+            .scan_globals("", 100, &ScanFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 30);
+        assert_eq!(page.items[0].gid, "spread-29");
+        let mut claimed = HashSet::new();
+        while let Some(g) = store
+            .claim_due(base + 1, base + 1_000_000, base)
+            .await
+            .unwrap()
+        {
+            claimed.insert(g.gid);
+        }
+        assert_eq!(claimed.len(), 30);
+        // Every node forgets its scripts: each is loaded again where it is needed.
+        for port in &cluster.ports {
+            let mut node = Client::open(format!("redis://127.0.0.1:{port}"))
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let () = redis::cmd("SCRIPT")
+                .arg("FLUSH")
+                .query_async(&mut node)
+                .await
+                .unwrap();
+        }
+        for i in 30..40 {
+            let g = sample_global(&format!("spread-{i}"), base + i);
+            let branch = Branch::new(&g.gid, "01".into(), "action", String::new(), vec![], 1);
+            store.save_new(&g, &[]).await.unwrap();
+            store
+                .append_branches(&g.gid, GlobalStatus::Prepared, &[branch])
+                .await
+                .unwrap();
+            assert_eq!(store.find_branches(&g.gid).await.unwrap().len(), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cluster_node_that_drops_fails_its_calls_and_is_reconnected() {
+        let (mut cluster, store) = on_cluster("drop").await;
+        let gids: Vec<String> = (0..12).map(|i| format!("kept-{i}")).collect();
+        for gid in gids.iter().map(String::as_str).chain(["lost"]) {
+            store
+                .save_new(&sample_global(gid, 1_000), &[])
+                .await
+                .unwrap();
+        }
+        let node_of = |gid: &str| {
+            let key = format!("drop:{{{gid}}}:g");
+            *cluster
+                .ports
+                .iter()
+                .find(|port| cluster.keys_on(**port).contains(&key))
+                .unwrap()
+        };
+        let port = node_of("lost");
+        let elsewhere = gids.iter().find(|gid| node_of(gid) != port).unwrap();
+        cluster.kill_node(port);
+        let failed = store.find_global("lost").await;
+        assert!(
+            matches!(&failed, Err(StoreError::Backend(m)) if m.contains("redis")),
+            "{failed:?}"
+        );
+        // The other masters still answer for their slots.
+        assert!(store.find_global(elsewhere).await.unwrap().is_some());
+        let _cluster = tokio::task::spawn_blocking(move || {
+            cluster.restart_node(port);
+            cluster
+        })
+        .await
+        .unwrap();
+        let mut answer = None;
+        for _ in 0..100 {
+            if let Ok(found) = store.find_global("lost").await {
+                answer = Some(found);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The node kept nothing, not even the scripts: they are loaded again.
+        assert_eq!(answer, Some(None), "no reconnection");
+        store
+            .save_new(&sample_global("lost", 2_000), &[])
+            .await
+            .unwrap();
+        assert!(store.find_global("lost").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_cluster_is_a_clear_error() {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let mut config = config("none", 0);
+        config.host = format!("127.0.0.1:{},127.0.0.1:{}", free(), free());
+        let refused = RedisStore::connect(&config).await;
+        assert!(
+            matches!(&refused, Err(StoreError::Backend(m)) if m.contains(&config.host)),
+            "{:?}",
+            refused.err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cluster_with_another_database_is_refused() {
+        let mut config = config("db", 0);
+        config.host = "127.0.0.1:1,127.0.0.1:2".into();
+        config.db = "3".into();
+        let refused = RedisStore::connect(&config).await;
+        assert!(
+            matches!(&refused, Err(StoreError::Backend(m)) if m.contains("database 0")),
+            "{:?}",
+            refused.err()
+        );
     }
 
     #[tokio::test]
