@@ -182,6 +182,67 @@ async fn metrics_count_requests_passes_and_branches_with_dtms_labels() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_paths_topics_and_methods_do_not_grow_the_api_labels() {
+    let host = Host::start().await;
+    for n in 0..5 {
+        let r = host
+            .http
+            .get(host.url(&format!("/x/made-up-{n}")))
+            .send()
+            .await;
+        assert_eq!(r.unwrap().status(), 404);
+        let topic = host.api(&format!("/topic/topic-{n}"));
+        host.http.delete(topic).send().await.unwrap();
+        let mut grpc = tonic::client::Grpc::new(
+            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", host.grpc_port))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        );
+        grpc.ready().await.unwrap();
+        let path = format!("/dtmgimp.Dtm/MadeUp{n}").parse().unwrap();
+        let status = grpc
+            .unary(
+                tonic::Request::new(Vec::new()),
+                path,
+                dtm_host::call::grpc::RawCodec,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unimplemented);
+    }
+    host.get("/newGid").await;
+    let r = host.http.get(host.url("/admin")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the admin UI's page");
+
+    let samples = metrics(&host).await;
+    let apis: std::collections::BTreeSet<&str> = samples
+        .keys()
+        .filter(|k| k.starts_with("dtm_server_process_total"))
+        .filter_map(|k| k.split("api=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(
+        apis.into_iter().collect::<Vec<_>>(),
+        ["admin", "newgid", "ping", "topic", "unknown"],
+        "{samples:#?}"
+    );
+    assert_samples(
+        &samples,
+        &[
+            (
+                r#"dtm_server_process_total{type="http",api="unknown",status="fail"}"#,
+                5.0,
+            ),
+            (
+                r#"dtm_server_process_total{type="grpc",api="unknown",status="fail"}"#,
+                5.0,
+            ),
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn driver_calls_errors_traps_and_timeouts_are_counted() {
     let wasm = guest_wasm("hostile");
     let host = Host::start_with(&[

@@ -131,7 +131,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         "dtm-host serving"
     );
 
-    let app = router(state).merge(crate::api::admin::router(admin));
+    // Metered as a whole, the admin UI included; labels come from the matched routes.
+    let app = router(state)
+        .merge(crate::api::admin::router(admin))
+        .layer(MeteredLayer::new(ApiKind::Http, metrics.clone()));
     let http = axum::serve(http_listener, app)
         .with_graceful_shutdown(stopped(stop_rx.clone()))
         .into_future();

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use axum::extract::MatchedPath;
+
 use crate::metrics::{ApiKind, Metrics};
 
 /// Wraps an edge's service in [`Metered`].
@@ -57,24 +59,51 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let api = api_label(request.uri().path());
+        let api = match self.kind {
+            ApiKind::Http => request
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or_else(|| UNKNOWN.to_owned(), |route| api_label(route.as_str())),
+            ApiKind::Grpc => api_label(request.uri().path()),
+        };
         let started = Instant::now();
         let (kind, metrics) = (self.kind, self.metrics.clone());
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await;
             let ok = response.as_ref().is_ok_and(|r| answered_ok(kind, r));
+            let api = match &response {
+                Ok(r) if kind == ApiKind::Grpc && is_unimplemented(r) => UNKNOWN.to_owned(),
+                _ => api,
+            };
             metrics.api_request(kind, &api, ok, started.elapsed());
             response
         })
     }
 }
 
-/// dtm's `api` label: the last `/`-separated segment of the path, lower-cased (`submit`,
-/// `newgid`; the gRPC method name). dtm keeps an HTTP query string in it (its quirk Q15); the
-/// path alone keeps gids out of the label values.
-fn api_label(path: &str) -> String {
-    path.rsplit('/').next().unwrap_or_default().to_lowercase()
+/// The `api` label of requests that reached no route (HTTP) or no method (gRPC): so that made-up
+/// paths cannot create series without end.
+const UNKNOWN: &str = "unknown";
+
+/// dtm's `api` label: the last `/`-separated segment of the route, lower-cased (`submit`,
+/// `newgid`; the gRPC method name), or the segment before a path parameter (`topic` for
+/// `/api/dtmsvr/topic/{topic}`). dtm labels the raw request path, query string included (its
+/// quirk Q15); the route keeps gids, topic names and made-up paths out of the label values.
+fn api_label(route: &str) -> String {
+    route
+        .rsplit('/')
+        .find(|segment| !segment.starts_with('{'))
+        .unwrap_or_default()
+        .to_lowercase()
+}
+
+/// tonic's answer to a method no service has.
+fn is_unimplemented<B>(response: &http::Response<B>) -> bool {
+    response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|code| code == "12")
 }
 
 /// HTTP: a status below 400. gRPC: no error status, which a failed unary call carries in its
@@ -97,7 +126,7 @@ mod tests {
     fn the_api_label_is_the_last_path_segment_lower_cased() {
         assert_eq!(api_label("/api/dtmsvr/newGid"), "newgid");
         assert_eq!(api_label("/dtmgimp.Dtm/Submit"), "submit");
-        assert_eq!(api_label("/api/dtmsvr/topic/Orders"), "orders");
+        assert_eq!(api_label("/api/dtmsvr/topic/{topic}"), "topic");
     }
 
     #[test]

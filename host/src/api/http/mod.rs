@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use crate::engine::Engine;
 use crate::error::DtmError;
 use crate::health::Readiness;
-use crate::metrics::{ApiKind, Metrics};
+use crate::metrics::Metrics;
 use crate::model::ScanFilter;
 use error::ApiError;
 
@@ -68,8 +68,7 @@ pub fn router(state: HttpState) -> Router {
     if state.test_clock {
         app = app.route("/api/test/clock/advance", post(advance_clock));
     }
-    let metered = crate::api::metered::MeteredLayer::new(ApiKind::Http, state.metrics.clone());
-    app.fallback(not_found).layer(metered).with_state(state)
+    app.fallback(not_found).with_state(state)
 }
 
 async fn not_found() -> Response {
