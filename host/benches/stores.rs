@@ -145,6 +145,9 @@ fn main() {
             }
         }
 
+        if !stores().contains(&Some(Server::Postgres)) {
+            return;
+        }
         // One host, then the same schema shared by three: on one box the hosts compete for the
         // same two cores, so this shows the cost of contention, not scaling.
         let scope = StoreScope::new(Server::Postgres, "bench3");

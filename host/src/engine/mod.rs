@@ -201,6 +201,9 @@ impl Engine {
     }
 }
 
+/// How far past the end of a branch call a lease renewal reaches.
+const LEASE_RENEWAL_SLACK_MS: Millis = 3_000;
+
 /// A branch status write under way.
 type PendingWrite = JoinHandle<DtmResult<()>>;
 
@@ -309,10 +312,11 @@ impl Pass {
     /// transaction's retry_interval.
     async fn cover_call(&mut self) -> DtmResult<()> {
         let now = self.now();
-        let until = self.call_lease_end(now);
-        if self.global.next_cron_time >= until {
+        if self.global.next_cron_time >= self.call_lease_end(now) {
             return Ok(());
         }
+        // A little beyond, so the calls a pass starts one after another share one renewal.
+        let until = self.call_lease_end(now) + LEASE_RENEWAL_SLACK_MS;
         self.engine
             .store
             .touch_cron_time(

@@ -816,7 +816,9 @@ impl Store for RedisStore {
     }
 
     async fn wipe_all(&self) -> StoreResult<()> {
-        let pattern = format!("{}:*", glob_escape(&self.keys.ns));
+        // Every key of a transaction or a KV entry starts `N:{`: no other prefix's key can
+        // (prefixes hold no braces), where `N:*` would also match a prefix such as `N:staging`.
+        let pattern = format!("{}:{{*", glob_escape(&self.keys.ns));
         // A SCAN sees the keys of one node: on a cluster, every master is scanned.
         let holders = self
             .call("wipe (find masters)", self.conn.key_holders())
@@ -844,7 +846,12 @@ impl Store for RedisStore {
                 cursor = next;
             }
         }
-        Ok(())
+        let buckets: Vec<String> = (0..BUCKETS)
+            .flat_map(|b| [self.keys.cron(b), self.keys.list(b)])
+            .collect();
+        self.cmd::<i64>("wipe (unlink)", redis::cmd("UNLINK").arg(&buckets))
+            .await
+            .map(drop)
     }
 
     async fn find_global(&self, gid: &str) -> StoreResult<Option<TransGlobal>> {
@@ -1463,7 +1470,10 @@ mod tests {
     impl TestStore {
         async fn new() -> Self {
             let n = NEXT_PREFIX.fetch_add(1, Ordering::Relaxed);
-            let prefix = format!("dtmtest-{}-{n}", std::process::id());
+            Self::with_prefix(format!("dtmtest-{}-{n}", std::process::id())).await
+        }
+
+        async fn with_prefix(prefix: String) -> Self {
             let store = RedisStore::connect(&config(&prefix, 6379)).await.unwrap();
             Self { store, prefix }
         }
@@ -1508,7 +1518,9 @@ mod tests {
 
     #[tokio::test]
     async fn wipe_removes_only_its_own_prefix() {
-        let (mine, other) = (TestStore::new().await, TestStore::new().await);
+        let mine = TestStore::new().await;
+        // A prefix that starts like mine: `mine:*` would match its keys too.
+        let other = TestStore::with_prefix(format!("{}:staging", mine.prefix)).await;
         for store in [&mine.store, &other.store] {
             store
                 .save_new(&sample_global("wiped", 1_000), &[])
@@ -1520,6 +1532,17 @@ mod tests {
         assert!(mine.store.find_global("wiped").await.unwrap().is_none());
         assert!(other.store.find_global("wiped").await.unwrap().is_some());
         assert_eq!(other.store.find_kv("cat", "k").await.unwrap().len(), 1);
+        let mut redis = mine.redis().await;
+        let left: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", mine.prefix))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        let staging = format!("{}:", other.prefix);
+        assert!(
+            left.iter().all(|k| k.starts_with(&staging)),
+            "left after the wipe: {left:?}"
+        );
     }
 
     #[tokio::test]

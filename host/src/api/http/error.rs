@@ -10,8 +10,9 @@ use crate::error::DtmError;
 #[derive(Debug)]
 pub enum ApiError {
     Engine(DtmError),
-    /// A body dtm-host refuses to decode, with the status to answer (400 or 413).
-    Body(StatusCode, String),
+    /// An answer in dtm's error shape with its own status: a body dtm-host refuses to decode
+    /// (400 or 413), or a readiness check that failed (503).
+    Status(StatusCode, String),
 }
 
 impl From<DtmError> for ApiError {
@@ -40,7 +41,7 @@ impl IntoResponse for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({"message": e.to_string()}),
             ),
-            Self::Body(status, m) => (status, json!({"message": m})),
+            Self::Status(status, m) => (status, json!({"message": m})),
         };
         (status, axum::Json(body)).into_response()
     }

@@ -28,7 +28,7 @@ pub(super) async fn ready(State(s): State<HttpState>) -> Result<Json<Value>, Api
         .readiness
         .check()
         .await
-        .map_err(|e| ApiError::Body(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        .map_err(|e| ApiError::Status(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     Ok(Json(
         json!({"status": "ready", "store": ready.store, "driver": ready.driver}),
     ))
