@@ -336,7 +336,16 @@ impl DriverReloader {
     /// Polls the driver file's size, modification time and inode; reloads once a change has
     /// settled. A refused file is not tried again until it changes again.
     async fn watch_file(self: Arc<Self>, stop: watch::Receiver<bool>) {
-        let mut file = Settling::new(Fingerprint::of(&self.spec.path).await);
+        // The file may have been replaced since it was read at start (registering took a
+        // network call meanwhile). Looked at before its content is compared: a version that
+        // is not the running driver's, or one that comes after the look, counts as a change.
+        let first = Fingerprint::of(&self.spec.path).await;
+        let served = if self.file_holds_running_driver().await {
+            first
+        } else {
+            None
+        };
+        let mut file = Settling::new(served);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(WATCH_INTERVAL) => {}
@@ -352,7 +361,8 @@ impl DriverReloader {
 /// The watcher's view of the driver file, one look per interval.
 #[derive(Debug)]
 struct Settling {
-    /// The version last loaded (or refused).
+    /// The version last loaded (or refused); `None` when there is none (the file is gone, or
+    /// did not hold the running driver when the watcher started): whatever settles is loaded.
     served: Option<Fingerprint>,
     /// A different version seen at the previous look.
     changing: Option<Fingerprint>,
@@ -518,5 +528,14 @@ mod tests {
         assert!(!file.settled(version(12)), "loaded (or refused): not again");
         assert!(!file.settled(version(13)));
         assert!(file.settled(version(13)), "the next change is tried again");
+    }
+
+    #[test]
+    fn a_file_unlike_the_running_driver_at_start_is_loaded_once_settled() {
+        let mut file = Settling::new(None);
+        assert!(!file.settled(None), "no file: nothing to load");
+        assert!(!file.settled(version(10)));
+        assert!(file.settled(version(10)), "settled: load it");
+        assert!(!file.settled(version(10)), "loaded (or refused): not again");
     }
 }
