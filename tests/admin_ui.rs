@@ -211,7 +211,10 @@ async fn admin_token_guards_the_ui_but_not_dtms_api() {
         (status, body["drivers"][0]["name"].as_str()),
         (200, Some("default"))
     );
-    let reload = host.http.post(host.url("/api/admin/drivers/reload"));
+    let reload = host
+        .http
+        .post(host.url("/api/admin/drivers/reload"))
+        .header("Content-Type", "application/json");
     assert_eq!(
         reload.send().await.unwrap().status(),
         401,

@@ -105,13 +105,17 @@ fn sighup(host: &Host) {
     assert!(status.success());
 }
 
+/// `POST /api/admin/drivers/reload` as the admin UI sends it.
 async fn admin_reload(host: &Host) -> (u16, Value) {
-    let r = host
-        .http
-        .post(host.url("/api/admin/drivers/reload"))
-        .send()
-        .await
-        .unwrap();
+    reload_request(host, Some("application/json")).await
+}
+
+async fn reload_request(host: &Host, content_type: Option<&str>) -> (u16, Value) {
+    let mut request = host.http.post(host.url("/api/admin/drivers/reload"));
+    if let Some(content_type) = content_type {
+        request = request.header("Content-Type", content_type);
+    }
+    let r = request.send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
@@ -317,6 +321,26 @@ async fn a_broken_driver_file_is_refused_and_the_old_driver_keeps_serving() {
 #[tokio::test]
 async fn the_built_in_driver_has_nothing_to_reload() {
     let host = Host::start().await;
+    // Requests any web page can make a browser send (no token is set) do not reach the
+    // reloader, which would have logged its refusal.
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let (status, body) = reload_request(&host, content_type).await;
+        assert_eq!(status, 415, "{content_type:?}: {body}");
+        assert_eq!(body["dtm_result"], "FAILURE");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("Content-Type: application/json"),
+            "{body}"
+        );
+    }
+    assert!(log_lines(&host, &[REFUSED]).is_empty(), "{}", host.log());
+
     let (status, body) = admin_reload(&host).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(
