@@ -1,8 +1,9 @@
 //! The admin UI (engine.md §8), served by the host on `HttpPort` under `AdminBasePath`: static
 //! HTML, CSS and vanilla JS embedded in the binary, which read and act through dtm's JSON API at
-//! `/api/dtmsvr/*`, plus a little admin-only JSON at `/api/admin/*` (the session check and the
-//! driver status). With `AdminToken` set that admin-only JSON needs the token; dtm's API stays
-//! open, because dtm's SDKs call it without credentials.
+//! `/api/dtmsvr/*`, plus three admin-only routes at `/api/admin/*`: the session check, the driver
+//! status (with each driver file's SHA-256) and the driver reload behind the Drivers page's
+//! Reload button. With `AdminToken` set those need the token; dtm's API stays open, because
+//! dtm's SDKs call it without credentials.
 
 mod auth;
 mod drivers;
