@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::grpc::GrpcBusi;
+use common::webdriver::{chromium, skip_without_chromium, Browser};
 use common::{guest_wasm, Busi, Host, Reply};
 use dtm_host::drivers::sha256_hex;
 use dtm_host::proto::dtmgimp::dtm_client::DtmClient;
@@ -354,6 +355,31 @@ async fn the_built_in_driver_has_nothing_to_reload() {
         200,
         "still serving after SIGHUP"
     );
+}
+
+/// The admin UI's Reload button: confirmed, it reloads (the request carries the content type the
+/// host requires) and says what now serves.
+#[tokio::test]
+async fn the_drivers_page_reload_button_reloads() {
+    let (host, _dir, path) = host_with_driver_file("dtm-driver-protocol1", "protocol1", &[]).await;
+    let Some(chromium) = chromium() else {
+        return skip_without_chromium("the_drivers_page_reload_button_reloads");
+    };
+    let sha256 = sha256_hex(&std::fs::read(&path).unwrap());
+    let browser = Browser::start(&chromium).await;
+    browser.goto(&host.url("/admin/drivers")).await;
+    let row = "#drivers tr[data-driver='dtm-driver-protocol1']";
+    browser.wait_text(row, &sha256[..12]).await;
+    browser.click(&format!("{row} button")).await;
+    browser.click("#confirm-ok").await;
+    browser
+        .wait_text(
+            "#toast",
+            &format!("Reloaded: dtm-driver-protocol1 {}", &sha256[..12]),
+        )
+        .await;
+    wait_for_log(&host, &[RELOADED, r#""trigger":"admin""#], 1).await;
+    browser.quit().await;
 }
 
 /// The hostile test driver registers at a fake registry: `POST /register`, `/keepalive`
