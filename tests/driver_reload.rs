@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::grpc::GrpcBusi;
+use common::webdriver::{chromium, skip_without_chromium, Browser};
 use common::{guest_wasm, Busi, Host, Reply};
 use dtm_host::drivers::sha256_hex;
 use dtm_host::proto::dtmgimp::dtm_client::DtmClient;
@@ -105,13 +106,17 @@ fn sighup(host: &Host) {
     assert!(status.success());
 }
 
+/// `POST /api/admin/drivers/reload` as the admin UI sends it.
 async fn admin_reload(host: &Host) -> (u16, Value) {
-    let r = host
-        .http
-        .post(host.url("/api/admin/drivers/reload"))
-        .send()
-        .await
-        .unwrap();
+    reload_request(host, Some("application/json")).await
+}
+
+async fn reload_request(host: &Host, content_type: Option<&str>) -> (u16, Value) {
+    let mut request = host.http.post(host.url("/api/admin/drivers/reload"));
+    if let Some(content_type) = content_type {
+        request = request.header("Content-Type", content_type);
+    }
+    let r = request.send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
@@ -317,6 +322,26 @@ async fn a_broken_driver_file_is_refused_and_the_old_driver_keeps_serving() {
 #[tokio::test]
 async fn the_built_in_driver_has_nothing_to_reload() {
     let host = Host::start().await;
+    // Requests any web page can make a browser send (no token is set) do not reach the
+    // reloader, which would have logged its refusal.
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let (status, body) = reload_request(&host, content_type).await;
+        assert_eq!(status, 415, "{content_type:?}: {body}");
+        assert_eq!(body["dtm_result"], "FAILURE");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("Content-Type: application/json"),
+            "{body}"
+        );
+    }
+    assert!(log_lines(&host, &[REFUSED]).is_empty(), "{}", host.log());
+
     let (status, body) = admin_reload(&host).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(
@@ -330,6 +355,31 @@ async fn the_built_in_driver_has_nothing_to_reload() {
         200,
         "still serving after SIGHUP"
     );
+}
+
+/// The admin UI's Reload button: confirmed, it reloads (the request carries the content type the
+/// host requires) and says what now serves.
+#[tokio::test]
+async fn the_drivers_page_reload_button_reloads() {
+    let (host, _dir, path) = host_with_driver_file("dtm-driver-protocol1", "protocol1", &[]).await;
+    let Some(chromium) = chromium() else {
+        return skip_without_chromium("the_drivers_page_reload_button_reloads");
+    };
+    let sha256 = sha256_hex(&std::fs::read(&path).unwrap());
+    let browser = Browser::start(&chromium).await;
+    browser.goto(&host.url("/admin/drivers")).await;
+    let row = "#drivers tr[data-driver='dtm-driver-protocol1']";
+    browser.wait_text(row, &sha256[..12]).await;
+    browser.click(&format!("{row} button")).await;
+    browser.click("#confirm-ok").await;
+    browser
+        .wait_text(
+            "#toast",
+            &format!("Reloaded: dtm-driver-protocol1 {}", &sha256[..12]),
+        )
+        .await;
+    wait_for_log(&host, &[RELOADED, r#""trigger":"admin""#], 1).await;
+    browser.quit().await;
 }
 
 /// The hostile test driver registers at a fake registry: `POST /register`, `/keepalive`

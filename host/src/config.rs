@@ -463,6 +463,13 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     if let Err(problem) = crate::api::admin::check_base_path(&c.admin_base_path) {
         return Err(key_error("AdminBasePath", problem));
     }
+    // The token a request presents is trimmed; this one never would match. Not echoed: secret.
+    if c.admin_token.trim() != c.admin_token {
+        return Err(key_error(
+            "AdminToken",
+            "must not begin or end with whitespace (a trailing newline from a secret file?)",
+        ));
+    }
     if let Err(problem) = crate::call::grpc::Balancing::from_service_config(&c.grpc_service_config)
     {
         return Err(key_error("GrpcServiceConfig", problem));
@@ -604,6 +611,20 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("HTTP_PORT"));
+    }
+
+    #[test]
+    fn an_admin_token_with_surrounding_whitespace_is_refused() {
+        for token in [" s3cret", "s3cret\n", "\ts3cret ", " "] {
+            let get = |k: &str| (k == "ADMIN_TOKEN").then(|| token.to_string());
+            let err = load(None, get).unwrap_err().to_string();
+            assert!(err.contains("config key AdminToken"), "{token:?}: {err}");
+            assert!(err.contains("whitespace"), "{err}");
+        }
+        let f = file("AdminToken: 's3cret '\n");
+        assert!(load(Some(f.path()), no_env).is_err());
+        let get = |k: &str| (k == "ADMIN_TOKEN").then(|| "s3 cret".to_string());
+        assert_eq!(load(None, get).unwrap().config.admin_token, "s3 cret");
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub enum ReloadError {
     Driver(#[from] DriverError),
     #[error("the new driver could not register the coordinator: {0}")]
     Register(DriverError),
+    #[error("the coordinator is shutting down: it loads no new driver")]
+    ShuttingDown,
 }
 
 /// The driver a reload put in place.
@@ -116,14 +118,22 @@ impl Kept {
     }
 }
 
+/// The coordinator's registration in force, and whether shutdown has ended it for good.
+struct Registered {
+    kept: Option<Kept>,
+    /// Set by [`DriverReloader::deregister`]: a reload that got past its trigger just before
+    /// the stop must not register the coordinator again.
+    closed: bool,
+}
+
 /// Loads new versions of the configured driver into a running coordinator, and owns the
 /// coordinator's registration, which follows the driver.
 pub struct DriverReloader {
     spec: DriverSpec,
     caller: Caller,
     registry: Option<Registry>,
-    /// The registration in force; held through a whole reload, so reloads run one at a time.
-    registration: Mutex<Option<Kept>>,
+    /// Held through a whole reload, so reloads run one at a time, and none after shutdown.
+    registration: Mutex<Registered>,
 }
 
 impl DriverReloader {
@@ -139,7 +149,7 @@ impl DriverReloader {
             target: target.to_owned(),
             endpoint: endpoint.to_owned(),
         });
-        let registration = match &registry {
+        let kept = match &registry {
             Some(registry) => Some(Kept::start(caller.driver(), registry).await?),
             None => None,
         };
@@ -147,7 +157,10 @@ impl DriverReloader {
             spec,
             caller,
             registry,
-            registration: Mutex::new(registration),
+            registration: Mutex::new(Registered {
+                kept,
+                closed: false,
+            }),
         })
     }
 
@@ -179,10 +192,17 @@ impl DriverReloader {
     async fn reload_locked(
         &self,
         trigger: Trigger,
-        registration: &mut Option<Kept>,
+        registration: &mut Registered,
     ) -> Result<Reloaded, ReloadError> {
+        if registration.closed {
+            debug!(
+                trigger = trigger.as_str(),
+                "no driver reload: the coordinator is shutting down"
+            );
+            return Err(ReloadError::ShuttingDown);
+        }
         let path = self.spec.path.display().to_string();
-        let outcome = self.replace(registration).await;
+        let outcome = self.replace(&mut registration.kept).await;
         match &outcome {
             Ok(reloaded) => info!(
                 trigger = trigger.as_str(),
@@ -278,9 +298,12 @@ impl DriverReloader {
         Err(ReloadError::Register(failure))
     }
 
-    /// Stops renewing the registration and removes it (orderly shutdown).
+    /// Stops renewing the registration and removes it (orderly shutdown); reloads are refused
+    /// from then on.
     pub async fn deregister(&self) {
-        if let Some(kept) = self.registration.lock().await.take() {
+        let mut registration = self.registration.lock().await;
+        registration.closed = true;
+        if let Some(kept) = registration.kept.take() {
             kept.end().await;
         }
     }
@@ -313,7 +336,16 @@ impl DriverReloader {
     /// Polls the driver file's size, modification time and inode; reloads once a change has
     /// settled. A refused file is not tried again until it changes again.
     async fn watch_file(self: Arc<Self>, stop: watch::Receiver<bool>) {
-        let mut file = Settling::new(Fingerprint::of(&self.spec.path).await);
+        // The file may have been replaced since it was read at start (registering took a
+        // network call meanwhile). Looked at before its content is compared: a version that
+        // is not the running driver's, or one that comes after the look, counts as a change.
+        let first = Fingerprint::of(&self.spec.path).await;
+        let served = if self.file_holds_running_driver().await {
+            first
+        } else {
+            None
+        };
+        let mut file = Settling::new(served);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(WATCH_INTERVAL) => {}
@@ -329,7 +361,8 @@ impl DriverReloader {
 /// The watcher's view of the driver file, one look per interval.
 #[derive(Debug)]
 struct Settling {
-    /// The version last loaded (or refused).
+    /// The version last loaded (or refused); `None` when there is none (the file is gone, or
+    /// did not hold the running driver when the watcher started): whatever settles is loaded.
     served: Option<Fingerprint>,
     /// A different version seen at the previous look.
     changing: Option<Fingerprint>,
@@ -384,7 +417,96 @@ impl Fingerprint {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
+    use crate::drivers::{
+        Activation, DefaultDriver, GrpcCall, HttpTarget, Resolution, ServerMethod,
+    };
+
+    /// The built-in driver, counting registrations and deregistrations.
+    #[derive(Default)]
+    struct Counting {
+        inner: DefaultDriver,
+        registered: AtomicUsize,
+        deregistered: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Driver for Counting {
+        fn name(&self) -> &str {
+            "counting"
+        }
+        fn activation(&self) -> &Activation {
+            self.inner.activation()
+        }
+        fn parse_server_method(&self, uri: &str) -> Result<ServerMethod, DriverError> {
+            self.inner.parse_server_method(uri)
+        }
+        async fn register_service(
+            &self,
+            target: &str,
+            endpoint: &str,
+        ) -> Result<Registration, DriverError> {
+            self.registered.fetch_add(1, Ordering::SeqCst);
+            self.inner.register_service(target, endpoint).await
+        }
+        async fn keep_alive(&self, state: &str) -> Result<Registration, DriverError> {
+            self.inner.keep_alive(state).await
+        }
+        async fn deregister(&self, state: &str) -> Result<(), DriverError> {
+            self.deregistered.fetch_add(1, Ordering::SeqCst);
+            self.inner.deregister(state).await
+        }
+        async fn resolve(&self, server: &str) -> Result<Resolution, DriverError> {
+            self.inner.resolve(server).await
+        }
+        async fn rewrite_http(&self, url: &str) -> Result<Option<HttpTarget>, DriverError> {
+            self.inner.rewrite_http(url).await
+        }
+        fn rewrite_grpc(
+            &self,
+            server: &str,
+            method: &str,
+            payload: &[u8],
+        ) -> Result<Option<GrpcCall>, DriverError> {
+            self.inner.rewrite_grpc(server, method, payload)
+        }
+    }
+
+    #[tokio::test]
+    async fn no_reload_registers_again_after_shutdown() {
+        let driver = Arc::new(Counting::default());
+        let caller = Caller::new(driver.clone(), Default::default(), Arc::default()).unwrap();
+        let spec = DriverSpec {
+            name: "counting".into(),
+            path: "/nonexistent/driver.wasm".into(),
+            limits: Default::default(),
+            grants: Default::default(),
+            clock: Arc::default(),
+            cache_dir: None,
+            metrics: Arc::default(),
+        };
+        let reloader = DriverReloader::start(spec, caller, "registry:8500", "dtm:36790")
+            .await
+            .unwrap();
+        assert_eq!(driver.registered.load(Ordering::SeqCst), 1);
+
+        reloader.deregister().await;
+        assert_eq!(driver.deregistered.load(Ordering::SeqCst), 1);
+        for trigger in [Trigger::Admin, Trigger::Hangup, Trigger::FileChange] {
+            let refused = reloader.reload(trigger).await;
+            assert!(
+                matches!(refused, Err(ReloadError::ShuttingDown)),
+                "{trigger:?}: {refused:?}"
+            );
+        }
+        assert_eq!(
+            driver.registered.load(Ordering::SeqCst),
+            1,
+            "not registered again"
+        );
+    }
 
     fn version(len: u64) -> Option<Fingerprint> {
         Some(Fingerprint {
@@ -406,5 +528,14 @@ mod tests {
         assert!(!file.settled(version(12)), "loaded (or refused): not again");
         assert!(!file.settled(version(13)));
         assert!(file.settled(version(13)), "the next change is tried again");
+    }
+
+    #[test]
+    fn a_file_unlike_the_running_driver_at_start_is_loaded_once_settled() {
+        let mut file = Settling::new(None);
+        assert!(!file.settled(None), "no file: nothing to load");
+        assert!(!file.settled(version(10)));
+        assert!(file.settled(version(10)), "settled: load it");
+        assert!(!file.settled(version(10)), "loaded (or refused): not again");
     }
 }

@@ -241,12 +241,11 @@ impl GrpcCaller {
         self.routing().driver.clone()
     }
 
-    /// Routes new calls through `driver`, with nothing remembered from the previous one, and
-    /// returns the previous one; calls under way finish with it.
-    pub fn replace_driver(&self, driver: Arc<dyn Driver>) -> Arc<dyn Driver> {
+    /// Routes new calls through `driver`, with nothing remembered from the previous one;
+    /// calls under way finish with the previous one.
+    pub fn replace_driver(&self, driver: Arc<dyn Driver>) {
         let fresh = Routing::new(driver, self.metrics.clone());
-        let mut routing = self.routing.write().unwrap_or_else(PoisonError::into_inner);
-        std::mem::replace(&mut *routing, fresh).driver.clone()
+        *self.routing.write().unwrap_or_else(PoisonError::into_inner) = fresh;
     }
 
     /// The driver's split of a branch URL, remembered.
@@ -523,8 +522,8 @@ mod tests {
             "10.0.0.1:1"
         );
 
-        let previous = caller.replace_driver(Fixed::driver("two", &["mesh"], "10.0.0.2:2"));
-        assert_eq!(previous.name(), "one");
+        assert_eq!(caller.driver().name(), "one");
+        caller.replace_driver(Fixed::driver("two", &["mesh"], "10.0.0.2:2"));
         assert_eq!(caller.driver().name(), "two");
         assert_eq!(caller.server_method(url).unwrap().method, "/two");
         assert_eq!(

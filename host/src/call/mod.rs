@@ -102,9 +102,9 @@ impl Caller {
     }
 
     /// Sends new calls (of this caller and its clones) through `driver`, forgetting what the
-    /// previous one split and resolved; returns the previous one, which calls under way keep.
-    pub fn replace_driver(&self, driver: Arc<dyn Driver>) -> Arc<dyn Driver> {
-        self.grpc.replace_driver(driver)
+    /// previous one split and resolved; calls under way keep the previous one.
+    pub fn replace_driver(&self, driver: Arc<dyn Driver>) {
+        self.grpc.replace_driver(driver);
     }
 
     pub async fn call(&self, call: &BranchCall) -> CallResult {

@@ -1,8 +1,9 @@
 //! The admin UI (engine.md §8), served by the host on `HttpPort` under `AdminBasePath`: static
 //! HTML, CSS and vanilla JS embedded in the binary, which read and act through dtm's JSON API at
-//! `/api/dtmsvr/*`, plus a little admin-only JSON at `/api/admin/*` (the session check and the
-//! driver status). With `AdminToken` set that admin-only JSON needs the token; dtm's API stays
-//! open, because dtm's SDKs call it without credentials.
+//! `/api/dtmsvr/*`, plus three admin-only routes at `/api/admin/*`: the session check, the driver
+//! status (with each driver file's SHA-256) and the driver reload behind the Drivers page's
+//! Reload button. With `AdminToken` set those need the token; dtm's API stays open, because
+//! dtm's SDKs call it without credentials.
 
 mod auth;
 mod drivers;
@@ -73,16 +74,21 @@ fn index_html(base_path: &str) -> String {
 }
 
 /// `AdminBasePath` must be empty or an absolute URL path of plain characters: it is written
-/// into the page's HTML and into route patterns as it is.
+/// into the page's HTML and into route patterns as it is. It must stay out of `/api`, where
+/// the pages' routes would clash with the host's own (merging them panics at start).
 pub fn check_base_path(path: &str) -> Result<(), String> {
     let plain = |c: char| c.is_ascii_alphanumeric() || "-._~/".contains(c);
-    if path.is_empty() || (path.starts_with('/') && path.chars().all(plain)) {
-        Ok(())
-    } else {
-        Err(format!(
+    if !(path.is_empty() || (path.starts_with('/') && path.chars().all(plain))) {
+        return Err(format!(
             "expected an empty value or a path such as /dtm-admin (letters, digits, - . _ ~ /), got '{path}'"
-        ))
+        ));
     }
+    if path.trim_end_matches('/') == "/api" || path.starts_with("/api/") {
+        return Err(format!(
+            "'{path}' is under /api, which holds the coordinator's own routes; choose a path such as /dtm-admin"
+        ));
+    }
+    Ok(())
 }
 
 /// The UI's pages and assets under the base path, and `/api/admin/*`.
@@ -166,7 +172,15 @@ mod tests {
 
     #[test]
     fn base_paths() {
-        for ok in ["", "/", "/dtm", "/ops/dtm-admin/", "/a_b.c~d"] {
+        for ok in [
+            "",
+            "/",
+            "/dtm",
+            "/ops/dtm-admin/",
+            "/a_b.c~d",
+            "/apis",
+            "/ops/api",
+        ] {
             assert_eq!(check_base_path(ok), Ok(()), "{ok}");
         }
         for bad in [
@@ -176,6 +190,12 @@ mod tests {
             "/dtm?x=1",
             "/dtm#x",
             "/{x}",
+            "/api",
+            "/api/",
+            "/api/ping",
+            "/api/metrics",
+            "/api/admin",
+            "/api/dtmsvr/x",
         ] {
             assert!(check_base_path(bad).is_err(), "{bad}");
         }

@@ -530,7 +530,12 @@
     const reloadDriver = async () => {
       if (!(await confirmAction("Load the driver's file again? Calls under way finish on the running driver.", "Reload"))) return;
       try {
-        const reply = await request("/api/admin/drivers/reload", { method: "POST" });
+        // The JSON content type is what the host requires of a reload: another site's page
+        // cannot send it without a CORS preflight.
+        const reply = await request("/api/admin/drivers/reload", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+        });
         toast("Reloaded: " + reply.driver + " " + reply.sha256.slice(0, 12));
       } catch (err) {
         if (err instanceof AuthError) return failed(err);
