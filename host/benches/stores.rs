@@ -2,7 +2,8 @@
 //! each store, one after another in one run: the embedded store, then PostgreSQL, MySQL/MariaDB
 //! and Redis (this machine's servers, each in a schema, database or key prefix of its own,
 //! removed afterwards). Over HTTP and over gRPC: TPS, ratio to the embedded store, p50/p99.
-//! Then three hosts on one PostgreSQL schema, sharing the load round-robin, against one.
+//! Then three hosts on one PostgreSQL schema, sharing the load round-robin, against one. Each
+//! host may open 30 connections to a SQL server (`Store.MaxOpenConns`).
 //!
 //! Settings (environment): BENCH_CONCURRENCY (default 64), BENCH_SECONDS (default 10),
 //! BENCH_LOG_LEVEL (default info), BENCH_STORES (default `embedded,postgres,mysql,redis`).
@@ -16,6 +17,9 @@ use support::{
     env_or, grpc_channel, grpc_saga, http_saga, measure, print, start_busi, start_grpc_busi,
     Figures, HostProcess,
 };
+
+/// `Store.MaxOpenConns` of each host.
+const SQL_CONNECTIONS_PER_HOST: u32 = 30;
 
 /// The stores to measure, by name; `None` is the embedded store.
 fn stores() -> Vec<Option<Server>> {
@@ -44,7 +48,14 @@ struct Bench {
 
 impl Bench {
     async fn start_host(&self, scope: Option<&StoreScope>) -> HostProcess {
-        let env: Vec<(String, String)> = scope.map_or_else(Vec::new, |s| s.env(s.server.port()));
+        let mut env: Vec<(String, String)> =
+            scope.map_or_else(Vec::new, |s| s.env(s.server.port()));
+        // Three hosts must fit in the server's 100 connections (dtm's default of 500 a host
+        // would have them refused with "too many clients"); more would not be faster.
+        env.push((
+            "STORE_MAX_OPEN_CONNS".into(),
+            SQL_CONNECTIONS_PER_HOST.to_string(),
+        ));
         let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         HostProcess::start_with(&self.log_level, &env).await
     }
@@ -111,7 +122,8 @@ fn main() {
             grpc_busi: start_grpc_busi().await,
         };
         println!(
-            "store bench: 2-branch sagas, concurrency {}, {} s per run, host LogLevel {}, {} cores",
+            "store bench: 2-branch sagas, concurrency {}, {} s per run, host LogLevel {}, \
+             MaxOpenConns {SQL_CONNECTIONS_PER_HOST}, {} cores",
             bench.concurrency,
             bench.seconds,
             bench.log_level,
