@@ -128,6 +128,19 @@ async fn lists_transactions_shows_branches_and_force_stops() {
     browser.wait_gone(&row(&stuck)).await;
     browser.wait_for(&row(&done)).await;
 
+    // A create-time range (dtm's createTimeStart/End) from 2099 on shows nothing; one up to 2099
+    // shows both.
+    let list = host.url("/ops/dtm/admin/global-transactions/all");
+    browser
+        .goto(&format!("{list}?createdFrom=2099-01-01T00:00"))
+        .await;
+    browser.wait_text("#results", "No transactions.").await;
+    browser
+        .goto(&format!("{list}?createdTo=2099-01-01T00:00"))
+        .await;
+    browser.wait_for(&row(&done)).await;
+    browser.wait_for(&row(&stuck)).await;
+
     // Unfinished: only the stuck one.
     browser
         .click("#nav a[data-link='/admin/global-transactions/unfinished']")

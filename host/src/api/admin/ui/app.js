@@ -157,6 +157,12 @@
 
   // ---- pages ------------------------------------------------------------------------------
 
+  /** dtm's `createTimeStart` / `createTimeEnd` (ms) from the form's local date-times. */
+  function createdRange(filter) {
+    const ms = (local) => (local ? String(new Date(local).getTime()) : "");
+    return { createTimeStart: ms(filter.createdFrom), createTimeEnd: ms(filter.createdTo) };
+  }
+
   /**
    * A page of transactions from `/all`. `cursor` is dtm's `next_position`; when the list is
    * "any unfinished status" it is `{index, position}`: the statuses are read one after the
@@ -179,6 +185,7 @@
         position: cursor,
         status: filter.status,
         transType: filter.transType,
+        ...createdRange(filter),
       });
       return { rows: page.transactions || [], next: page.next_position || null };
     }
@@ -190,6 +197,7 @@
         position,
         status: UNFINISHED[index],
         transType: filter.transType,
+        ...createdRange(filter),
       });
       rows.push(...(page.transactions || []));
       if (page.next_position) {
@@ -212,7 +220,9 @@
       el("td", {}, t.protocol),
       el("td", {}, time(t.create_time)),
       el("td", {}, time(t.update_time)),
-      el("td", {}, time(t.finish_time || t.rollback_time)),
+      el("td", {}, time(t.finish_time)),
+      el("td", {}, time(t.rollback_time)),
+      el("td", {}, t.next_cron_interval + " s"),
       el("td", {}, FINISHED.includes(t.status) ? el("span", { class: "muted" }, "—") : time(t.next_cron_time)),
     );
   }
@@ -225,6 +235,8 @@
       gid: params.get("gid") || "",
       status: statuses.includes(params.get("status")) ? params.get("status") : "",
       transType: TRANS_TYPES.includes(params.get("transType")) ? params.get("transType") : "",
+      createdFrom: params.get("createdFrom") || "",
+      createdTo: params.get("createdTo") || "",
     };
     const path = unfinishedOnly ? "/admin/global-transactions/unfinished" : "/admin/global-transactions/all";
     const form = el(
@@ -235,12 +247,23 @@
         onsubmit: (e) => {
           e.preventDefault();
           const data = new FormData(e.target);
-          go(path + query({ gid: data.get("gid").trim(), status: data.get("status"), transType: data.get("transType") }));
+          go(
+            path +
+              query({
+                gid: data.get("gid").trim(),
+                status: data.get("status"),
+                transType: data.get("transType"),
+                createdFrom: data.get("createdFrom"),
+                createdTo: data.get("createdTo"),
+              }),
+          );
         },
       },
       el("label", {}, "Gid", el("input", { id: "filter-gid", name: "gid", value: filter.gid, placeholder: "exact gid" })),
       select("status", "Status", statuses, filter.status, unfinishedOnly ? "any unfinished" : "any"),
       select("transType", "Type", TRANS_TYPES, filter.transType, "any"),
+      el("label", {}, "Created from", el("input", { name: "createdFrom", type: "datetime-local", value: filter.createdFrom })),
+      el("label", {}, "to", el("input", { name: "createdTo", type: "datetime-local", value: filter.createdTo })),
       el("button", { id: "filter-apply", type: "submit", class: "primary" }, "Search"),
       el("button", { type: "button", class: "ghost", onclick: () => go(path) }, "Clear"),
     );
@@ -250,7 +273,7 @@
     const load = async () => {
       const page = await fetchTransactions(filter, cursors[pageIndex]);
       cursors[pageIndex + 1] = page.next;
-      const headings = ["Gid", "Type", "Status", "Protocol", "Created", "Updated", "Finished", "Next cron"];
+      const headings = ["Gid", "Type", "Status", "Protocol", "Created", "Updated", "Finished", "Rolled back", "Interval", "Next cron"];
       const empty = unfinishedOnly ? "No unfinished transactions." : "No transactions.";
       results.replaceChildren(
         table("tx-table", headings, page.rows.map(transactionRow), empty),
