@@ -287,6 +287,11 @@ impl Pass {
             // A shorter lease would let another pass call those branches again meanwhile.
             next = next.max(self.call_lease_end(now));
         }
+        self.reschedule(interval, next, now).await
+    }
+
+    /// Stores the transaction's next look (`interval`, due at `next`), then its in-memory copy.
+    async fn reschedule(&mut self, interval: i64, next: Millis, now: Millis) -> DtmResult<()> {
         self.engine
             .store
             .touch_cron_time(&self.global.gid, self.global.status, interval, next, now)
@@ -312,24 +317,14 @@ impl Pass {
     /// transaction's retry_interval.
     async fn cover_call(&mut self) -> DtmResult<()> {
         let now = self.now();
-        if self.global.next_cron_time >= self.call_lease_end(now) {
+        let call_end = self.call_lease_end(now);
+        if self.global.next_cron_time >= call_end {
             return Ok(());
         }
         // A little beyond, so the calls a pass starts one after another share one renewal.
-        let until = self.call_lease_end(now) + LEASE_RENEWAL_SLACK_MS;
-        self.engine
-            .store
-            .touch_cron_time(
-                &self.global.gid,
-                self.global.status,
-                self.global.next_cron_interval,
-                until,
-                now,
-            )
-            .await?;
-        self.global.next_cron_time = until;
-        self.last_touch = Instant::now();
-        Ok(())
+        let interval = self.global.next_cron_interval;
+        self.reschedule(interval, call_end + LEASE_RENEWAL_SLACK_MS, now)
+            .await
     }
 
     /// Applies engine.md §3.3 after the call of branch record `index`: success renews the
