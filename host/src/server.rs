@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::drivers::{self, Driver, DriverError, DriverSpec, Grants, HttpPolicy, WasmLimits};
 use crate::engine::schedule::ScheduleConfig;
-use crate::engine::{Engine, Observers};
+use crate::engine::{BranchWrites, Engine, Observers};
 use crate::health::Readiness;
 use crate::metrics::{ApiKind, Metrics};
 use crate::reload::DriverReloader;
@@ -79,7 +79,15 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         metrics: metrics.clone(),
         alerts,
     };
-    let engine = Engine::new(store, caller.clone(), clock, schedule, observers);
+    let branch_writes = BranchWrites::from_update_branch_sync(config.update_branch_sync);
+    let engine = Engine::new(
+        store,
+        caller.clone(),
+        clock,
+        schedule,
+        branch_writes,
+        observers,
+    );
 
     let http_listener = listen("HttpPort", config.http_port).await?;
     let grpc_listener = listen("GrpcPort", config.grpc_port).await?;

@@ -36,10 +36,34 @@ pub struct Engine {
     caller: Caller,
     clock: Arc<Clock>,
     conf: ScheduleConfig,
+    branch_writes: BranchWrites,
     metrics: Arc<Metrics>,
     alerts: AlertHook,
     /// Background passes and the branch calls they start; awaited on shutdown.
     tasks: TaskTracker,
+}
+
+/// When a pass stores the results of its branch calls (`UpdateBranchSync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BranchWrites {
+    /// Each definite result is written as soon as it is known, in a commit of its own, while the
+    /// pass goes on (`UpdateBranchSync` ≥ 1, dtm's default).
+    EachAtOnce,
+    /// The pass keeps its results and writes them with its next status change, in that one
+    /// commit, or all together when it ends (`UpdateBranchSync: 0`). A 2-branch saga then costs
+    /// two commits instead of four; a crash before them repeats calls, which are idempotent.
+    WithNextStatus,
+}
+
+impl BranchWrites {
+    /// dtm's `UpdateBranchSync` setting.
+    pub fn from_update_branch_sync(value: i64) -> Self {
+        if value == 0 {
+            Self::WithNextStatus
+        } else {
+            Self::EachAtOnce
+        }
+    }
 }
 
 /// What an engine reports to besides its store: the metrics and the alert webhook.
@@ -54,6 +78,7 @@ impl Engine {
         caller: Caller,
         clock: Arc<Clock>,
         conf: ScheduleConfig,
+        branch_writes: BranchWrites,
         observers: Observers,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -61,6 +86,7 @@ impl Engine {
             caller,
             clock,
             conf,
+            branch_writes,
             metrics: observers.metrics,
             alerts: observers.alerts,
             tasks: TaskTracker::new(),
@@ -141,6 +167,7 @@ impl Engine {
             branches,
             last_touch: Instant::now(),
             pending_writes: Vec::new(),
+            unsaved: Vec::new(),
             calls_in_flight: Arc::default(),
         };
         let outcome = match pass.global.trans_type {
@@ -161,15 +188,14 @@ impl Engine {
         outcome.map(|()| pass.global)
     }
 
-    /// Calls a branch and, on a definite result, starts writing the branch's new status (a
-    /// FAILURE marks the branch `failed` only where it is terminal: a saga action). The write
-    /// is not awaited here: the pass goes on and waits for it before its next status change,
-    /// so one commit can carry both. Losing it in a crash only repeats an idempotent call.
+    /// Calls a branch and returns, besides the result, the branch's new status when the
+    /// result is definite (a FAILURE marks the branch `failed` only where it is terminal: a
+    /// saga action).
     async fn call_branch(
-        self: &Arc<Self>,
+        &self,
         call: &BranchCall,
         terminal_failure: bool,
-    ) -> (CallResult, Option<PendingWrite>) {
+    ) -> (CallResult, Option<BranchOutcome>) {
         let result = self.caller.call(call).await;
         self.metrics.branch_called(
             call.trans_type.as_str(),
@@ -182,22 +208,24 @@ impl Engine {
             CallResult::Failure(_) if terminal_failure => branch_status::FAILED,
             _ => return (result, None),
         };
+        let outcome = BranchOutcome {
+            branch_id: call.branch_id.clone(),
+            op: call.op.clone(),
+            status,
+        };
+        (result, Some(outcome))
+    }
+
+    /// Starts writing branch outcomes of `gid` in the background.
+    fn spawn_write(self: &Arc<Self>, gid: String, outcomes: Vec<BranchOutcome>) -> PendingWrite {
         let engine = self.clone();
-        let (gid, branch_id, op) = (call.gid.clone(), call.branch_id.clone(), call.op.clone());
-        let write = self.tasks.spawn(async move {
-            let outcome = BranchOutcome {
-                gid: &gid,
-                branch_id: &branch_id,
-                op: &op,
-                status,
-            };
+        self.tasks.spawn(async move {
             engine
                 .store
-                .save_branch_outcome(outcome, engine.now())
+                .save_branch_outcomes(&gid, &outcomes, engine.now())
                 .await
                 .map_err(DtmError::from)
-        });
-        (result, Some(write))
+        })
     }
 }
 
@@ -211,7 +239,7 @@ type PendingWrite = JoinHandle<DtmResult<()>>;
 struct Report {
     index: usize,
     result: CallResult,
-    write: Option<PendingWrite>,
+    outcome: Option<BranchOutcome>,
 }
 
 /// One pass over one transaction: its in-memory copy and the bookkeeping shared by all types.
@@ -223,6 +251,9 @@ struct Pass {
     last_touch: Instant,
     /// Branch status writes not yet known to be stored.
     pending_writes: Vec<PendingWrite>,
+    /// Branch outcomes kept for the next status change or the end of the pass
+    /// ([`BranchWrites::WithNextStatus`]).
+    unsaved: Vec<BranchOutcome>,
     /// Branch calls this pass started that have not ended, even after the pass itself ended.
     calls_in_flight: Arc<AtomicUsize>,
 }
@@ -245,8 +276,28 @@ impl Pass {
         Instant::now() + Duration::from_secs(self.engine.conf.request_timeout.max(0) as u64 + 2)
     }
 
-    /// Waits until every branch status write of this pass is stored.
-    async fn flush_writes(&mut self) -> DtmResult<()> {
+    /// Takes note of a branch's definite result: written now, or kept for the next status
+    /// change, as `BranchWrites` says.
+    fn record(&mut self, outcome: Option<BranchOutcome>) {
+        let Some(outcome) = outcome else { return };
+        match self.engine.branch_writes {
+            BranchWrites::EachAtOnce => {
+                let write = self
+                    .engine
+                    .spawn_write(self.global.gid.clone(), vec![outcome]);
+                self.pending_writes.push(write);
+            }
+            BranchWrites::WithNextStatus => {
+                // A record called twice in one pass keeps its latest result.
+                self.unsaved
+                    .retain(|u| (&u.branch_id, &u.op) != (&outcome.branch_id, &outcome.op));
+                self.unsaved.push(outcome);
+            }
+        }
+    }
+
+    /// Waits for the branch status writes under way.
+    async fn await_writes(&mut self) -> DtmResult<()> {
         for write in std::mem::take(&mut self.pending_writes) {
             write
                 .await
@@ -255,10 +306,28 @@ impl Pass {
         Ok(())
     }
 
+    /// Stores every branch result of this pass that is not stored yet.
+    async fn flush_writes(&mut self) -> DtmResult<()> {
+        self.await_writes().await?;
+        let unsaved = std::mem::take(&mut self.unsaved);
+        if !unsaved.is_empty() {
+            self.engine
+                .store
+                .save_branch_outcomes(&self.global.gid, &unsaved, self.now())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Compare-and-set of the global status, in the store and then in memory. Branch results
-    /// are stored first, so a final status never stands on unrecorded branches.
+    /// are stored first or in the same commit, so a final status never stands on unrecorded
+    /// branches.
     async fn change_status(&mut self, to: GlobalStatus, change: StatusChange) -> DtmResult<()> {
-        self.flush_writes().await?;
+        self.await_writes().await?;
+        let change = StatusChange {
+            branch_outcomes: std::mem::take(&mut self.unsaved),
+            ..change
+        };
         self.engine
             .change_status(&mut self.global, to, change)
             .await
@@ -414,7 +483,7 @@ impl Pass {
     }
 
     /// Starts the call of branch record `index` in the background; its [`Report`] arrives on
-    /// `reports`. The call's result is written even if the pass has ended by then.
+    /// `reports`. If the pass has ended by then, the call writes its result itself.
     async fn spawn_call(
         &mut self,
         index: usize,
@@ -428,13 +497,24 @@ impl Pass {
         let in_flight = self.calls_in_flight.clone();
         in_flight.fetch_add(1, Ordering::AcqRel);
         self.engine.tasks.spawn(async move {
-            let (result, write) = engine.call_branch(&call, terminal_failure).await;
+            let (result, outcome) = engine.call_branch(&call, terminal_failure).await;
             in_flight.fetch_sub(1, Ordering::AcqRel);
-            let _ = reports.send(Report {
+            let report = Report {
                 index,
                 result,
-                write,
-            });
+                outcome,
+            };
+            if let Err(unreported) = reports.send(report) {
+                if let Some(outcome) = unreported.0.outcome {
+                    let stored = engine
+                        .store
+                        .save_branch_outcomes(&call.gid, &[outcome], engine.now())
+                        .await;
+                    if let Err(error) = stored {
+                        debug!(gid = call.gid, %error, "result of a call that outlived its pass not stored");
+                    }
+                }
+            }
         });
         Ok(())
     }
@@ -443,8 +523,8 @@ impl Pass {
     async fn call_now(&mut self, index: usize) -> DtmResult<CallResult> {
         self.cover_call().await?;
         let call = self.branch_call(index);
-        let (result, write) = self.engine.call_branch(&call, false).await;
-        self.pending_writes.extend(write);
+        let (result, outcome) = self.engine.call_branch(&call, false).await;
+        self.record(outcome);
         self.after_call(index, &result, false).await?;
         if result == CallResult::Success {
             self.branches[index].status = branch_status::SUCCEED.to_owned();

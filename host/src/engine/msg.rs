@@ -107,7 +107,7 @@ async fn deliver_concurrently(pass: &mut Pass, pending: Vec<usize>) -> DtmResult
     drop(tx);
     let mut outcome = CallResult::Success;
     while let Some(report) = reports.recv().await {
-        pass.pending_writes.extend(report.write);
+        pass.record(report.outcome);
         pass.after_call(report.index, &report.result, false).await?;
         outcome = match (outcome, report.result) {
             (CallResult::Success, r)

@@ -143,7 +143,7 @@ pub(super) async fn run(pass: &mut Pass) -> DtmResult<()> {
             continue;
         };
         actions_running -= 1;
-        pass.pending_writes.extend(report.write);
+        pass.record(report.outcome);
         pass.after_call(report.index, &report.result, true).await?;
         let j = report.index;
         match report.result {
@@ -228,7 +228,7 @@ pub(super) async fn run(pass: &mut Pass) -> DtmResult<()> {
             continue;
         }
         compensations_running -= 1;
-        pass.pending_writes.extend(report.write);
+        pass.record(report.outcome);
         pass.after_call(report.index, &report.result, false).await?;
         if report.result == CallResult::Success {
             st[report.index] = SUCCEED.into();

@@ -62,15 +62,17 @@ pub struct StatusChange {
     pub result: Option<String>,
     pub custom_data: Option<String>,
     pub options: Option<String>,
+    /// Branch results written in the same atomic step, so one commit carries a pass's branch
+    /// results and the status they lead to.
+    pub branch_outcomes: Vec<BranchOutcome>,
 }
 
-/// The result of writing one branch's outcome.
-#[derive(Debug, Clone)]
-pub struct BranchOutcome<'a> {
-    pub gid: &'a str,
-    pub branch_id: &'a str,
-    pub op: &'a str,
-    pub status: &'a str,
+/// A branch record's new status, after a call with a definite result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BranchOutcome {
+    pub branch_id: String,
+    pub op: String,
+    pub status: &'static str,
 }
 
 /// A page of a listing plus the cursor of the next page (`""` when there is none).
@@ -116,13 +118,19 @@ pub trait Store: Send + Sync {
         branches: &[Branch],
     ) -> StoreResult<()>;
 
-    /// Writes a branch's new status, only while the transaction is unfinished (`NotFound`
-    /// otherwise, or when the branch does not exist).
-    async fn save_branch_outcome(&self, outcome: BranchOutcome<'_>, now: Millis)
-        -> StoreResult<()>;
+    /// Writes the new status of branch records of `gid`, all of them or none, only while the
+    /// transaction is unfinished (`NotFound` otherwise, or when a branch does not exist).
+    async fn save_branch_outcomes(
+        &self,
+        gid: &str,
+        outcomes: &[BranchOutcome],
+        now: Millis,
+    ) -> StoreResult<()>;
 
     /// Compare-and-set of the global status: only if the stored status is `from`
-    /// (`NotFound` otherwise). Sets finish/rollback time when the new status is final.
+    /// (`NotFound` otherwise). Sets finish/rollback time when the new status is final. The
+    /// change's branch outcomes are written with it, or nothing is (`NotFound` when a branch
+    /// does not exist).
     async fn change_status(
         &self,
         gid: &str,

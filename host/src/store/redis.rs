@@ -111,6 +111,20 @@ local function duplicate_branch(key, base, nb)
   end
   return false
 end
+-- Branch outcomes come as 2 ARGV entries each from `base`: index field, status. Sets them all,
+-- or none when one of the records does not exist (then returns false).
+local function set_outcomes(key, base, n, now)
+  local ps = {}
+  for i = 0, n - 1 do
+    ps[i] = redis.call('HGET', key, ARGV[base + i * 2])
+    if not ps[i] then return false end
+  end
+  for i = 0, n - 1 do
+    local p = ps[i]
+    redis.call('HSET', key, p .. ':st', ARGV[base + i * 2 + 1], p .. ':ft', now, p .. ':ut', now)
+  end
+  return true
+end
 local function add_branches(key, first, base, nb)
   for i = 0, nb - 1 do
     local a = base + i * 9
@@ -148,23 +162,25 @@ expire(ARGV[2], KEYS[1], KEYS[2])
 return {'ok'}
 "#;
 
-/// KEYS: g, b. ARGV: index field, status, now, ttl.
-const OUTCOME: &str = r#"
+/// KEYS: g, b. ARGV: now, ttl, outcome count, outcomes.
+const OUTCOMES: &str = r#"
 if not unfinished(redis.call('HGET', KEYS[1], 'status')) then return {'notfound'} end
-local p = redis.call('HGET', KEYS[2], ARGV[1])
-if not p then return {'notfound'} end
-redis.call('HSET', KEYS[2], p .. ':st', ARGV[2], p .. ':ft', ARGV[3], p .. ':ut', ARGV[3])
-expire(ARGV[4], KEYS[1], KEYS[2])
+if not set_outcomes(KEYS[2], 4, tonumber(ARGV[3]), ARGV[1]) then return {'notfound'} end
+expire(ARGV[2], KEYS[1], KEYS[2])
 return {'ok'}
 "#;
 
-/// KEYS: g, b. ARGV: from, to, now, ttl, then field/value entries to set.
+/// KEYS: g, b. ARGV: from, to, now, ttl, outcome count N, N outcomes, then field/value entries
+/// to set.
 const CHANGE_STATUS: &str = r#"
 if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then return {'notfound'} end
+local no = tonumber(ARGV[5])
+if not set_outcomes(KEYS[2], 6, no, ARGV[3]) then return {'notfound'} end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'update_time', ARGV[3])
 if ARGV[2] == 'succeed' then redis.call('HSET', KEYS[1], 'finish_time', ARGV[3]) end
 if ARGV[2] == 'failed' then redis.call('HSET', KEYS[1], 'rollback_time', ARGV[3]) end
-if #ARGV > 4 then redis.call('HSET', KEYS[1], unpack(ARGV, 5)) end
+local fields = 6 + no * 2
+if #ARGV >= fields then redis.call('HSET', KEYS[1], unpack(ARGV, fields)) end
 expire(ARGV[4], KEYS[1], KEYS[2])
 return {'ok'}
 "#;
@@ -259,7 +275,7 @@ return {'ok'}
 struct Scripts {
     create: Script,
     append: Script,
-    outcome: Script,
+    outcomes: Script,
     change_status: Script,
     touch: Script,
     claim_bucket: Script,
@@ -277,7 +293,7 @@ impl Scripts {
         Self {
             create: with_prelude(CREATE),
             append: with_prelude(APPEND),
-            outcome: with_prelude(OUTCOME),
+            outcomes: with_prelude(OUTCOMES),
             change_status: with_prelude(CHANGE_STATUS),
             touch: with_prelude(TOUCH),
             claim_bucket: Script::new(CLAIM_BUCKET),
@@ -386,6 +402,17 @@ fn listing_stale(member: &str, record_time: Option<Millis>, now: Millis) -> bool
 /// ("a", "bc") and ("ab", "c") apart.
 fn branch_index(branch_id: &str, op: &str) -> String {
     format!("ix:{}:{branch_id}{op}", branch_id.len())
+}
+
+/// The count, then index field and status of each outcome, as `set_outcomes` reads them.
+fn outcome_args(outcomes: &[BranchOutcome]) -> Vec<String> {
+    let mut args = Vec::with_capacity(1 + outcomes.len() * 2);
+    args.push(outcomes.len().to_string());
+    for o in outcomes {
+        args.push(branch_index(&o.branch_id, &o.op));
+        args.push(o.status.to_owned());
+    }
+    args
 }
 
 fn opt_time(t: Option<Millis>) -> String {
@@ -1056,19 +1083,23 @@ impl Store for RedisStore {
         }
     }
 
-    async fn save_branch_outcome(&self, o: BranchOutcome<'_>, now: Millis) -> StoreResult<()> {
-        let mut invocation = self.scripts.outcome.key(self.keys.global(o.gid));
+    async fn save_branch_outcomes(
+        &self,
+        gid: &str,
+        outcomes: &[BranchOutcome],
+        now: Millis,
+    ) -> StoreResult<()> {
+        let mut invocation = self.scripts.outcomes.key(self.keys.global(gid));
         invocation
-            .key(self.keys.branches(o.gid))
-            .arg(branch_index(o.branch_id, o.op))
-            .arg(o.status)
+            .key(self.keys.branches(gid))
             .arg(now)
-            .arg(self.data_expire);
-        let reply: Vec<String> = self.eval("save branch outcome", &invocation).await?;
+            .arg(self.data_expire)
+            .arg(outcome_args(outcomes));
+        let reply: Vec<String> = self.eval("save branch outcomes", &invocation).await?;
         match verdict(&reply) {
             "ok" => Ok(()),
             "notfound" => Err(StoreError::NotFound),
-            _ => Err(unexpected("outcome", &reply)),
+            _ => Err(unexpected("outcomes", &reply)),
         }
     }
 
@@ -1088,7 +1119,8 @@ impl Store for RedisStore {
             .arg(from.as_str())
             .arg(to.as_str())
             .arg(now)
-            .arg(self.ttl(to.is_finished()));
+            .arg(self.ttl(to.is_finished()))
+            .arg(outcome_args(&change.branch_outcomes));
         for (name, value) in [
             ("rollback_reason", change.rollback_reason),
             ("result", change.result),

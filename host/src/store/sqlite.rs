@@ -396,6 +396,31 @@ fn insert_branches(conn: &Connection, branches: &[Branch], first_pos: i64) -> St
     Ok(())
 }
 
+/// Writes branch outcomes; `NotFound` if a branch does not exist (the caller's savepoint then
+/// undoes the others).
+fn update_branches(
+    conn: &Connection,
+    gid: &str,
+    outcomes: &[BranchOutcome],
+    now: Millis,
+) -> StoreResult<()> {
+    let mut update = conn
+        .prepare_cached(
+            "UPDATE trans_branch_op SET status = ?1, finish_time = ?2, update_time = ?2 \
+             WHERE gid = ?3 AND branch_id = ?4 AND op = ?5",
+        )
+        .map_err(backend)?;
+    for o in outcomes {
+        let changed = update
+            .execute(params![o.status, now, gid, o.branch_id, o.op])
+            .map_err(backend)?;
+        if changed == 0 {
+            return Err(StoreError::NotFound);
+        }
+    }
+    Ok(())
+}
+
 fn page<T>(items: Vec<T>, limit: usize, last_id: impl Fn(&T) -> u64) -> Page<T> {
     let next_position = match items.last() {
         Some(last) if items.len() == limit => last_id(last).to_string(),
@@ -541,26 +566,25 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn save_branch_outcome(&self, o: BranchOutcome<'_>, now: Millis) -> StoreResult<()> {
-        let (gid, branch_id, op, status) = (
-            o.gid.to_owned(),
-            o.branch_id.to_owned(),
-            o.op.to_owned(),
-            o.status.to_owned(),
-        );
-        self.write(move |conn| {
-            let changed = conn
+    async fn save_branch_outcomes(
+        &self,
+        gid: &str,
+        outcomes: &[BranchOutcome],
+        now: Millis,
+    ) -> StoreResult<()> {
+        let (gid, outcomes) = (gid.to_owned(), outcomes.to_vec());
+        // One UPDATE that fails changes nothing; several need a savepoint.
+        self.submit(outcomes.len() > 1, move |conn| {
+            let unfinished = conn
                 .prepare_cached(&format!(
-                    "UPDATE trans_branch_op SET status = ?1, finish_time = ?2, update_time = ?2 \
-                     WHERE gid = ?3 AND branch_id = ?4 AND op = ?5 \
-                     AND EXISTS (SELECT 1 FROM trans_global WHERE gid = ?3 AND {UNFINISHED})"
+                    "SELECT 1 FROM trans_global WHERE gid = ?1 AND {UNFINISHED}"
                 ))
-                .and_then(|mut s| s.execute(params![status, now, gid, branch_id, op]))
+                .and_then(|mut s| s.exists(params![gid]))
                 .map_err(backend)?;
-            if changed == 0 {
+            if !unfinished {
                 return Err(StoreError::NotFound);
             }
-            Ok(())
+            update_branches(conn, &gid, &outcomes, now)
         })
         .await
     }
@@ -574,7 +598,8 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> StoreResult<()> {
         let gid = gid.to_owned();
-        self.write(move |conn| {
+        let multi_statement = !change.branch_outcomes.is_empty();
+        self.submit(multi_statement, move |conn| {
             let finish_time = (to == GlobalStatus::Succeed).then_some(now);
             let rollback_time = (to == GlobalStatus::Failed).then_some(now);
             let changed = conn
@@ -595,7 +620,7 @@ impl Store for SqliteStore {
             if changed == 0 {
                 return Err(StoreError::NotFound);
             }
-            Ok(())
+            update_branches(conn, &gid, &change.branch_outcomes, now)
         })
         .await
     }

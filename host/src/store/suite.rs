@@ -47,6 +47,7 @@ pub async fn run_all(store: &dyn Store) {
     create_if_absent(store).await;
     conditional_branch_append(store).await;
     branch_outcome_needs_unfinished_global(store).await;
+    status_change_with_branch_outcomes(store).await;
     status_compare_and_set(store).await;
     reset_cron_times(store).await;
     scan_pages_and_filters(store).await;
@@ -158,32 +159,75 @@ async fn conditional_branch_append(store: &dyn Store) {
     assert_eq!(store.find_branches(&g.gid).await.unwrap().len(), 4);
 }
 
+fn outcome(branch_id: &str, op: &str, status: &'static str) -> BranchOutcome {
+    BranchOutcome {
+        branch_id: branch_id.to_owned(),
+        op: op.to_owned(),
+        status,
+    }
+}
+
+/// (status, finish_time) of each branch record of `gid`.
+async fn branch_states(store: &dyn Store, gid: &str) -> Vec<(String, Option<i64>)> {
+    let branches = store.find_branches(gid).await.unwrap();
+    branches
+        .into_iter()
+        .map(|b| (b.status, b.finish_time))
+        .collect()
+}
+
 async fn branch_outcome_needs_unfinished_global(store: &dyn Store) {
     let g = sample_global("suite-outcome", 1_000);
+    let records = [
+        branch(&g.gid, "01", op::COMPENSATE),
+        branch(&g.gid, "01", op::ACTION),
+        branch(&g.gid, "02", op::ACTION),
+    ];
+    store.save_new(&g, &records).await.unwrap();
+    let prepared = || ("prepared".to_owned(), None);
+    let succeed = outcome("01", op::ACTION, branch_status::SUCCEED);
     store
-        .save_new(&g, &[branch(&g.gid, "01", op::ACTION)])
+        .save_branch_outcomes(&g.gid, std::slice::from_ref(&succeed), 2_000)
         .await
         .unwrap();
-    let outcome = BranchOutcome {
-        gid: &g.gid,
-        branch_id: "01",
-        op: op::ACTION,
-        status: branch_status::SUCCEED,
-    };
-    store
-        .save_branch_outcome(outcome.clone(), 2_000)
-        .await
-        .unwrap();
-    let b = &store.find_branches(&g.gid).await.unwrap()[0];
-    assert_eq!((b.status.as_str(), b.finish_time), ("succeed", Some(2_000)));
-    let unknown = BranchOutcome {
-        branch_id: "09",
-        ..outcome.clone()
-    };
+    let written = ("succeed".to_owned(), Some(2_000));
     assert_eq!(
-        store.save_branch_outcome(unknown, 2_000).await,
+        branch_states(store, &g.gid).await,
+        [prepared(), written.clone(), prepared()]
+    );
+
+    // All or nothing: one unknown record refuses the whole batch.
+    let batch = [
+        outcome("02", op::ACTION, branch_status::FAILED),
+        outcome("09", op::ACTION, branch_status::SUCCEED),
+    ];
+    assert_eq!(
+        store.save_branch_outcomes(&g.gid, &batch, 2_500).await,
         Err(StoreError::NotFound)
     );
+    assert_eq!(
+        branch_states(store, &g.gid).await,
+        [prepared(), written.clone(), prepared()]
+    );
+
+    // Several outcomes, of different statuses, in one write.
+    let batch = [
+        outcome("02", op::ACTION, branch_status::FAILED),
+        outcome("01", op::COMPENSATE, branch_status::SUCCEED),
+    ];
+    store
+        .save_branch_outcomes(&g.gid, &batch, 2_600)
+        .await
+        .unwrap();
+    assert_eq!(
+        branch_states(store, &g.gid).await,
+        [
+            ("succeed".to_owned(), Some(2_600)),
+            written,
+            ("failed".to_owned(), Some(2_600))
+        ]
+    );
+
     store
         .change_status(
             &g.gid,
@@ -195,8 +239,78 @@ async fn branch_outcome_needs_unfinished_global(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(
-        store.save_branch_outcome(outcome, 4_000).await,
+        store.save_branch_outcomes(&g.gid, &[succeed], 4_000).await,
         Err(StoreError::NotFound)
+    );
+}
+
+/// A status change writes the branch outcomes it carries in the same atomic step.
+async fn status_change_with_branch_outcomes(store: &dyn Store) {
+    let g = sample_global("suite-change-outcomes", 1_000);
+    let records = [
+        branch(&g.gid, "01", op::ACTION),
+        branch(&g.gid, "02", op::ACTION),
+    ];
+    store.save_new(&g, &records).await.unwrap();
+    let change = |outcomes: Vec<BranchOutcome>| StatusChange {
+        branch_outcomes: outcomes,
+        ..Default::default()
+    };
+    let both = vec![
+        outcome("01", op::ACTION, branch_status::SUCCEED),
+        outcome("02", op::ACTION, branch_status::SUCCEED),
+    ];
+    let with_unknown = vec![
+        outcome("01", op::ACTION, branch_status::SUCCEED),
+        outcome("07", op::ACTION, branch_status::SUCCEED),
+    ];
+    let to_succeed = |change| {
+        store.change_status(
+            &g.gid,
+            GlobalStatus::Prepared,
+            GlobalStatus::Succeed,
+            change,
+            2_000,
+        )
+    };
+    assert_eq!(
+        to_succeed(change(with_unknown)).await,
+        Err(StoreError::NotFound)
+    );
+    let unchanged = store.find_global(&g.gid).await.unwrap().unwrap();
+    assert_eq!(unchanged.status, GlobalStatus::Prepared);
+    let prepared = ("prepared".to_owned(), None);
+    assert_eq!(
+        branch_states(store, &g.gid).await,
+        [prepared.clone(), prepared.clone()]
+    );
+
+    // A failed compare-and-set writes none of the outcomes either.
+    let wrong_from = store
+        .change_status(
+            &g.gid,
+            GlobalStatus::Submitted,
+            GlobalStatus::Succeed,
+            change(both.clone()),
+            2_000,
+        )
+        .await;
+    assert_eq!(wrong_from, Err(StoreError::NotFound));
+    assert_eq!(
+        branch_states(store, &g.gid).await,
+        [prepared.clone(), prepared]
+    );
+
+    to_succeed(change(both)).await.unwrap();
+    let done = store.find_global(&g.gid).await.unwrap().unwrap();
+    assert_eq!(
+        (done.status, done.finish_time),
+        (GlobalStatus::Succeed, Some(2_000))
+    );
+    let succeed = ("succeed".to_owned(), Some(2_000));
+    assert_eq!(
+        branch_states(store, &g.gid).await,
+        [succeed.clone(), succeed]
     );
 }
 

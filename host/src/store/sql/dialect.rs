@@ -246,8 +246,10 @@ pub(super) struct Statements {
     pub find_branches: String,
     pub insert_global: String,
     pub lock_global_status: String,
-    pub save_branch_outcome: String,
     pub change_status: String,
+    /// `insert_global` and `change_status` before rendering, to build on.
+    insert_global_template: String,
+    change_status_template: String,
     pub touch_cron_time: String,
     pub claim_pick: String,
     pub claim_take: String,
@@ -289,6 +291,20 @@ impl Statements {
             t("create_time"),
             t("update_time")
         );
+        let insert_global_template = format!(
+            "INSERT INTO {g} (gid, trans_type, status, query_prepared, protocol, create_time, \
+             update_time, finish_time, rollback_time, options, custom_data, next_cron_interval, \
+             next_cron_time, owner, ext_data, result, rollback_reason) \
+             VALUES (?, ?, ?, ?, ?, {ts}, {ts}, {ts}, {ts}, ?, ?, ?, {ts}, ?, ?, ?, ?)"
+        );
+        let change_status_template = format!(
+            "UPDATE {g} SET status = ?, update_time = {ts}, \
+             finish_time = COALESCE({ts}, finish_time), \
+             rollback_time = COALESCE({ts}, rollback_time), \
+             rollback_reason = COALESCE(?, rollback_reason), result = COALESCE(?, result), \
+             custom_data = COALESCE(?, custom_data), options = COALESCE(?, options) \
+             WHERE gid = ? AND status = ?"
+        );
         let r = |sql: String| dialect.render(&sql);
         Self {
             dialect,
@@ -297,28 +313,11 @@ impl Statements {
             find_branches: r(format!(
                 "SELECT {branch_columns} FROM {b} WHERE gid = ? ORDER BY id"
             )),
-            insert_global: r(format!(
-                "INSERT INTO {g} (gid, trans_type, status, query_prepared, protocol, create_time, \
-                 update_time, finish_time, rollback_time, options, custom_data, next_cron_interval, \
-                 next_cron_time, owner, ext_data, result, rollback_reason) \
-                 VALUES (?, ?, ?, ?, ?, {ts}, {ts}, {ts}, {ts}, ?, ?, ?, {ts}, ?, ?, ?, ?)"
-            )),
+            insert_global: r(insert_global_template.clone()),
             lock_global_status: r(format!("SELECT status FROM {g} WHERE gid = ? {lock}")),
-            // The share lock makes a concurrent status change wait for this write (or this
-            // write see the new status), as dtm's `SELECT … FOR UPDATE` of the global does.
-            save_branch_outcome: r(format!(
-                "UPDATE {b} SET status = ?, finish_time = {ts}, update_time = {ts} \
-                 WHERE gid = ? AND branch_id = ? AND op = ? \
-                 AND EXISTS (SELECT 1 FROM {g} WHERE gid = ? AND {UNFINISHED} {lock})"
-            )),
-            change_status: r(format!(
-                "UPDATE {g} SET status = ?, update_time = {ts}, \
-                 finish_time = COALESCE({ts}, finish_time), \
-                 rollback_time = COALESCE({ts}, rollback_time), \
-                 rollback_reason = COALESCE(?, rollback_reason), result = COALESCE(?, result), \
-                 custom_data = COALESCE(?, custom_data), options = COALESCE(?, options) \
-                 WHERE gid = ? AND status = ?"
-            )),
+            change_status: r(change_status_template.clone()),
+            insert_global_template,
+            change_status_template,
             touch_cron_time: r(format!(
                 "UPDATE {g} SET next_cron_interval = ?, next_cron_time = {ts}, update_time = {ts} \
                  WHERE gid = ? AND status = ?"
@@ -359,14 +358,86 @@ impl Statements {
 
     /// One INSERT of `n` branch records.
     pub fn insert_branches(&self, n: usize) -> String {
+        self.dialect.render(&self.insert_branches_template(n))
+    }
+
+    fn insert_branches_template(&self, n: usize) -> String {
         let ts = self.dialect.time_param();
         let row = format!("(?, ?, ?, ?, ?, ?, {ts}, {ts}, {ts})");
-        self.dialect.render(&format!(
+        format!(
             "INSERT INTO {} (gid, url, bin_data, branch_id, op, status, finish_time, create_time, \
              update_time) VALUES {}",
             self.branches,
             vec![row; n].join(", ")
+        )
+    }
+
+    /// PostgreSQL: the transaction and its `n` branch records in one statement, so a creation
+    /// is one round trip (a statement is atomic by itself). Binds as `insert_global`, then as
+    /// `insert_branches`.
+    pub fn insert_global_with_branches(&self, n: usize) -> String {
+        self.dialect.render(&format!(
+            "WITH created AS ({}) {}",
+            self.insert_global_template,
+            self.insert_branches_template(n)
         ))
+    }
+
+    /// `(branch_id, op) IN ((?, ?), …)` for `n` records.
+    fn branch_keys(n: usize) -> String {
+        format!("(branch_id, op) IN ({})", vec!["(?, ?)"; n].join(", "))
+    }
+
+    /// Sets one status on `n` branch records of one transaction. `guarded` adds the condition
+    /// that the transaction is unfinished, under a share lock, which makes a concurrent status
+    /// change wait for this write (or this write see the new status), as dtm's
+    /// `SELECT … FOR UPDATE` of the global does.
+    pub fn update_branches(&self, n: usize, guarded: bool) -> String {
+        let guard = if guarded {
+            format!(
+                " AND EXISTS (SELECT 1 FROM {} WHERE gid = ? AND {UNFINISHED} {})",
+                self.globals,
+                self.dialect.share_lock()
+            )
+        } else {
+            String::new()
+        };
+        self.dialect
+            .render(&format!("{}{guard}", self.update_branches_template(n)))
+    }
+
+    fn update_branches_template(&self, n: usize) -> String {
+        let ts = self.dialect.time_param();
+        format!(
+            "UPDATE {} SET status = ?, finish_time = {ts}, update_time = {ts} \
+             WHERE gid = ? AND {}",
+            self.branches,
+            Self::branch_keys(n)
+        )
+    }
+
+    /// PostgreSQL: a status change with branch outcomes in one statement; it returns the gid
+    /// when it changed anything. The status changes only if every one of the outcomes' records
+    /// exists, and the records change only if the status did. `groups` are the sizes of the
+    /// outcome groups, one status each. Binds as `change_status`, then the gid, every
+    /// (branch_id, op), their count, then per group as `update_branches` (unguarded).
+    pub fn change_status_with_branches(&self, groups: &[usize]) -> String {
+        let total = groups.iter().sum();
+        let mut sql = format!(
+            "WITH changed AS ({} AND (SELECT count(*) FROM {} WHERE gid = ? AND {}) = ? \
+             RETURNING gid)",
+            self.change_status_template,
+            self.branches,
+            Self::branch_keys(total)
+        );
+        for (i, n) in groups.iter().enumerate() {
+            sql.push_str(&format!(
+                ", outcomes{i} AS ({} AND EXISTS (SELECT 1 FROM changed))",
+                self.update_branches_template(*n)
+            ));
+        }
+        sql.push_str(" SELECT gid FROM changed");
+        self.dialect.render(&sql)
     }
 
     /// Makes the `n` transactions picked by `reset_pick` due, if they still qualify.

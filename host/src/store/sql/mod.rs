@@ -75,6 +75,78 @@ macro_rules! on_pool {
     };
 }
 
+/// Sets the status of a group of branch records of `$gid` in one statement (`$guarded`: only
+/// while the transaction is unfinished), on `$exec` (a pool or a transaction); `NotFound`
+/// unless every record was found. A macro for the same reason as `on_pool!`.
+macro_rules! update_branches {
+    ($store:expr, $exec:expr, $gid:expr, $group:expr, $now:expr, $guarded:expr) => {{
+        let (status, records) = $group;
+        let sql = $store.sql.update_branches(records.len(), $guarded);
+        let query = sqlx::query(dynamic(sql))
+            .bind(*status)
+            .bind($store.time($now))
+            .bind($store.time($now))
+            .bind($gid);
+        let mut query = bind_keys!(query, records);
+        if $guarded {
+            query = query.bind($gid);
+        }
+        let changed = query
+            .execute($exec)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        if changed < records.len() as u64 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }};
+}
+
+/// Binds (branch_id, op) of each outcome of `$records`.
+macro_rules! bind_keys {
+    ($query:expr, $records:expr) => {{
+        let mut query = $query;
+        for o in $records.iter() {
+            query = query.bind(&o.branch_id).bind(&o.op);
+        }
+        query
+    }};
+}
+
+/// Binds the columns of `insert_branches` for each of `$branches`, all under `$gid`.
+macro_rules! bind_branches {
+    ($store:expr, $query:expr, $gid:expr, $branches:expr) => {{
+        let mut query = $query;
+        for b in $branches {
+            query = query
+                .bind($gid)
+                .bind(&b.url)
+                .bind(&b.bin_data)
+                .bind(&b.branch_id)
+                .bind(&b.op)
+                .bind(&b.status)
+                .bind($store.opt_time(b.finish_time))
+                .bind($store.time(b.create_time))
+                .bind($store.time(b.update_time));
+        }
+        query
+    }};
+}
+
+/// Branch outcomes grouped by their new status, one UPDATE a group.
+fn by_status(outcomes: &[BranchOutcome]) -> Vec<(&'static str, Vec<&BranchOutcome>)> {
+    let mut groups: Vec<(&'static str, Vec<&BranchOutcome>)> = Vec::new();
+    for o in outcomes {
+        match groups.iter_mut().find(|(status, _)| *status == o.status) {
+            Some((_, group)) => group.push(o),
+            None => groups.push((o.status, vec![o])),
+        }
+    }
+    groups
+}
+
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -516,10 +588,16 @@ impl Store for SqlStore {
 
     async fn save_new(&self, global: &TransGlobal, branches: &[Branch]) -> StoreResult<()> {
         let g = global;
+        // PostgreSQL takes both inserts in one statement; MySQL needs a transaction.
+        let one_statement = self.dialect() == Dialect::Postgres && !branches.is_empty();
+        let sql = if one_statement {
+            self.sql.insert_global_with_branches(branches.len())
+        } else {
+            self.sql.insert_global.clone()
+        };
         self.run(async {
             on_pool!(self, pool => {
-                let mut tx = pool.begin().await.map_err(db_error)?;
-                sqlx::query(dynamic(self.sql.insert_global.clone()))
+                let insert = sqlx::query(dynamic(sql))
                     .bind(&g.gid)
                     .bind(g.trans_type.as_str())
                     .bind(g.status.as_str())
@@ -536,25 +614,18 @@ impl Store for SqlStore {
                     .bind(&g.owner)
                     .bind(&g.ext_data)
                     .bind(&g.result)
-                    .bind(&g.rollback_reason)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(write_error)?;
+                    .bind(&g.rollback_reason);
+                if one_statement {
+                    let insert = bind_branches!(self, insert, &g.gid, branches);
+                    insert.execute(pool).await.map_err(write_error)?;
+                    return Ok(());
+                }
+                let mut tx = pool.begin().await.map_err(db_error)?;
+                insert.execute(&mut *tx).await.map_err(write_error)?;
                 if !branches.is_empty() {
-                    let mut query = sqlx::query(dynamic(self.sql.insert_branches(branches.len())));
-                    for b in branches {
-                        query = query
-                            .bind(&b.gid)
-                            .bind(&b.url)
-                            .bind(&b.bin_data)
-                            .bind(&b.branch_id)
-                            .bind(&b.op)
-                            .bind(&b.status)
-                            .bind(self.opt_time(b.finish_time))
-                            .bind(self.time(b.create_time))
-                            .bind(self.time(b.update_time));
-                    }
-                    query.execute(&mut *tx).await.map_err(write_error)?;
+                    let insert = sqlx::query(dynamic(self.sql.insert_branches(branches.len())));
+                    let insert = bind_branches!(self, insert, &g.gid, branches);
+                    insert.execute(&mut *tx).await.map_err(write_error)?;
                 }
                 tx.commit().await.map_err(db_error)
             })
@@ -582,20 +653,9 @@ impl Store for SqlStore {
                     return Err(StoreError::NotFound);
                 }
                 if !branches.is_empty() {
-                    let mut query = sqlx::query(dynamic(self.sql.insert_branches(branches.len())));
-                    for b in branches {
-                        query = query
-                            .bind(gid)
-                            .bind(&b.url)
-                            .bind(&b.bin_data)
-                            .bind(&b.branch_id)
-                            .bind(&b.op)
-                            .bind(&b.status)
-                            .bind(self.opt_time(b.finish_time))
-                            .bind(self.time(b.create_time))
-                            .bind(self.time(b.update_time));
-                    }
-                    query.execute(&mut *tx).await.map_err(write_error)?;
+                    let insert = sqlx::query(dynamic(self.sql.insert_branches(branches.len())));
+                    let insert = bind_branches!(self, insert, gid, branches);
+                    insert.execute(&mut *tx).await.map_err(write_error)?;
                 }
                 tx.commit().await.map_err(db_error)
             })
@@ -603,25 +663,40 @@ impl Store for SqlStore {
         .await
     }
 
-    async fn save_branch_outcome(&self, o: BranchOutcome<'_>, now: Millis) -> StoreResult<()> {
+    async fn save_branch_outcomes(
+        &self,
+        gid: &str,
+        outcomes: &[BranchOutcome],
+        now: Millis,
+    ) -> StoreResult<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let groups = by_status(outcomes);
         self.run(async {
             on_pool!(self, pool => {
-                let changed = sqlx::query(dynamic(self.sql.save_branch_outcome.clone()))
-                    .bind(o.status)
-                    .bind(self.time(now))
-                    .bind(self.time(now))
-                    .bind(o.gid)
-                    .bind(o.branch_id)
-                    .bind(o.op)
-                    .bind(o.gid)
-                    .execute(pool)
-                    .await
-                    .map_err(db_error)?
-                    .rows_affected();
-                if changed == 0 {
+                if let [group] = groups.as_slice() {
+                    // One statement, guarded by the transaction's status.
+                    return update_branches!(self, pool, gid, group, now, true);
+                }
+                let mut tx = pool.begin().await.map_err(db_error)?;
+                // Held until commit: the status cannot change under the writes.
+                let status: Option<String> =
+                    sqlx::query_scalar(dynamic(self.sql.lock_global_status.clone()))
+                        .bind(gid)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                let unfinished = status
+                    .and_then(|s| s.parse::<GlobalStatus>().ok())
+                    .is_some_and(|s| !s.is_finished());
+                if !unfinished {
                     return Err(StoreError::NotFound);
                 }
-                Ok(())
+                for group in &groups {
+                    update_branches!(self, &mut *tx, gid, group, now, false)?;
+                }
+                tx.commit().await.map_err(db_error)
             })
         })
         .await
@@ -638,9 +713,19 @@ impl Store for SqlStore {
         let finish_time = (to == GlobalStatus::Succeed).then_some(now);
         let rollback_time = (to == GlobalStatus::Failed).then_some(now);
         let reason = truncate_reason(change.rollback_reason);
+        let groups = by_status(&change.branch_outcomes);
+        // PostgreSQL takes the status and the outcomes in one statement; MySQL needs a
+        // transaction.
+        let one_statement = self.dialect() == Dialect::Postgres && !groups.is_empty();
+        let sql = if one_statement {
+            let sizes: Vec<usize> = groups.iter().map(|(_, records)| records.len()).collect();
+            self.sql.change_status_with_branches(&sizes)
+        } else {
+            self.sql.change_status.clone()
+        };
         self.run(async {
             on_pool!(self, pool => {
-                let changed = sqlx::query(dynamic(self.sql.change_status.clone()))
+                let update = sqlx::query(dynamic(sql))
                     .bind(to.as_str())
                     .bind(self.time(now))
                     .bind(self.opt_time(finish_time))
@@ -650,15 +735,36 @@ impl Store for SqlStore {
                     .bind(&change.custom_data)
                     .bind(&change.options)
                     .bind(gid)
-                    .bind(from.as_str())
-                    .execute(pool)
-                    .await
-                    .map_err(db_error)?
-                    .rows_affected();
-                if changed == 0 {
-                    return Err(StoreError::NotFound);
+                    .bind(from.as_str());
+                let found = |changed: bool| if changed { Ok(()) } else { Err(StoreError::NotFound) };
+                if one_statement {
+                    let mut update = update.bind(gid);
+                    for (_, records) in &groups {
+                        update = bind_keys!(update, records);
+                    }
+                    let mut update = update.bind(change.branch_outcomes.len() as i64);
+                    for (status, records) in &groups {
+                        update = update
+                            .bind(*status)
+                            .bind(self.time(now))
+                            .bind(self.time(now))
+                            .bind(gid);
+                        update = bind_keys!(update, records);
+                    }
+                    let changed = update.fetch_optional(pool).await.map_err(db_error)?;
+                    return found(changed.is_some());
                 }
-                Ok(())
+                if groups.is_empty() {
+                    let changed = update.execute(pool).await.map_err(db_error)?;
+                    return found(changed.rows_affected() > 0);
+                }
+                let mut tx = pool.begin().await.map_err(db_error)?;
+                let changed = update.execute(&mut *tx).await.map_err(db_error)?;
+                found(changed.rows_affected() > 0)?;
+                for group in &groups {
+                    update_branches!(self, &mut *tx, gid, group, now, false)?;
+                }
+                tx.commit().await.map_err(db_error)
             })
         })
         .await

@@ -221,13 +221,12 @@ async fn works_on_tables_dtm_created(dialect: Dialect, setup: &[&str]) {
         assert_eq!(claimed.create_time, base, "rounded to the second");
         assert_eq!(claimed.next_cron_time, base + 20_000);
         let outcome = BranchOutcome {
-            gid: "from-dtm",
-            branch_id: "01",
-            op: "action",
+            branch_id: "01".into(),
+            op: "action".into(),
             status: "succeed",
         };
         store
-            .save_branch_outcome(outcome, base + 2_000)
+            .save_branch_outcomes("from-dtm", &[outcome], base + 2_000)
             .await
             .unwrap();
         store
