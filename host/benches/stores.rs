@@ -1,7 +1,9 @@
 //! `cargo bench --bench stores`: 2-branch sagas (`wait_result`) through the release `dtm-host` on
 //! each store, one after another in one run: the embedded store, then PostgreSQL, MySQL/MariaDB
 //! and Redis (this machine's servers, each in a schema, database or key prefix of its own,
-//! removed afterwards). Over HTTP and over gRPC: TPS, ratio to the embedded store, p50/p99.
+//! removed afterwards), each with dtm's default `UpdateBranchSync: 1` (a commit per branch result)
+//! and with `UpdateBranchSync: 0` (a pass's branch results written with its next status change).
+//! Over HTTP and over gRPC: TPS, ratio to the embedded store (default setting), p50/p99.
 //! Then three hosts on one PostgreSQL schema, sharing the load round-robin, against one. Each
 //! host may open 30 connections to a SQL server (`Store.MaxOpenConns`).
 //!
@@ -47,9 +49,10 @@ struct Bench {
 }
 
 impl Bench {
-    async fn start_host(&self, scope: Option<&StoreScope>) -> HostProcess {
+    async fn start_host(&self, scope: Option<&StoreScope>, update_branch_sync: u8) -> HostProcess {
         let mut env: Vec<(String, String)> =
             scope.map_or_else(Vec::new, |s| s.env(s.server.port()));
+        env.push(("UPDATE_BRANCH_SYNC".into(), update_branch_sync.to_string()));
         // Three hosts must fit in the server's 100 connections (dtm's default of 500 a host
         // would have them refused with "too many clients"); more would not be faster.
         env.push((
@@ -131,10 +134,16 @@ fn main() {
         );
 
         let mut embedded: Option<(Figures, Figures)> = None;
-        for server in stores() {
+        let runs = stores()
+            .into_iter()
+            .flat_map(|server| [(server, 1), (server, 0)]);
+        for (server, update_branch_sync) in runs {
             let scope = server.map(|s| StoreScope::new(s, "bench"));
-            let name = server.map_or("embedded", Server::name);
-            let host = bench.start_host(scope.as_ref()).await;
+            let name = format!(
+                "{} UBS={update_branch_sync}",
+                server.map_or("embedded", Server::name)
+            );
+            let host = bench.start_host(scope.as_ref(), update_branch_sync).await;
             let http = bench.http(&host, "bench").await;
             let grpc = bench.grpc(&host, "bench-grpc").await;
             report(
@@ -152,7 +161,7 @@ fn main() {
             if let Some(scope) = scope {
                 scope.clean().await;
             }
-            if server.is_none() {
+            if server.is_none() && embedded.is_none() {
                 embedded = Some((http, grpc));
             }
         }
@@ -163,11 +172,11 @@ fn main() {
         // One host, then the same schema shared by three: on one box the hosts compete for the
         // same two cores, so this shows the cost of contention, not scaling.
         let scope = StoreScope::new(Server::Postgres, "bench3");
-        let first = bench.start_host(Some(&scope)).await;
+        let first = bench.start_host(Some(&scope), 1).await;
         let one = bench.http_spread(&[&first], "one").await;
         print("postgres, 1 host, HTTP", &one);
-        let second = bench.start_host(Some(&scope)).await;
-        let third = bench.start_host(Some(&scope)).await;
+        let second = bench.start_host(Some(&scope), 1).await;
+        let third = bench.start_host(Some(&scope), 1).await;
         let three = bench.http_spread(&[&first, &second, &third], "three").await;
         print("postgres, 3 hosts, HTTP", &three);
         println!("ratio 3 hosts / 1 host TPS: {:.2}", three.tps / one.tps);
