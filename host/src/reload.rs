@@ -169,14 +169,16 @@ impl DriverReloader {
     /// again.
     pub async fn reload(&self, trigger: Trigger) -> Result<Reloaded, ReloadError> {
         let mut registration = self.registration.lock().await;
-        self.reload_locked(trigger, &mut registration).await
+        let bytes = self.read_file().await;
+        self.reload_locked(trigger, &mut registration, bytes).await
     }
 
     /// A reload for a change of the file, unless it now holds the running driver (it was
     /// only touched, or a reload through another trigger already loaded it).
     async fn reload_changed_file(&self) {
         let mut registration = self.registration.lock().await;
-        if self.file_holds_running_driver().await {
+        let bytes = self.read_file().await;
+        if bytes.as_ref().is_ok_and(|b| self.holds_running_driver(b)) {
             let path = self.spec.path.display().to_string();
             debug!(
                 path,
@@ -185,14 +187,16 @@ impl DriverReloader {
             return;
         }
         let _ = self
-            .reload_locked(Trigger::FileChange, &mut registration)
+            .reload_locked(Trigger::FileChange, &mut registration, bytes)
             .await;
     }
 
+    /// Puts the driver in `bytes` (the driver file as just read) in place of the running one.
     async fn reload_locked(
         &self,
         trigger: Trigger,
         registration: &mut Registered,
+        bytes: Result<Vec<u8>, ReloadError>,
     ) -> Result<Reloaded, ReloadError> {
         if registration.closed {
             debug!(
@@ -202,7 +206,10 @@ impl DriverReloader {
             return Err(ReloadError::ShuttingDown);
         }
         let path = self.spec.path.display().to_string();
-        let outcome = self.replace(&mut registration.kept).await;
+        let outcome = match bytes {
+            Ok(bytes) => self.replace(bytes, &mut registration.kept).await,
+            Err(e) => Err(e),
+        };
         match &outcome {
             Ok(reloaded) => info!(
                 trigger = trigger.as_str(),
@@ -223,8 +230,11 @@ impl DriverReloader {
         outcome
     }
 
-    async fn replace(&self, registration: &mut Option<Kept>) -> Result<Reloaded, ReloadError> {
-        let bytes = self.read_file().await?;
+    async fn replace(
+        &self,
+        bytes: Vec<u8>,
+        registration: &mut Option<Kept>,
+    ) -> Result<Reloaded, ReloadError> {
         let previous_sha256 = self.caller.driver().sha256().map(str::to_owned);
         // Compiling takes a while and blocks: off the async workers.
         let spec = self.spec.clone();
@@ -260,12 +270,9 @@ impl DriverReloader {
         Ok(bytes)
     }
 
-    /// Whether the driver file holds the running driver.
-    async fn file_holds_running_driver(&self) -> bool {
-        let Ok(bytes) = self.read_file().await else {
-            return false;
-        };
-        self.caller.driver().sha256() == Some(&drivers::sha256_hex(&bytes))
+    /// Whether `bytes` (the driver file) are the running driver.
+    fn holds_running_driver(&self, bytes: &[u8]) -> bool {
+        self.caller.driver().sha256() == Some(&drivers::sha256_hex(bytes))
     }
 
     /// Deregisters through the old driver, then registers through the new one. Not the other
@@ -340,10 +347,9 @@ impl DriverReloader {
         // network call meanwhile). Looked at before its content is compared: a version that
         // is not the running driver's, or one that comes after the look, counts as a change.
         let first = Fingerprint::of(&self.spec.path).await;
-        let served = if self.file_holds_running_driver().await {
-            first
-        } else {
-            None
+        let served = match self.read_file().await {
+            Ok(bytes) if self.holds_running_driver(&bytes) => first,
+            _ => None,
         };
         let mut file = Settling::new(served);
         loop {
