@@ -104,6 +104,20 @@ macro_rules! update_branches {
     }};
 }
 
+/// The status of transaction `$gid`, read in transaction `$tx` under a share lock held until
+/// commit, so it cannot change under the writes that follow (`None`: no such transaction).
+macro_rules! lock_status {
+    ($store:expr, $tx:expr, $gid:expr) => {{
+        let status: Option<String> =
+            sqlx::query_scalar(dynamic($store.sql.lock_global_status.clone()))
+                .bind($gid)
+                .fetch_optional($tx)
+                .await
+                .map_err(db_error)?;
+        status.and_then(|s| s.parse::<GlobalStatus>().ok())
+    }};
+}
+
 /// Binds (branch_id, op) of each outcome of `$records`.
 macro_rules! bind_keys {
     ($query:expr, $records:expr) => {{
@@ -642,14 +656,7 @@ impl Store for SqlStore {
         self.run(async {
             on_pool!(self, pool => {
                 let mut tx = pool.begin().await.map_err(db_error)?;
-                // Held until commit: the status cannot change under the append.
-                let status: Option<String> =
-                    sqlx::query_scalar(dynamic(self.sql.lock_global_status.clone()))
-                        .bind(gid)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(db_error)?;
-                if status.as_deref() != Some(expected.as_str()) {
+                if lock_status!(self, &mut *tx, gid) != Some(expected) {
                     return Err(StoreError::NotFound);
                 }
                 if !branches.is_empty() {
@@ -680,16 +687,7 @@ impl Store for SqlStore {
                     return update_branches!(self, pool, gid, group, now, true);
                 }
                 let mut tx = pool.begin().await.map_err(db_error)?;
-                // Held until commit: the status cannot change under the writes.
-                let status: Option<String> =
-                    sqlx::query_scalar(dynamic(self.sql.lock_global_status.clone()))
-                        .bind(gid)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(db_error)?;
-                let unfinished = status
-                    .and_then(|s| s.parse::<GlobalStatus>().ok())
-                    .is_some_and(|s| !s.is_finished());
+                let unfinished = lock_status!(self, &mut *tx, gid).is_some_and(|s| !s.is_finished());
                 if !unfinished {
                     return Err(StoreError::NotFound);
                 }
