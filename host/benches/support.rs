@@ -19,10 +19,24 @@ pub fn env_or(key: &str, default: u64) -> u64 {
 /// Empty business branches on loopback: every path answers 200 SUCCESS.
 pub async fn start_busi() -> String {
     let app = axum::Router::new().fallback(|| async { r#"{"dtm_result":"SUCCESS"}"# });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, addr) = listen_nodelay().await;
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
+    format!("http://{addr}")
+}
+
+/// A loopback listener whose connections send small writes at once (TCP_NODELAY), as the
+/// host's own listeners do.
+async fn listen_nodelay() -> (
+    axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)>,
+    String,
+) {
+    use axum::serve::ListenerExt;
+    fn nodelay(tcp: &mut tokio::net::TcpStream) {
+        let _ = tcp.set_nodelay(true);
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    (listener.tap_io(nodelay as fn(&mut _)), addr)
 }
 
 /// One unit of work under way, as [`measure`] runs it: `true` when it succeeded.
@@ -116,8 +130,7 @@ pub async fn start_grpc_busi() -> String {
             .into_response()
     }
     let app = axum::Router::new().fallback(any);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = listener.local_addr().unwrap().to_string();
+    let (listener, server) = listen_nodelay().await;
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     server
 }

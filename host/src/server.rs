@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 use crate::api::admin::{AdminState, DriverStatus, DriverStatusFn};
@@ -143,6 +145,11 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
     let app = router(state)
         .merge(crate::api::admin::router(admin))
         .layer(MeteredLayer::new(ApiKind::Http, metrics.clone()));
+    // Without TCP_NODELAY, a reply written in several pieces (HTTP/2 frames: headers, data,
+    // trailers) waits for the peer's delayed ACK: tens of milliseconds.
+    let http_listener = http_listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let http = axum::serve(http_listener, app)
         .with_graceful_shutdown(stopped(stop_rx.clone()))
         .into_future();
@@ -152,7 +159,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
             stopped(stop_rx),
         );
     let (http, grpc) = tokio::join!(http, grpc);
