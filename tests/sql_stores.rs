@@ -81,17 +81,34 @@ async fn waits_for_the_store_and_fails_clearly_while_it_is_gone(server: Server) 
     in_scope(server, "e2e", |scope| async move {
         let busi = Busi::start().await;
         let relay = Arc::new(Relay::new(server.port()));
-        let opener = relay.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            opener.open().await;
-        });
-        let host = scope.start_host(relay.port).await;
+        let env = scope.env(relay.port);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut host = Host::start_alive(&env).await;
+        // Alive while it waits for the store, so an orchestrator does not restart it; not
+        // ready, and its API refuses work with the reason.
+        let name = format!("{server:?}").to_lowercase();
+        let waiting = format!("not ready: waiting for the {name} store");
+        for path in ["/api/ready", "/api/ping", "/api/dtmsvr/newGid"] {
+            let (status, reply) = probe(&host, path).await;
+            assert_eq!(status, 503, "{path}: {reply}");
+            let message = reply["message"].as_str().unwrap_or_default();
+            assert!(message.starts_with(&waiting), "{path}: {reply}");
+        }
+        assert_eq!(probe(&host, "/api/health").await.0, 200);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !host.log().contains("store unreachable; retrying") {
+            assert!(std::time::Instant::now() < deadline, "{}", host.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (_, reply) = probe(&host, "/api/ready").await;
+        let message = reply["message"].as_str().unwrap_or_default();
         assert!(
-            host.log().contains("store unreachable; retrying"),
-            "{}",
-            host.log()
+            !message.ends_with("not tried yet"),
+            "names the failure: {reply}"
         );
+
+        relay.open().await;
+        host.wait_until_up("/api/ping").await;
         let before = host.new_gid().await;
         assert_eq!(host.post("/submit", transfer(&before, &busi)).await.0, 200);
         host.wait_status(&before, "succeed", 10).await;
@@ -100,7 +117,6 @@ async fn waits_for_the_store_and_fails_clearly_while_it_is_gone(server: Server) 
         let lost = host.new_gid().await;
         let (status, reply) = host.post("/submit", transfer(&lost, &busi)).await;
         assert_eq!(status, 500, "{reply}");
-        let name = format!("{server:?}").to_lowercase();
         assert!(reply.to_string().contains(&name), "{reply}");
         let (status, reply) = probe(&host, "/api/ready").await;
         assert_eq!(status, 503, "{reply}");

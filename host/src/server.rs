@@ -13,7 +13,7 @@ use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 use crate::api::admin::{AdminState, DriverStatus, DriverStatusFn};
-use crate::api::http::{router, HttpState};
+use crate::api::http::{router, HttpState, StartingApp};
 use crate::api::metered::MeteredLayer;
 use crate::call::alert::AlertHook;
 use crate::call::grpc::Balancing;
@@ -54,8 +54,33 @@ pub struct RunOptions {
 }
 
 pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    // The HTTP port opens first, so liveness answers while a shared store is awaited.
+    // Without TCP_NODELAY, a reply written in several pieces (HTTP/2 frames: headers, data,
+    // trailers) waits for the peer's delayed ACK: tens of milliseconds.
+    let http_listener = listen("HttpPort", config.http_port).await?.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let http_app = StartingApp::new(&config.store.driver);
+    let http = tokio::spawn(
+        axum::serve(http_listener, http_app.router())
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+
     let data_dir = PathBuf::from(&config.store.data_dir);
-    let store = open_store(&config, &data_dir, options.reset).await?;
+    let store = open_store(
+        &config,
+        &data_dir,
+        options.reset,
+        &http_app,
+        stop_rx.clone(),
+    )
+    .await?;
     info!(driver = config.store.driver, data_dir = %data_dir.display(), "store ready");
 
     let clock = Arc::new(Clock::default());
@@ -91,7 +116,6 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         observers,
     );
 
-    let http_listener = listen("HttpPort", config.http_port).await?;
     let grpc_listener = listen("GrpcPort", config.grpc_port).await?;
     let state = HttpState {
         engine: engine.clone(),
@@ -110,13 +134,8 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         .build_v1alpha()
         .map_err(|e| ServerError::Setup(format!("gRPC reflection: {e}")))?;
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let cron_interval = Duration::from_secs(config.trans_cron_interval as u64);
     let cron = tokio::spawn(engine.clone().run_cron(cron_interval, stop_rx.clone()));
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
     let ms = &config.micro_service;
     let reloader = Arc::new(
         DriverReloader::start(driver_spec, caller.clone(), &ms.target, &ms.end_point).await?,
@@ -142,17 +161,11 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
     );
 
     // Metered as a whole, the admin UI included; labels come from the matched routes.
-    let app = router(state)
-        .merge(crate::api::admin::router(admin))
-        .layer(MeteredLayer::new(ApiKind::Http, metrics.clone()));
-    // Without TCP_NODELAY, a reply written in several pieces (HTTP/2 frames: headers, data,
-    // trailers) waits for the peer's delayed ACK: tens of milliseconds.
-    let http_listener = http_listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let http = axum::serve(http_listener, app)
-        .with_graceful_shutdown(stopped(stop_rx.clone()))
-        .into_future();
+    http_app.serve(
+        router(state)
+            .merge(crate::api::admin::router(admin))
+            .layer(MeteredLayer::new(ApiKind::Http, metrics.clone())),
+    );
     let grpc = tonic::transport::Server::builder()
         .layer(MeteredLayer::new(ApiKind::Grpc, metrics))
         .add_service(crate::api::grpc::service(engine.clone()))
@@ -163,7 +176,8 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
             stopped(stop_rx),
         );
     let (http, grpc) = tokio::join!(http, grpc);
-    http.map_err(|e| ServerError::Setup(format!("HTTP server failed: {e}")))?;
+    http.map_err(|e| ServerError::Setup(format!("HTTP server stopped: {e}")))?
+        .map_err(|e| ServerError::Setup(format!("HTTP server failed: {e}")))?;
     grpc.map_err(|e| ServerError::Setup(format!("gRPC server failed: {e}")))?;
 
     info!("shutting down: no new requests; finishing running passes");
@@ -185,9 +199,11 @@ async fn open_store(
     config: &Config,
     data_dir: &std::path::Path,
     reset: bool,
+    http_app: &StartingApp,
+    stop: watch::Receiver<bool>,
 ) -> Result<Arc<dyn Store>, ServerError> {
     const RETRY: Duration = Duration::from_secs(2);
-    let mut signal = std::pin::pin!(shutdown_signal());
+    let mut stop = std::pin::pin!(stopped(stop));
     loop {
         let attempt = async {
             let store = crate::store::open(&config.store, data_dir, reset).await?;
@@ -200,12 +216,13 @@ async fn open_store(
                 return Err(e.into())
             }
             Err(e) => {
-                warn!(driver = config.store.driver, error = %e, retry_in_s = RETRY.as_secs(), "store unreachable; retrying")
+                http_app.store_unreachable(e.to_string());
+                warn!(driver = config.store.driver, error = %e, retry_in_s = RETRY.as_secs(), "store unreachable; retrying");
             }
         }
         tokio::select! {
             _ = tokio::time::sleep(RETRY) => {}
-            _ = &mut signal => return Err(ServerError::Setup("stopped while waiting for the store".into())),
+            _ = &mut stop => return Err(ServerError::Setup("stopped while waiting for the store".into())),
         }
     }
 }

@@ -115,6 +115,21 @@ impl Host {
     /// values, `{GRPC_PORT}` stands for the gRPC port the host gets (for
     /// `MICRO_SERVICE_END_POINT`).
     pub async fn start_with(env: &[(&str, &str)]) -> Self {
+        let mut host = Self::launch(env);
+        host.wait_until_up("/api/ping").await;
+        host
+    }
+
+    /// Starts the binary and returns once it is alive (`/api/health`), which may be before it
+    /// serves its API (while it waits for its store).
+    pub async fn start_alive(env: &[(&str, &str)]) -> Self {
+        let mut host = Self::launch(env);
+        host.wait_until_up("/api/health").await;
+        host
+    }
+
+    /// Starts the binary, without waiting for it.
+    fn launch(env: &[(&str, &str)]) -> Self {
         let grpc_port = free_port();
         let mut host = Host {
             child: None,
@@ -130,7 +145,7 @@ impl Host {
                 .collect(),
             http: reqwest::Client::new(),
         };
-        host.spawn().await;
+        host.spawn();
         host
     }
 
@@ -138,7 +153,7 @@ impl Host {
         self.dir.path().join("host.log")
     }
 
-    async fn spawn(&mut self) {
+    fn spawn(&mut self) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dtm-host"));
         cmd.arg("--test-clock")
             .env("HTTP_PORT", self.port.to_string())
@@ -155,10 +170,14 @@ impl Host {
             cmd.env(k, v);
         }
         self.child = Some(cmd.spawn().expect("start dtm-host"));
+    }
+
+    /// Waits until `GET path` answers 2xx.
+    pub async fn wait_until_up(&mut self, path: &str) {
         // Generous: a test machine running many tests at once may be slow to start a host.
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if let Ok(r) = self.http.get(self.url("/api/ping")).send().await {
+            if let Ok(r) = self.http.get(self.url(path)).send().await {
                 if r.status().is_success() {
                     return;
                 }
@@ -168,7 +187,7 @@ impl Host {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("dtm-host did not answer /api/ping; log:\n{}", self.log());
+        panic!("dtm-host did not answer {path}; log:\n{}", self.log());
     }
 
     /// The host's log, then anything it wrote to stderr (a panic would be there).
@@ -299,7 +318,8 @@ impl Host {
     /// Starts the binary again on the same port and data directory.
     pub async fn restart(&mut self) {
         self.kill9();
-        self.spawn().await;
+        self.spawn();
+        self.wait_until_up("/api/ping").await;
     }
 }
 

@@ -5,7 +5,10 @@
 pub(crate) mod decode;
 mod error;
 mod ops;
+mod starting;
 mod views;
+
+pub use starting::StartingApp;
 
 use std::collections::HashMap;
 use std::sync::Arc;
