@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
@@ -59,28 +60,15 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    // The HTTP port opens first, so liveness answers while a shared store is awaited.
-    // Without TCP_NODELAY, a reply written in several pieces (HTTP/2 frames: headers, data,
-    // trailers) waits for the peer's delayed ACK: tens of milliseconds.
-    let http_listener = listen("HttpPort", config.http_port).await?.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let http_app = StartingApp::new(&config.store.driver);
-    let http = tokio::spawn(
-        axum::serve(http_listener, http_app.router())
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-    );
+    let mut http = HttpPort {
+        app: StartingApp::new(&config.store.driver),
+        port: config.http_port,
+        stop: stop_rx.clone(),
+        server: None,
+    };
 
     let data_dir = PathBuf::from(&config.store.data_dir);
-    let store = open_store(
-        &config,
-        &data_dir,
-        options.reset,
-        &http_app,
-        stop_rx.clone(),
-    )
-    .await?;
+    let store = open_store(&config, &data_dir, options.reset, &mut http).await?;
     info!(driver = config.store.driver, data_dir = %data_dir.display(), "store ready");
 
     let clock = Arc::new(Clock::default());
@@ -161,11 +149,12 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
     );
 
     // Metered as a whole, the admin UI included; labels come from the matched routes.
-    http_app.serve(
+    http.app.serve(
         router(state)
             .merge(crate::api::admin::router(admin))
             .layer(MeteredLayer::new(ApiKind::Http, metrics.clone())),
     );
+    let http = http.open().await?;
     let grpc = tonic::transport::Server::builder()
         .layer(MeteredLayer::new(ApiKind::Grpc, metrics))
         .add_service(crate::api::grpc::service(engine.clone()))
@@ -192,6 +181,35 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
     Ok(())
 }
 
+/// The HTTP port. It opens once the coordinator is set up, or earlier when it has to wait for
+/// its store: then it answers liveness meanwhile (`StartingApp`).
+struct HttpPort {
+    app: Arc<StartingApp>,
+    port: i64,
+    stop: watch::Receiver<bool>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl HttpPort {
+    /// Listens and serves, unless it does already; returns the server.
+    async fn open(&mut self) -> Result<&mut JoinHandle<std::io::Result<()>>, ServerError> {
+        if self.server.is_none() {
+            // Without TCP_NODELAY, a reply written in several pieces (HTTP/2 frames: headers,
+            // data, trailers) waits for the peer's delayed ACK: tens of milliseconds.
+            let listener = listen("HttpPort", self.port).await?.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            let server = axum::serve(listener, self.app.router())
+                .with_graceful_shutdown(stopped(self.stop.clone()))
+                .into_future();
+            self.server = Some(tokio::spawn(server));
+        }
+        self.server
+            .as_mut()
+            .ok_or_else(|| ServerError::Setup("the HTTP server did not start".into()))
+    }
+}
+
 /// Opens the configured store. A shared store that cannot be reached yet is tried again every
 /// few seconds, with a log line each time, until it answers or the process is told to stop:
 /// coordinators often start before their database.
@@ -199,11 +217,10 @@ async fn open_store(
     config: &Config,
     data_dir: &std::path::Path,
     reset: bool,
-    http_app: &StartingApp,
-    stop: watch::Receiver<bool>,
+    http: &mut HttpPort,
 ) -> Result<Arc<dyn Store>, ServerError> {
     const RETRY: Duration = Duration::from_secs(2);
-    let mut stop = std::pin::pin!(stopped(stop));
+    let mut stop = std::pin::pin!(stopped(http.stop.clone()));
     loop {
         let attempt = async {
             let store = crate::store::open(&config.store, data_dir, reset).await?;
@@ -216,8 +233,10 @@ async fn open_store(
                 return Err(e.into())
             }
             Err(e) => {
-                http_app.store_unreachable(e.to_string());
+                http.app.store_unreachable(e.to_string());
                 warn!(driver = config.store.driver, error = %e, retry_in_s = RETRY.as_secs(), "store unreachable; retrying");
+                // Liveness while waiting, so an orchestrator does not restart the process.
+                http.open().await?;
             }
         }
         tokio::select! {

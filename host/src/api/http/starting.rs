@@ -1,5 +1,5 @@
-//! The HTTP port from the moment the process starts. While the coordinator waits for a shared
-//! store that does not answer yet, liveness (`/api/health`) answers 200, so an orchestrator does
+//! What the HTTP port serves. It may open before the coordinator is set up: while the
+//! coordinator waits for a shared store that does not answer yet, liveness (`/api/health`) answers 200, so an orchestrator does
 //! not restart a process that is only waiting for its database; readiness and every other route
 //! answer 503 in dtm's error shape with the reason. Once the coordinator is set up, its whole
 //! API takes over on the same port.
