@@ -228,6 +228,21 @@ async fn branch_outcome_needs_unfinished_global(store: &dyn Store) {
         ]
     );
 
+    // A record named twice in one batch ends with its last outcome.
+    let batch = [
+        outcome("02", op::ACTION, branch_status::FAILED),
+        outcome("02", op::ACTION, branch_status::SUCCEED),
+        outcome("02", op::ACTION, branch_status::SUCCEED),
+    ];
+    store
+        .save_branch_outcomes(&g.gid, &batch, 2_700)
+        .await
+        .unwrap();
+    assert_eq!(
+        branch_states(store, &g.gid).await[2],
+        ("succeed".to_owned(), Some(2_700))
+    );
+
     store
         .change_status(
             &g.gid,

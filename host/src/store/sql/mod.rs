@@ -149,10 +149,18 @@ macro_rules! bind_branches {
     }};
 }
 
-/// Branch outcomes grouped by their new status, one UPDATE a group.
+/// Branch outcomes grouped by their new status, one UPDATE a group. A record named twice keeps
+/// its last outcome, as the backends that write one outcome after another do; the groups then
+/// name each record once, so the rows an UPDATE finds can be counted against them.
 fn by_status(outcomes: &[BranchOutcome]) -> Vec<(&'static str, Vec<&BranchOutcome>)> {
     let mut groups: Vec<(&'static str, Vec<&BranchOutcome>)> = Vec::new();
-    for o in outcomes {
+    for (i, o) in outcomes.iter().enumerate() {
+        let named_later = outcomes[i + 1..]
+            .iter()
+            .any(|later| (&later.branch_id, &later.op) == (&o.branch_id, &o.op));
+        if named_later {
+            continue;
+        }
         match groups.iter_mut().find(|(status, _)| *status == o.status) {
             Some((_, group)) => group.push(o),
             None => groups.push((o.status, vec![o])),
@@ -714,9 +722,9 @@ impl Store for SqlStore {
         let groups = by_status(&change.branch_outcomes);
         // PostgreSQL takes the status and the outcomes in one statement; MySQL needs a
         // transaction.
+        let sizes: Vec<usize> = groups.iter().map(|(_, records)| records.len()).collect();
         let one_statement = self.dialect() == Dialect::Postgres && !groups.is_empty();
         let sql = if one_statement {
-            let sizes: Vec<usize> = groups.iter().map(|(_, records)| records.len()).collect();
             self.sql.change_status_with_branches(&sizes)
         } else {
             self.sql.change_status.clone()
@@ -740,7 +748,7 @@ impl Store for SqlStore {
                     for (_, records) in &groups {
                         update = bind_keys!(update, records);
                     }
-                    let mut update = update.bind(change.branch_outcomes.len() as i64);
+                    let mut update = update.bind(sizes.iter().sum::<usize>() as i64);
                     for (status, records) in &groups {
                         update = update
                             .bind(*status)
