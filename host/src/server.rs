@@ -193,20 +193,21 @@ struct HttpPort {
 impl HttpPort {
     /// Listens and serves, unless it does already; returns the server.
     async fn open(&mut self) -> Result<&mut JoinHandle<std::io::Result<()>>, ServerError> {
-        if self.server.is_none() {
-            // Without TCP_NODELAY, a reply written in several pieces (HTTP/2 frames: headers,
-            // data, trailers) waits for the peer's delayed ACK: tens of milliseconds.
-            let listener = listen("HttpPort", self.port).await?.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let server = axum::serve(listener, self.app.router())
-                .with_graceful_shutdown(stopped(self.stop.clone()))
-                .into_future();
-            self.server = Some(tokio::spawn(server));
-        }
-        self.server
-            .as_mut()
-            .ok_or_else(|| ServerError::Setup("the HTTP server did not start".into()))
+        let server = match self.server.take() {
+            Some(server) => server,
+            None => {
+                // Without TCP_NODELAY, a reply written in several pieces (HTTP/2 frames:
+                // headers, data, trailers) waits for the peer's delayed ACK: tens of ms.
+                let listener = listen("HttpPort", self.port).await?.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                let server = axum::serve(listener, self.app.router())
+                    .with_graceful_shutdown(stopped(self.stop.clone()))
+                    .into_future();
+                tokio::spawn(server)
+            }
+        };
+        Ok(self.server.insert(server))
     }
 }
 

@@ -1,8 +1,8 @@
 //! What the HTTP port serves. It may open before the coordinator is set up: while the
-//! coordinator waits for a shared store that does not answer yet, liveness (`/api/health`) answers 200, so an orchestrator does
-//! not restart a process that is only waiting for its database; readiness and every other route
-//! answer 503 in dtm's error shape with the reason. Once the coordinator is set up, its whole
-//! API takes over on the same port.
+//! coordinator waits for a shared store that does not answer yet, liveness (`/api/health`)
+//! answers 200, so an orchestrator does not restart a process that is only waiting for its
+//! database; readiness and every other route answer 503 in dtm's error shape with the reason.
+//! Once the coordinator is set up, its whole API takes over on the same port.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -46,8 +46,12 @@ impl StartingApp {
         let _ = self.app.set(app);
     }
 
-    /// The service to serve on the HTTP port for the whole life of the process.
+    /// The service to serve on the HTTP port for the whole life of the process: the full API
+    /// itself once it is in place, else a stand-in that hands over to it when it is.
     pub fn router(self: &Arc<Self>) -> Router {
+        if let Some(app) = self.app.get() {
+            return app.clone();
+        }
         let this = self.clone();
         Router::new().fallback_service(tower::service_fn(move |request: Request| {
             let this = this.clone();
