@@ -96,7 +96,6 @@ async fn on_shared_store(server: Server) {
     in_scope(server, "batched", |scope| async move {
         let mut env = scope.env(server.port());
         env.push((BATCHED.0.into(), BATCHED.1.into()));
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         on_host(Host::start_with(&env).await).await;
     })
     .await;

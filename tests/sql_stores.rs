@@ -82,7 +82,6 @@ async fn waits_for_the_store_and_fails_clearly_while_it_is_gone(server: Server) 
         let busi = Busi::start().await;
         let relay = Arc::new(Relay::new(server.port()));
         let env = scope.env(relay.port);
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut host = Host::start_alive(&env).await;
         // Alive while it waits for the store, so an orchestrator does not restart it; not
         // ready, and its API refuses work with the reason.

@@ -59,7 +59,6 @@ impl Bench {
             "STORE_MAX_OPEN_CONNS".into(),
             SQL_CONNECTIONS_PER_HOST.to_string(),
         ));
-        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         HostProcess::start_with(&self.log_level, &env).await
     }
 

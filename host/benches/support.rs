@@ -109,27 +109,120 @@ pub async fn grpc_channel(addr: &str) -> tonic::transport::Channel {
 
 /// Empty gRPC business branches: every method answers OK, whatever the request bytes.
 pub async fn start_grpc_busi() -> String {
-    use dtm_host::call::grpc::RawCodec;
-    use std::future::Future;
-    use std::pin::Pin;
-
     struct Ok200;
     impl tonic::server::UnaryService<Vec<u8>> for Ok200 {
         type Response = Vec<u8>;
-        type Future =
-            Pin<Box<dyn Future<Output = Result<tonic::Response<Vec<u8>>, tonic::Status>> + Send>>;
-        fn call(&mut self, _: tonic::Request<Vec<u8>>) -> Self::Future {
+        type Future = GrpcAnswer;
+        fn call(&mut self, _: tonic::Request<Vec<u8>>) -> GrpcAnswer {
             Box::pin(async { Ok(tonic::Response::new(Vec::new())) })
         }
     }
-    async fn any(request: axum::extract::Request) -> axum::response::Response {
-        use axum::response::IntoResponse;
-        tonic::server::Grpc::new(RawCodec)
-            .unary(Ok200, request)
+    serve_raw_grpc(|| Ok200).await
+}
+
+/// The two branch calls of one saga made directly over HTTP, as the baseline makes them and
+/// as the relays forward them: `true` when both succeeded.
+pub async fn call_branches_http(client: &reqwest::Client, busi: &str) -> bool {
+    for step in ["/TransOut", "/TransIn"] {
+        match client
+            .post(format!("{busi}{step}"))
+            .body(r#"{"amount":30}"#)
+            .send()
             .await
-            .into_response()
+        {
+            Ok(r) if r.status().is_success() => {}
+            _ => return false,
+        }
     }
-    let app = axum::Router::new().fallback(any);
+    true
+}
+
+/// The two branch calls of one saga made directly over gRPC (see [`call_branches_http`]).
+pub async fn call_branches_grpc(channel: tonic::transport::Channel) -> bool {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    for method in ["/busi.Busi/TransOut", "/busi.Busi/TransIn"] {
+        if grpc.ready().await.is_err() {
+            return false;
+        }
+        let request = tonic::Request::new(vec![8u8, 30]);
+        let path = http::uri::PathAndQuery::from_static(method);
+        if grpc
+            .unary(request, path, dtm_host::call::grpc::RawCodec)
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// A stand-in coordinator doing only the network work every coordinator must do for a
+/// 2-branch saga with `wait_result`: take the submit, call both branches, answer. It parses
+/// nothing, stores nothing and runs no engine, so its TPS bounds what any coordinator can
+/// reach on this machine against the same baseline.
+pub async fn start_http_relay(busi: &str) -> String {
+    let client = reqwest::Client::new();
+    let busi = busi.to_owned();
+    let app = axum::Router::new().fallback(move |_submit: axum::body::Bytes| {
+        let (client, busi) = (client.clone(), busi.clone());
+        async move {
+            if call_branches_http(&client, &busi).await {
+                (http::StatusCode::OK, r#"{"dtm_result":"SUCCESS"}"#)
+            } else {
+                (http::StatusCode::INTERNAL_SERVER_ERROR, "")
+            }
+        }
+    });
+    let (listener, addr) = listen_nodelay().await;
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// [`start_http_relay`] over gRPC: any unary call is answered (empty message) once both gRPC
+/// branches behind `busi` answered.
+pub async fn start_grpc_relay(busi: &str) -> String {
+    struct Relay(tonic::transport::Channel);
+    impl tonic::server::UnaryService<Vec<u8>> for Relay {
+        type Response = Vec<u8>;
+        type Future = GrpcAnswer;
+        fn call(&mut self, _: tonic::Request<Vec<u8>>) -> GrpcAnswer {
+            let channel = self.0.clone();
+            Box::pin(async move {
+                if call_branches_grpc(channel).await {
+                    Ok(tonic::Response::new(Vec::new()))
+                } else {
+                    Err(tonic::Status::unavailable("a branch call failed"))
+                }
+            })
+        }
+    }
+    let channel = grpc_channel(busi).await;
+    serve_raw_grpc(move || Relay(channel.clone())).await
+}
+
+type GrpcAnswer = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<tonic::Response<Vec<u8>>, tonic::Status>> + Send>,
+>;
+
+/// Serves every unary gRPC method with a fresh `service()`, reading and writing raw bytes;
+/// returns `host:port`.
+async fn serve_raw_grpc<S>(service: impl Fn() -> S + Clone + Send + Sync + 'static) -> String
+where
+    S: tonic::server::UnaryService<Vec<u8>, Response = Vec<u8>, Future = GrpcAnswer>
+        + Send
+        + 'static,
+{
+    use axum::response::IntoResponse;
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let service = service();
+        async move {
+            tonic::server::Grpc::new(dtm_host::call::grpc::RawCodec)
+                .unary(service, request)
+                .await
+                .into_response()
+        }
+    });
     let (listener, server) = listen_nodelay().await;
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     server
@@ -144,12 +237,12 @@ pub struct HostProcess {
 
 impl HostProcess {
     pub async fn start(log_level: &str) -> Self {
-        Self::start_with(log_level, &[]).await
+        Self::start_with(log_level, &[] as &[(&str, &str)]).await
     }
 
     /// Starts it with extra environment variables; `{GRPC_PORT}` in a value stands for its gRPC
     /// port.
-    pub async fn start_with(log_level: &str, env: &[(&str, String)]) -> Self {
+    pub async fn start_with(log_level: &str, env: &[(impl AsRef<str>, impl AsRef<str>)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (port, grpc_port) = (common::free_port(), common::free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_dtm-host"))
@@ -158,10 +251,10 @@ impl HostProcess {
             .env("STORE_DATA_DIR", dir.path().join("data"))
             .env("LOG_LEVEL", log_level)
             .env("LOG_OUTPUTS", dir.path().join("host.log"))
-            .envs(
-                env.iter()
-                    .map(|(k, v)| (*k, v.replace("{GRPC_PORT}", &grpc_port.to_string()))),
-            )
+            .envs(env.iter().map(|(k, v)| {
+                let value = v.as_ref().replace("{GRPC_PORT}", &grpc_port.to_string());
+                (k.as_ref().to_owned(), value)
+            }))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -108,13 +108,13 @@ pub struct Host {
 
 impl Host {
     pub async fn start() -> Self {
-        Self::start_with(&[]).await
+        Self::start_with(&[] as &[(&str, &str)]).await
     }
 
     /// Starts the binary with extra environment variables (config keys, dtm's naming). In
     /// values, `{GRPC_PORT}` stands for the gRPC port the host gets (for
     /// `MICRO_SERVICE_END_POINT`).
-    pub async fn start_with(env: &[(&str, &str)]) -> Self {
+    pub async fn start_with(env: &[(impl AsRef<str>, impl AsRef<str>)]) -> Self {
         let mut host = Self::launch(env);
         host.wait_until_up("/api/ping").await;
         host
@@ -122,14 +122,14 @@ impl Host {
 
     /// Starts the binary and returns once it is alive (`/api/health`), which may be before it
     /// serves its API (while it waits for its store).
-    pub async fn start_alive(env: &[(&str, &str)]) -> Self {
+    pub async fn start_alive(env: &[(impl AsRef<str>, impl AsRef<str>)]) -> Self {
         let mut host = Self::launch(env);
         host.wait_until_up("/api/health").await;
         host
     }
 
     /// Starts the binary, without waiting for it.
-    fn launch(env: &[(&str, &str)]) -> Self {
+    fn launch(env: &[(impl AsRef<str>, impl AsRef<str>)]) -> Self {
         let grpc_port = free_port();
         let mut host = Host {
             child: None,
@@ -139,8 +139,8 @@ impl Host {
             env: env
                 .iter()
                 .map(|(k, v)| {
-                    let value = v.replace("{GRPC_PORT}", &grpc_port.to_string());
-                    (k.to_string(), value)
+                    let value = v.as_ref().replace("{GRPC_PORT}", &grpc_port.to_string());
+                    (k.as_ref().to_owned(), value)
                 })
                 .collect(),
             http: reqwest::Client::new(),

@@ -115,7 +115,6 @@ impl StoreScope {
     /// The real binary on this scope, reaching the server on `port`.
     pub async fn start_host(&self, port: u16) -> super::Host {
         let env = self.env(port);
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         super::Host::start_with(&env).await
     }
 }
