@@ -19,24 +19,20 @@ pub fn env_or(key: &str, default: u64) -> u64 {
 /// Empty business branches on loopback: every path answers 200 SUCCESS.
 pub async fn start_busi() -> String {
     let app = axum::Router::new().fallback(|| async { r#"{"dtm_result":"SUCCESS"}"# });
-    let (listener, addr) = listen_nodelay().await;
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    format!("http://{}", serve_on_loopback(app).await)
 }
 
-/// A loopback listener whose connections send small writes at once (TCP_NODELAY), as the
-/// host's own listeners do.
-async fn listen_nodelay() -> (
-    axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)>,
-    String,
-) {
+/// Serves `app` on a loopback port in the background; returns `host:port`. Its connections
+/// send small writes at once (TCP_NODELAY), as the host's own listeners do.
+async fn serve_on_loopback(app: axum::Router) -> String {
     use axum::serve::ListenerExt;
-    fn nodelay(tcp: &mut tokio::net::TcpStream) {
-        let _ = tcp.set_nodelay(true);
-    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    (listener.tap_io(nodelay as fn(&mut _)), addr)
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
 }
 
 /// One unit of work under way, as [`measure`] runs it: `true` when it succeeded.
@@ -174,9 +170,7 @@ pub async fn start_http_relay(busi: &str) -> String {
             }
         }
     });
-    let (listener, addr) = listen_nodelay().await;
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    format!("http://{}", serve_on_loopback(app).await)
 }
 
 /// [`start_http_relay`] over gRPC: any unary call is answered (empty message) once both gRPC
@@ -223,9 +217,7 @@ where
                 .into_response()
         }
     });
-    let (listener, server) = listen_nodelay().await;
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    server
+    serve_on_loopback(app).await
 }
 
 pub struct HostProcess {
