@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::stores::{in_scope, Server};
+use common::stores::{in_scope, Backend};
 use common::{transfer, Busi, Host, Reply};
 
 const BATCHED: (&str, &str) = ("UPDATE_BRANCH_SYNC", "0");
@@ -92,9 +92,9 @@ async fn on_host(host: Host) {
     a_pass_without_a_status_change_stores_its_results_at_its_end(&host).await;
 }
 
-async fn on_shared_store(server: Server) {
+async fn on_shared_store(server: Backend) {
     in_scope(server, "batched", |scope| async move {
-        let mut env = scope.env(server.port());
+        let mut env = scope.env(scope.port);
         env.push((BATCHED.0.into(), BATCHED.1.into()));
         on_host(Host::start_with(&env).await).await;
     })
@@ -108,15 +108,15 @@ async fn embedded_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store() {
-    on_shared_store(Server::Postgres).await;
+    on_shared_store(Backend::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_store() {
-    on_shared_store(Server::MySql).await;
+    on_shared_store(Backend::MySql).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store() {
-    on_shared_store(Server::Redis).await;
+    on_shared_store(Backend::Redis).await;
 }

@@ -1,53 +1,21 @@
-//! The Redis store end to end: the real binary with `STORE_DRIVER=redis` on the Redis at
-//! 127.0.0.1:6379, each test under its own key prefix (removed afterwards), and on a Redis
-//! Cluster of its own.
+//! The Redis store end to end: the real binary with `STORE_DRIVER=redis` on this test
+//! process's throwaway Redis, each test under its own key prefix, and on a Redis Cluster of its
+//! own.
 
 mod common;
 
 use std::time::Duration;
 
+use common::stores::{Backend, StoreScope};
 use common::{transfer, Busi, Host, Reply};
-
-/// A unique key prefix whose keys are deleted when this is dropped.
-struct Prefix(String);
-
-impl Prefix {
-    fn new(test: &str) -> Self {
-        Self(format!("dtm-e2e-{}-{test}", std::process::id()))
-    }
-}
-
-impl Drop for Prefix {
-    fn drop(&mut self) {
-        let Ok(mut conn) =
-            redis::Client::open("redis://127.0.0.1:6379").and_then(|c| c.get_connection())
-        else {
-            return;
-        };
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:*", self.0))
-            .query(&mut conn)
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _ = redis::cmd("DEL").arg(keys).exec(&mut conn);
-        }
-    }
-}
-
-async fn redis_host(prefix: &Prefix) -> Host {
-    Host::start_with(&[
-        ("STORE_DRIVER", "redis"),
-        ("STORE_HOST", "127.0.0.1"),
-        ("STORE_PORT", "6379"),
-        ("STORE_REDIS_PREFIX", &prefix.0),
-    ])
-    .await
-}
+use test_servers::RedisCluster;
 
 #[tokio::test]
 async fn saga_on_redis_succeeds_and_is_kept_across_a_restart() {
-    let prefix = Prefix::new("saga");
-    let (mut host, busi) = (redis_host(&prefix).await, Busi::start().await);
+    let Some(prefix) = StoreScope::new(Backend::Redis, "saga") else {
+        return;
+    };
+    let (mut host, busi) = (prefix.start_host().await, Busi::start().await);
     let gid = host.new_gid().await;
     assert_eq!(host.post("/submit", transfer(&gid, &busi)).await.0, 200);
     host.wait_status(&gid, "succeed", 10).await;
@@ -70,12 +38,12 @@ async fn saga_on_redis_succeeds_and_is_kept_across_a_restart() {
     let (_, kv) = host.get("/queryKV?cat=topics&key=t1").await;
     assert_eq!(kv["kv"][0]["k"], "t1", "{kv}");
     // The data lives in Redis, under the prefix, in per-transaction keys.
-    let mut conn = redis::Client::open("redis://127.0.0.1:6379")
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{}", prefix.port))
         .unwrap()
         .get_connection()
         .unwrap();
     let exists: bool = redis::cmd("EXISTS")
-        .arg(format!("{}:{{{gid}}}:g", prefix.0))
+        .arg(format!("{}:{{{gid}}}:g", prefix.name))
         .query(&mut conn)
         .unwrap();
     assert!(exists);
@@ -83,8 +51,10 @@ async fn saga_on_redis_succeeds_and_is_kept_across_a_restart() {
 
 #[tokio::test]
 async fn saga_killed_mid_flight_is_finished_by_the_restarted_host() {
-    let prefix = Prefix::new("recover");
-    let (mut host, busi) = (redis_host(&prefix).await, Busi::start().await);
+    let Some(prefix) = StoreScope::new(Backend::Redis, "recover") else {
+        return;
+    };
+    let (mut host, busi) = (prefix.start_host().await, Busi::start().await);
     busi.once("/TransIn", Reply::ok().after(Duration::from_secs(30)));
     let gid = host.new_gid().await;
     assert_eq!(host.post("/submit", transfer(&gid, &busi)).await.0, 200);
@@ -109,9 +79,12 @@ async fn saga_killed_mid_flight_is_finished_by_the_restarted_host() {
 
 #[tokio::test]
 async fn saga_on_a_redis_cluster_succeeds_with_its_keys_on_several_nodes() {
-    let cluster = tokio::task::spawn_blocking(common::redis_cluster::RedisCluster::start)
+    let Some(cluster) = tokio::task::spawn_blocking(RedisCluster::start)
         .await
-        .unwrap();
+        .unwrap()
+    else {
+        return;
+    };
     let hosts = cluster.hosts();
     let (mut host, busi) = (
         Host::start_with(&[

@@ -5,12 +5,11 @@
 //!   a surviving host), and the business service never saw two calls of one transaction under
 //!   way at the same time;
 //! * PostgreSQL gone during load, twice: the network to it cut through a relay the test controls,
-//!   and the real server crashed (`pg_ctlcluster … stop -m immediate`) and started again, with
-//!   the other PostgreSQL tests of this file held off meanwhile: every acknowledged submit is
+//!   and the test's own server killed (SIGKILL) and started again: every acknowledged submit is
 //!   kept and succeeds, submits meanwhile fail with a clear error instead of hanging, and work
 //!   resumes when the server is back.
 //!
-//! Each test has a schema or key prefix of its own, removed afterwards.
+//! Each test has a schema or key prefix of its own, on the test process's throwaway servers.
 
 mod common;
 
@@ -22,10 +21,11 @@ use std::time::{Duration, Instant};
 use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, Uri};
 use common::relay::Relay;
-use common::stores::{in_scope, Server, StoreScope};
+use common::stores::{in_scope, Backend, StoreScope};
 use common::{serve, Host};
 use futures::StreamExt;
 use serde_json::{json, Value};
+use test_servers::{Kind, Server};
 
 /// How long the business service takes for an ordinary call.
 const BASE_DELAY: Duration = Duration::from_millis(80);
@@ -366,10 +366,9 @@ fn log_lines(hosts: &[Host], gid: &str) -> String {
 
 async fn three_hosts_one_killed(shared: Arc<StoreScope>) {
     let busi = Busi::start().await;
-    let port = shared.server.port();
     // The first host creates the tables; the other two then start together.
-    let first = shared.start_host(port).await;
-    let (second, third) = tokio::join!(shared.start_host(port), shared.start_host(port));
+    let first = shared.start_host().await;
+    let (second, third) = tokio::join!(shared.start_host(), shared.start_host());
     let mut hosts = vec![first, second, third];
     let victim = 2;
     let run = unique("kill");
@@ -487,7 +486,7 @@ async fn three_hosts_one_killed(shared: Arc<StoreScope>) {
         "{}: {} sagas on 3 hosts, one killed with {in_flight_at_kill} slow calls under way; \
          {taken_over} of its sagas continued by the survivors; all ended {:.1} s after the kill; \
          {} business calls, none simultaneous within a transaction",
-        shared.server.name(),
+        shared.backend.name(),
         gids.len(),
         all_ended.as_secs_f64(),
         spans.len()
@@ -496,13 +495,12 @@ async fn three_hosts_one_killed(shared: Arc<StoreScope>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hosts_on_postgres_one_killed_under_load() {
-    let _shared = POSTGRES.read().await;
-    in_scope(Server::Postgres, "ss", three_hosts_one_killed).await;
+    in_scope(Backend::Postgres, "ss", three_hosts_one_killed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hosts_on_redis_one_killed_under_load() {
-    in_scope(Server::Redis, "ss", three_hosts_one_killed).await;
+    in_scope(Backend::Redis, "ss", three_hosts_one_killed).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -530,71 +528,37 @@ struct Submit {
 enum Outage {
     /// The network to it is cut (every connection dropped, nothing answers) through a relay.
     Cut,
-    /// The server itself crashes (`pg_ctlcluster … stop -m immediate`: no shutdown
-    /// checkpoint, crash recovery at the next start) and is started again.
+    /// The server itself is killed (SIGKILL to all its processes: no shutdown checkpoint, crash
+    /// recovery at the next start) and started again on the same port.
     Restart,
 }
 
-/// PostgreSQL's cluster on this machine, for `pg_ctlcluster`.
-fn postgres_cluster() -> (String, &'static str) {
-    let version = std::fs::read_dir("/etc/postgresql")
-        .expect("/etc/postgresql: PostgreSQL is not installed here")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .next()
-        .expect("no PostgreSQL cluster in /etc/postgresql");
-    (version, "main")
-}
-
-fn pg_ctlcluster(action: &[&str]) {
-    let (version, cluster) = postgres_cluster();
-    let status = std::process::Command::new("pg_ctlcluster")
-        .arg("--skip-systemctl-redirect")
-        .arg(&version)
-        .arg(cluster)
-        .args(action)
-        .status()
-        .expect("run pg_ctlcluster");
-    assert!(status.success(), "pg_ctlcluster {action:?} failed");
-}
-
-/// Starts PostgreSQL again when dropped, so a failing test does not leave it down.
-struct StartsPostgresOnDrop;
-
-impl Drop for StartsPostgresOnDrop {
-    fn drop(&mut self) {
-        let (version, cluster) = postgres_cluster();
-        let _ = std::process::Command::new("pg_ctlcluster")
-            .args(["--skip-systemctl-redirect", &version, cluster, "start"])
-            .status();
-    }
-}
-
-/// Tests that use this machine's PostgreSQL share it (read); the one that restarts it has it
-/// to itself (write).
-static POSTGRES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_cut_during_load_loses_nothing_acknowledged() {
-    let _shared = POSTGRES.read().await;
     outage_during_load(Outage::Cut).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarted_during_load_loses_nothing_acknowledged() {
-    let _alone = POSTGRES.write().await;
     outage_during_load(Outage::Restart).await;
 }
 
 async fn outage_during_load(outage: Outage) {
-    in_scope(Server::Postgres, "outage", |shared| async move {
+    // The test kills its server: a server of its own.
+    let Some(server) = Server::start(Kind::Postgres) else {
+        return;
+    };
+    let server = Arc::new(Mutex::new(server));
+    let shared = StoreScope::on(&server.lock().unwrap(), Backend::Postgres, "outage");
+    {
         let busi = Busi::start().await;
-        let relay = Relay::new(Server::Postgres.port());
+        let relay = Relay::new(shared.port);
         relay.open().await;
         let port = match outage {
             Outage::Cut => relay.port,
-            Outage::Restart => Server::Postgres.port(),
+            Outage::Restart => shared.port,
         };
-        let host = Arc::new(shared.start_host(port).await);
+        let host = Arc::new(Host::start_with(&shared.env(port)).await);
         let run = unique("load");
         let phase = Arc::new(AtomicU8::new(BEFORE));
         let stop = Arc::new(AtomicBool::new(false));
@@ -607,7 +571,8 @@ async fn outage_during_load(outage: Outage) {
 
         let workers: Vec<_> = (0..6)
             .map(|w| {
-                let (host, busi, run, http) = (host.clone(), busi.clone(), run.clone(), http.clone());
+                let (host, busi, run, http) =
+                    (host.clone(), busi.clone(), run.clone(), http.clone());
                 let (phase, stop, submits) = (phase.clone(), stop.clone(), submits.clone());
                 tokio::spawn(async move {
                     let mut i = 0;
@@ -660,23 +625,18 @@ async fn outage_during_load(outage: Outage) {
 
         wait_for_acks(BEFORE, 40).await;
         phase.store(CUT, Ordering::SeqCst);
-        let restarts = match outage {
-            Outage::Cut => {
-                relay.cut();
-                None
-            }
-            Outage::Restart => {
-                let guard = StartsPostgresOnDrop;
-                tokio::task::spawn_blocking(|| pg_ctlcluster(&["stop", "-m", "immediate"]))
-                    .await
-                    .unwrap();
-                Some(guard)
-            }
+        let in_server = |act: fn(&mut Server)| {
+            let server = server.clone();
+            tokio::task::spawn_blocking(move || act(&mut server.lock().unwrap()))
         };
+        match outage {
+            Outage::Cut => relay.cut(),
+            Outage::Restart => in_server(Server::kill).await.unwrap(),
+        }
         tokio::time::sleep(Duration::from_secs(4)).await;
-        match restarts {
-            None => relay.open().await,
-            Some(guard) => tokio::task::spawn_blocking(move || drop(guard)).await.unwrap(),
+        match outage {
+            Outage::Cut => relay.open().await,
+            Outage::Restart => in_server(Server::start_again).await.unwrap(),
         }
         phase.store(RESTORED, Ordering::SeqCst);
         let restored = Instant::now();
@@ -723,11 +683,9 @@ async fn outage_during_load(outage: Outage) {
                     None if acked => panic!("acknowledged {} is lost: {q}\n{}", s.gid, host.log()),
                     None => {}
                     Some("succeed") => stored_though_refused += usize::from(!acked),
-                    Some(_) if Instant::now() > deadline => panic!(
-                        "{} did not succeed within 45 s: {q}\n{}",
-                        s.gid,
-                        host.log()
-                    ),
+                    Some(_) if Instant::now() > deadline => {
+                        panic!("{} did not succeed within 45 s: {q}\n{}", s.gid, host.log())
+                    }
                     Some(_) => still.push(s),
                 }
             }
@@ -754,6 +712,5 @@ async fn outage_during_load(outage: Outage) {
             submits.len() - refused,
             longest.as_secs_f64()
         );
-    })
-    .await;
+    }
 }

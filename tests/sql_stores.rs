@@ -1,5 +1,5 @@
-//! The real binary on PostgreSQL and MySQL/MariaDB (the servers of this machine, each test in its
-//! own schema or database, dropped afterwards): sagas complete, survive a restart, and the host
+//! The real binary on PostgreSQL and MySQL/MariaDB (throwaway servers of this test process,
+//! each test in its own schema or database): sagas complete, survive a restart, and the host
 //! waits for a store that is down at start and fails requests (and readiness) clearly while it
 //! is gone.
 
@@ -9,16 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::relay::Relay;
-use common::stores::{in_scope, Server};
+use common::stores::{in_scope, Backend};
 use common::{transfer, Busi, Host, Reply};
 use serde_json::json;
 
 const SUCCEEDED: [&str; 4] = ["prepared", "succeed", "prepared", "succeed"];
 
-async fn saga_survives_a_restart(server: Server) {
+async fn saga_survives_a_restart(server: Backend) {
     in_scope(server, "e2e", |scope| async move {
         let busi = Busi::start().await;
-        let mut host = scope.start_host(server.port()).await;
+        let mut host = scope.start_host().await;
         let done = host.new_gid().await;
         assert_eq!(host.post("/submit", transfer(&done, &busi)).await.0, 200);
         host.wait_status(&done, "succeed", 10).await;
@@ -62,12 +62,12 @@ async fn saga_survives_a_restart(server: Server) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_saga_survives_a_restart() {
-    saga_survives_a_restart(Server::Postgres).await;
+    saga_survives_a_restart(Backend::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_saga_survives_a_restart() {
-    saga_survives_a_restart(Server::MySql).await;
+    saga_survives_a_restart(Backend::MySql).await;
 }
 
 /// `GET path` on the host: status and JSON body.
@@ -77,10 +77,10 @@ async fn probe(host: &Host, path: &str) -> (u16, serde_json::Value) {
     (status, response.json().await.unwrap_or_default())
 }
 
-async fn waits_for_the_store_and_fails_clearly_while_it_is_gone(server: Server) {
+async fn waits_for_the_store_and_fails_clearly_while_it_is_gone(server: Backend) {
     in_scope(server, "e2e", |scope| async move {
         let busi = Busi::start().await;
-        let relay = Arc::new(Relay::new(server.port()));
+        let relay = Arc::new(Relay::new(scope.port));
         let env = scope.env(relay.port);
         let mut host = Host::start_alive(&env).await;
         // Alive while it waits for the store, so an orchestrator does not restart it; not
@@ -144,10 +144,10 @@ async fn waits_for_the_store_and_fails_clearly_while_it_is_gone(server: Server) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_down_at_start_and_during_operation() {
-    waits_for_the_store_and_fails_clearly_while_it_is_gone(Server::Postgres).await;
+    waits_for_the_store_and_fails_clearly_while_it_is_gone(Backend::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_store_down_at_start_and_during_operation() {
-    waits_for_the_store_and_fails_clearly_while_it_is_gone(Server::MySql).await;
+    waits_for_the_store_and_fails_clearly_while_it_is_gone(Backend::MySql).await;
 }

@@ -70,7 +70,7 @@ fn main() {
     let log_level = std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "info".into());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
-        let etcd = Etcd::start().await;
+        let etcd = Etcd::start().await.expect("etcd is installed");
         let busi = start_grpc_busi().await;
         // The business service as a go-zero server registers itself (here without a lease: the
         // bench outlives no lease renewals).

@@ -1,7 +1,7 @@
 //! `cargo bench --bench stores`: 2-branch sagas (`wait_result`) through the release `dtm-host` on
 //! each store, one after another in one run: the embedded store, then PostgreSQL, MySQL/MariaDB
-//! and Redis (this machine's servers, each in a schema, database or key prefix of its own,
-//! removed afterwards), each with dtm's default `UpdateBranchSync: 1` (a commit per branch result)
+//! and Redis (throwaway servers the bench starts, each in a schema, database or key prefix of
+//! its own), each with dtm's default `UpdateBranchSync: 1` (a commit per branch result)
 //! and with `UpdateBranchSync: 0` (a pass's branch results written with its next status change).
 //! Over HTTP and over gRPC: TPS, ratio to the embedded store (default setting), p50/p99.
 //! Then three hosts on one PostgreSQL schema, sharing the load round-robin, against one. Each
@@ -14,7 +14,7 @@
 mod common;
 mod support;
 
-use common::stores::{Server, StoreScope};
+use common::stores::{Backend, StoreScope};
 use support::{
     env_or, grpc_channel, grpc_saga, http_saga, measure, print, start_busi, start_grpc_busi,
     Figures, HostProcess,
@@ -24,16 +24,16 @@ use support::{
 const SQL_CONNECTIONS_PER_HOST: u32 = 30;
 
 /// The stores to measure, by name; `None` is the embedded store.
-fn stores() -> Vec<Option<Server>> {
+fn stores() -> Vec<Option<Backend>> {
     let wanted =
         std::env::var("BENCH_STORES").unwrap_or_else(|_| "embedded,postgres,mysql,redis".into());
     wanted
         .split(',')
         .map(|name| match name.trim() {
             "embedded" => None,
-            "postgres" => Some(Server::Postgres),
-            "mysql" => Some(Server::MySql),
-            "redis" => Some(Server::Redis),
+            "postgres" => Some(Backend::Postgres),
+            "mysql" => Some(Backend::MySql),
+            "redis" => Some(Backend::Redis),
             other => panic!("BENCH_STORES: unknown store {other}"),
         })
         .collect()
@@ -50,8 +50,7 @@ struct Bench {
 
 impl Bench {
     async fn start_host(&self, scope: Option<&StoreScope>, update_branch_sync: u8) -> HostProcess {
-        let mut env: Vec<(String, String)> =
-            scope.map_or_else(Vec::new, |s| s.env(s.server.port()));
+        let mut env: Vec<(String, String)> = scope.map_or_else(Vec::new, |s| s.env(s.port));
         env.push(("UPDATE_BRANCH_SYNC".into(), update_branch_sync.to_string()));
         // Three hosts must fit in the server's 100 connections (dtm's default of 500 a host
         // would have them refused with "too many clients"); more would not be faster.
@@ -137,10 +136,11 @@ fn main() {
             .into_iter()
             .flat_map(|server| [(server, 1), (server, 0)]);
         for (server, update_branch_sync) in runs {
-            let scope = server.map(|s| StoreScope::new(s, "bench"));
+            let scope =
+                server.map(|s| StoreScope::new(s, "bench").expect("the server is installed"));
             let name = format!(
                 "{} UBS={update_branch_sync}",
-                server.map_or("embedded", Server::name)
+                server.map_or("embedded", Backend::name)
             );
             let host = bench.start_host(scope.as_ref(), update_branch_sync).await;
             let http = bench.http(&host, "bench").await;
@@ -157,20 +157,17 @@ fn main() {
             );
             println!("{name} host peak RSS: {:.1} MiB", host.peak_rss_mib());
             drop(host);
-            if let Some(scope) = scope {
-                scope.clean().await;
-            }
             if server.is_none() && embedded.is_none() {
                 embedded = Some((http, grpc));
             }
         }
 
-        if !stores().contains(&Some(Server::Postgres)) {
+        if !stores().contains(&Some(Backend::Postgres)) {
             return;
         }
         // One host, then the same schema shared by three: on one box the hosts compete for the
         // same two cores, so this shows the cost of contention, not scaling.
-        let scope = StoreScope::new(Server::Postgres, "bench3");
+        let scope = StoreScope::new(Backend::Postgres, "bench3").expect("PostgreSQL is installed");
         let first = bench.start_host(Some(&scope), 1).await;
         let one = bench.http_spread(&[&first], "one").await;
         print("postgres, 1 host, HTTP", &one);
@@ -180,6 +177,5 @@ fn main() {
         print("postgres, 3 hosts, HTTP", &three);
         println!("ratio 3 hosts / 1 host TPS: {:.2}", three.tps / one.tps);
         drop((first, second, third));
-        scope.clean().await;
     });
 }

@@ -2,7 +2,7 @@
 //! of its v3 JSON gateway for the test side.
 //!
 //! ```text
-//! let mut etcd = Etcd::start().await;      // free client + peer ports, temp data dir
+//! let Some(mut etcd) = Etcd::start().await else { return }; // None: not installed (skip)
 //! etcd.address()                           // "127.0.0.1:<client port>", for targets and URLs
 //! etcd.grant(10).await -> lease ID         // decimal string, as etcd sends it
 //! etcd.put(key, value, Some(&lease)).await // or None for a permanent key
@@ -20,18 +20,19 @@
 //! The process is killed when the value is dropped. Every helper panics on failure: they are
 //! the test's own setup, not what is being tested.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde_json::{json, Value};
+use test_servers::Program;
 
 use super::free_port;
 
-const ETCD: &str = "/usr/bin/etcd";
-
 pub struct Etcd {
+    program: PathBuf,
     pub client_port: u16,
     pub peer_port: u16,
     dir: tempfile::TempDir,
@@ -68,9 +69,11 @@ fn text(field: &Value) -> String {
 }
 
 impl Etcd {
-    /// Starts a single-member cluster on free ports and waits until it serves.
-    pub async fn start() -> Self {
+    /// Starts a single-member cluster on free ports and waits until it serves; `None` when etcd
+    /// is not installed (the test is skipped: see `test_servers::Program::require`).
+    pub async fn start() -> Option<Self> {
         let mut etcd = Etcd {
+            program: Program::ETCD.require()?,
             client_port: free_port(),
             peer_port: free_port(),
             dir: data_dir(),
@@ -79,7 +82,7 @@ impl Etcd {
             token: None,
         };
         etcd.spawn().await;
-        etcd
+        Some(etcd)
     }
 
     /// `127.0.0.1:<client port>`.
@@ -99,7 +102,7 @@ impl Etcd {
             .append(true)
             .open(self.dir.path().join("etcd.log"))
             .unwrap();
-        let child = Command::new(ETCD)
+        let child = Command::new(&self.program)
             .arg("--name=test")
             .arg(format!(
                 "--data-dir={}",
@@ -117,7 +120,7 @@ impl Etcd {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("start /usr/bin/etcd");
+            .expect("start etcd");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

@@ -6,13 +6,11 @@ pub mod driver;
 pub mod etcd;
 pub mod fakes;
 pub mod grpc;
-pub mod redis_cluster;
 pub mod relay;
 pub mod stores;
 pub mod webdriver;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -88,13 +86,7 @@ pub async fn serve(app: axum::Router, port: u16) -> String {
     address
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use test_servers::free_port;
 
 /// A running `dtm-host` process.
 pub struct Host {

@@ -9,24 +9,18 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{json, Value};
+use test_servers::Program;
 
 /// W3C's key for an element reference in answers.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// How long a wait for the page may take before the test fails (a deadline, not a speed check).
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Chromium's binary, if this machine has one.
+/// Chromium's binary; `None` when Chromium or chromedriver is not installed (the test is
+/// skipped: see `test_servers::Program::require`).
 pub fn chromium() -> Option<PathBuf> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-pub fn skip_without_chromium(test: &str) {
-    eprintln!(
-        "SKIPPED {test}: Chromium is not installed (Debian: apt-get install chromium chromium-driver)"
-    );
+    Program::CHROMEDRIVER.require()?;
+    Program::CHROMIUM.require()
 }
 
 /// Where the tests save screenshots of the pages they check.
@@ -44,17 +38,16 @@ impl Browser {
     /// Starts chromedriver on a free port and opens a headless session of `chromium`.
     pub async fn start(chromium: &Path) -> Self {
         let port = super::free_port();
-        let chromedriver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // Its own process group, so dropping the browser ends Chromium's processes too.
-            .process_group(0)
-            .spawn()
-            .expect(
-                "chromium is installed but chromedriver is not: apt-get install chromium-driver",
-            );
+        let chromedriver =
+            Command::new(Program::CHROMEDRIVER.locate().expect("chromium() found it"))
+                .arg(format!("--port={port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                // Its own process group, so dropping the browser ends Chromium's processes too.
+                .process_group(0)
+                .spawn()
+                .expect("start chromedriver");
         let endpoint = format!("http://127.0.0.1:{port}");
         // A command that hangs fails the test instead of blocking it.
         let http = reqwest::Client::builder()

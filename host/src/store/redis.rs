@@ -61,9 +61,6 @@ use rand::Rng;
 use redis::{RedisResult, Script};
 
 mod connection;
-#[cfg(test)]
-#[path = "../../../tests/common/redis_cluster.rs"]
-mod redis_cluster;
 
 use connection::Connection;
 
@@ -1473,11 +1470,13 @@ impl RedisStore {
 
 #[cfg(test)]
 mod tests {
-    //! Against the Redis on 127.0.0.1:6379; each test has its own prefix and removes its keys.
+    //! Against this test process's throwaway Redis (started on first use, see `test-servers`);
+    //! each test has its own prefix. Tests that stop their server start one of their own.
 
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use redis::{AsyncCommands, Client};
+    use test_servers::{free_port, Kind, RedisCluster, Server};
 
     use super::*;
     use crate::store::suite::sample_global;
@@ -1493,32 +1492,46 @@ mod tests {
         config
     }
 
-    /// A store on a fresh prefix; its keys are deleted when it is dropped.
+    /// A store on a fresh prefix of the shared server.
     struct TestStore {
         store: RedisStore,
         prefix: String,
+        port: u16,
+    }
+
+    impl std::ops::Deref for TestStore {
+        type Target = RedisStore;
+        fn deref(&self) -> &RedisStore {
+            &self.store
+        }
     }
 
     impl TestStore {
-        async fn new() -> Self {
+        /// `None` when Redis is not installed (the test is skipped).
+        async fn new() -> Option<Self> {
             let n = NEXT_PREFIX.fetch_add(1, Ordering::Relaxed);
-            Self::with_prefix(format!("dtmtest-{}-{n}", std::process::id())).await
+            Self::with_prefix(format!("dtmtest-{n}")).await
         }
 
-        async fn with_prefix(prefix: String) -> Self {
-            let store = RedisStore::connect(&config(&prefix, 6379)).await.unwrap();
-            Self { store, prefix }
+        async fn with_prefix(prefix: String) -> Option<Self> {
+            let port = Server::shared(Kind::Redis)?.port();
+            let store = RedisStore::connect(&config(&prefix, port)).await.unwrap();
+            Some(Self {
+                store,
+                prefix,
+                port,
+            })
         }
 
         /// Another store (another host) on the same prefix.
         async fn peer(&self) -> RedisStore {
-            RedisStore::connect(&config(&self.prefix, 6379))
+            RedisStore::connect(&config(&self.prefix, self.port))
                 .await
                 .unwrap()
         }
 
         async fn redis(&self) -> redis::aio::MultiplexedConnection {
-            Client::open("redis://127.0.0.1:6379")
+            Client::open(format!("redis://127.0.0.1:{}", self.port))
                 .unwrap()
                 .get_multiplexed_async_connection()
                 .await
@@ -1526,33 +1539,19 @@ mod tests {
         }
     }
 
-    impl Drop for TestStore {
-        fn drop(&mut self) {
-            let mut conn = Client::open("redis://127.0.0.1:6379")
-                .unwrap()
-                .get_connection()
-                .unwrap();
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{}:*", self.prefix))
-                .query(&mut conn)
-                .unwrap();
-            if !keys.is_empty() {
-                redis::cmd("DEL").arg(keys).exec(&mut conn).unwrap();
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn shared_store_suite() {
-        let t = TestStore::new().await;
-        crate::store::suite::run_all(&t.store).await;
+    mod suite {
+        crate::store::suite::store_suite!(super::TestStore::new());
     }
 
     #[tokio::test]
     async fn wipe_removes_only_its_own_prefix() {
-        let mine = TestStore::new().await;
+        let Some(mine) = TestStore::new().await else {
+            return;
+        };
         // A prefix that starts like mine: `mine:*` would match its keys too.
-        let other = TestStore::with_prefix(format!("{}:staging", mine.prefix)).await;
+        let Some(other) = TestStore::with_prefix(format!("{}:staging", mine.prefix)).await else {
+            return;
+        };
         for store in [&mine.store, &other.store] {
             store
                 .save_new(&sample_global("wiped", 1_000), &[])
@@ -1579,7 +1578,9 @@ mod tests {
 
     #[tokio::test]
     async fn two_hosts_claiming_at_once_never_get_the_same_gid() {
-        let t = TestStore::new().await;
+        let Some(t) = TestStore::new().await else {
+            return;
+        };
         let base = 1_000_000;
         for i in 0..60 {
             let mut g = sample_global(&format!("race-{i}"), base);
@@ -1615,7 +1616,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_claim_expires_and_another_host_takes_over() {
-        let t = TestStore::new().await;
+        let Some(t) = TestStore::new().await else {
+            return;
+        };
         let base = 1_000_000;
         let mut g = sample_global("lease", base);
         g.next_cron_time = base;
@@ -1645,7 +1648,9 @@ mod tests {
 
     #[tokio::test]
     async fn stale_schedule_entries_are_repaired_by_claims() {
-        let t = TestStore::new().await;
+        let Some(t) = TestStore::new().await else {
+            return;
+        };
         let mut redis = t.redis().await;
         let base = 1_000_000;
         let cron = |gid: &str| t.store.keys.cron(bucket_of(gid));
@@ -1701,7 +1706,9 @@ mod tests {
 
     #[tokio::test]
     async fn keys_expire_as_configured_and_spread_over_slots() {
-        let t = TestStore::new().await;
+        let Some(t) = TestStore::new().await else {
+            return;
+        };
         let redis = t.redis().await;
         let g = sample_global("ttl", 1_000);
         let branch = Branch::new("ttl", "01".into(), "action", "http://b".into(), vec![], 1);
@@ -1736,7 +1743,9 @@ mod tests {
 
     #[tokio::test]
     async fn binary_branch_data_and_odd_ids_round_trip() {
-        let t = TestStore::new().await;
+        let Some(t) = TestStore::new().await else {
+            return;
+        };
         let g = sample_global("odd{gid}", 1_000);
         let data: Vec<u8> = (0..=255).collect();
         let branches = [
@@ -1753,7 +1762,9 @@ mod tests {
 
     #[tokio::test]
     async fn listing_skips_and_trims_entries_without_records() {
-        let t = TestStore::new().await;
+        let Some(t) = TestStore::new().await else {
+            return;
+        };
         let mut redis = t.redis().await;
         let now = now_ms();
         for i in 0..5 {
@@ -1785,53 +1796,19 @@ mod tests {
         assert_eq!(listed, expected, "the stale entry was trimmed");
     }
 
-    /// A private Redis that the test can stop and start again.
-    struct OwnRedis {
-        port: u16,
-        child: std::process::Child,
-    }
-
-    impl OwnRedis {
-        fn start(port: u16) -> Self {
-            let child = std::process::Command::new("redis-server")
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .expect("redis-server on PATH");
-            for _ in 0..100 {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Self { port, child }
-        }
-    }
-
-    impl Drop for OwnRedis {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
     #[tokio::test]
     async fn a_redis_that_drops_fails_calls_quickly_and_is_reconnected() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = OwnRedis::start(port);
-        let store = RedisStore::connect(&config("drop", server.port))
+        let Some(mut server) = Server::start(Kind::Redis) else {
+            return;
+        };
+        let store = RedisStore::connect(&config("drop", server.port()))
             .await
             .unwrap();
         store
             .save_new(&sample_global("before", 1_000), &[])
             .await
             .unwrap();
-        drop(server);
+        server.kill();
         let started = std::time::Instant::now();
         let failed = store.find_global("before").await;
         assert!(
@@ -1839,7 +1816,7 @@ mod tests {
             "{failed:?}"
         );
         assert!(started.elapsed() < CALL_TIMEOUT + Duration::from_secs(1));
-        server = OwnRedis::start(port);
+        server.start_again();
         let mut answered = false;
         for _ in 0..50 {
             if store.ping().await.is_ok() {
@@ -1849,8 +1826,9 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(answered, "no reconnection");
-        // The server kept nothing (no persistence), not even the scripts: they are loaded again.
-        assert!(store.find_global("before").await.unwrap().is_none());
+        // The server kept what it acknowledged (append-only), but not the scripts: they are
+        // loaded again.
+        assert!(store.find_global("before").await.unwrap().is_some());
         store
             .save_new(&sample_global("after", 1_000), &[])
             .await
@@ -1861,30 +1839,22 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.find_branches("after").await.unwrap().len(), 1);
-        drop(server);
     }
 
     #[tokio::test]
     async fn a_redis_that_stops_answering_fails_calls_within_the_deadline() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let server = OwnRedis::start(port);
-        let store = RedisStore::connect(&config("hang", port)).await.unwrap();
-        store.ping().await.unwrap();
-        let signal = |sig: &str| {
-            std::process::Command::new("kill")
-                .args([sig, &server.child.id().to_string()])
-                .status()
-                .unwrap()
+        let Some(server) = Server::start(Kind::Redis) else {
+            return;
         };
-        signal("-STOP");
+        let store = RedisStore::connect(&config("hang", server.port()))
+            .await
+            .unwrap();
+        store.ping().await.unwrap();
+        server.pause();
         let started = std::time::Instant::now();
         let failed = store.find_global("x").await;
         let waited = started.elapsed();
-        signal("-CONT");
+        server.resume();
         assert!(matches!(failed, Err(StoreError::Backend(_))), "{failed:?}");
         assert!(waited < CALL_TIMEOUT + Duration::from_secs(1), "{waited:?}");
         let mut answered = false;
@@ -1898,21 +1868,49 @@ mod tests {
         assert!(answered, "the store did not recover");
     }
 
-    /// A store on a fresh Redis Cluster of three masters, seeded with every node.
-    async fn on_cluster(prefix: &str) -> (redis_cluster::RedisCluster, RedisStore) {
-        let cluster = tokio::task::spawn_blocking(redis_cluster::RedisCluster::start)
-            .await
-            .unwrap();
+    /// A store on `cluster`, seeded with every node.
+    async fn on(cluster: &RedisCluster, prefix: &str) -> RedisStore {
         let mut config = config(prefix, 0);
         config.host = cluster.hosts();
-        let store = RedisStore::connect(&config).await.unwrap();
-        (cluster, store)
+        RedisStore::connect(&config).await.unwrap()
+    }
+
+    /// A store on a fresh prefix of the process's Redis Cluster (three masters).
+    async fn on_shared_cluster() -> Option<(&'static RedisCluster, RedisStore)> {
+        let cluster = tokio::task::spawn_blocking(RedisCluster::shared)
+            .await
+            .unwrap()?;
+        let prefix = format!("cluster{}", NEXT_PREFIX.fetch_add(1, Ordering::Relaxed));
+        Some((cluster, on(cluster, &prefix).await))
+    }
+
+    mod cluster_suite {
+        crate::store::suite::store_suite!(async {
+            super::on_shared_cluster()
+                .await
+                .map(|(_, store)| Box::new(store))
+        });
+    }
+
+    /// The keys `store` keeps on each node of `cluster`.
+    fn keys_by_node(cluster: &RedisCluster, store: &RedisStore) -> Vec<Vec<String>> {
+        let prefix = format!("{}:", store.keys.ns);
+        cluster
+            .ports
+            .iter()
+            .map(|port| {
+                let mut keys = cluster.keys_on(*port);
+                keys.retain(|k| k.starts_with(&prefix));
+                keys
+            })
+            .collect()
     }
 
     #[tokio::test]
-    async fn shared_store_suite_on_a_cluster() {
-        let (cluster, store) = on_cluster("suite").await;
-        crate::store::suite::run_all(&store).await;
+    async fn a_wipe_on_a_cluster_clears_every_master() {
+        let Some((cluster, store)) = on_shared_cluster().await else {
+            return;
+        };
         // A wipe scans every master, not just the one a SCAN would land on.
         for i in 0..30 {
             store
@@ -1920,34 +1918,35 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let holding = cluster
-            .ports
+        let holding = keys_by_node(cluster, &store)
             .iter()
-            .filter(|port| !cluster.keys_on(**port).is_empty())
+            .filter(|keys| !keys.is_empty())
             .count();
         assert!(holding > 1, "all keys on one node");
         store.wipe_all().await.unwrap();
-        for port in &cluster.ports {
-            assert_eq!(cluster.keys_on(*port), Vec::<String>::new(), "node {port}");
-        }
+        let left = keys_by_node(cluster, &store);
+        assert!(
+            left.iter().all(Vec::is_empty),
+            "left after the wipe: {left:?}"
+        );
     }
 
     #[tokio::test]
     async fn on_a_cluster_transactions_spread_over_the_masters_and_scripts_reload() {
-        let (cluster, store) = on_cluster("spread").await;
+        let Some((cluster, store)) = on_shared_cluster().await else {
+            return;
+        };
         let base = 1_000_000;
         for i in 0..30 {
             let mut g = sample_global(&format!("spread-{i}"), base + i);
             g.next_cron_time = base;
             store.save_new(&g, &[]).await.unwrap();
         }
-        let holding: Vec<u16> = cluster
-            .ports
+        let holding = keys_by_node(cluster, &store)
             .iter()
-            .copied()
-            .filter(|port| cluster.keys_on(*port).iter().any(|k| k.ends_with("}:g")))
-            .collect();
-        assert!(holding.len() > 1, "every transaction on {holding:?}");
+            .filter(|keys| keys.iter().any(|k| k.ends_with("}:g")))
+            .count();
+        assert!(holding > 1, "every transaction on one node");
         // The listing merges the buckets of every node; claims walk them all.
         let page = store
             .scan_globals("", 100, &ScanFilter::default())
@@ -1991,7 +1990,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_cluster_node_that_drops_fails_its_calls_and_is_reconnected() {
-        let (mut cluster, store) = on_cluster("drop").await;
+        // It kills a node: a cluster of its own.
+        let Some(mut cluster) = tokio::task::spawn_blocking(RedisCluster::start)
+            .await
+            .unwrap()
+        else {
+            return;
+        };
+        let store = on(&cluster, "drop").await;
         let gids: Vec<String> = (0..12).map(|i| format!("kept-{i}")).collect();
         for gid in gids.iter().map(String::as_str).chain(["lost"]) {
             store
@@ -2042,15 +2048,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_cluster_is_a_clear_error() {
-        let free = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        };
         let mut config = config("none", 0);
-        config.host = format!("127.0.0.1:{},127.0.0.1:{}", free(), free());
+        config.host = format!("127.0.0.1:{},127.0.0.1:{}", free_port(), free_port());
         let refused = RedisStore::connect(&config).await;
         assert!(
             matches!(&refused, Err(StoreError::Backend(m)) if m.contains(&config.host)),
@@ -2074,11 +2073,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_redis_is_a_clear_error() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let refused = RedisStore::connect(&config("none", port)).await;
         assert!(
             matches!(&refused, Err(StoreError::Backend(m)) if m.contains(&format!("127.0.0.1:{port}"))),

@@ -799,11 +799,27 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn shared_store_suite() {
+    /// A store in a temporary directory, removed when dropped.
+    struct TempStore {
+        store: SqliteStore,
+        _dir: tempfile::TempDir,
+    }
+
+    impl std::ops::Deref for TempStore {
+        type Target = SqliteStore;
+        fn deref(&self) -> &SqliteStore {
+            &self.store
+        }
+    }
+
+    async fn fresh() -> Option<TempStore> {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        crate::store::suite::run_all(&store).await;
+        Some(TempStore { store, _dir: dir })
+    }
+
+    mod suite {
+        crate::store::suite::store_suite!(super::fresh());
     }
 
     #[tokio::test]

@@ -75,6 +75,28 @@ macro_rules! on_pool {
     };
 }
 
+/// Runs `$body` in a transaction `$tx` begun on `$pool`, and ends it before going on: committed
+/// when `$body` gives `Ok`, rolled back when it gives `Err` (a `return` or `?` in `$body` leaves
+/// the body, not the caller). A transaction that is only dropped is rolled back once its
+/// connection's return to the pool has run in the background, and until then its locks stay:
+/// a claim that found nothing would hide rows from other hosts' claims (MySQL's locking reads
+/// also lock the index record after the range they scan).
+macro_rules! in_transaction {
+    ($pool:expr, $tx:ident => $body:expr) => {{
+        let mut $tx = $pool.begin().await.map_err(db_error)?;
+        let result: StoreResult<_> = async { $body }.await;
+        match result {
+            Ok(value) => $tx.commit().await.map_err(db_error).map(|()| value),
+            Err(e) => {
+                // The body's error says what went wrong; a failed rollback ends with the
+                // connection, which the pool then closes.
+                let _ = $tx.rollback().await;
+                Err(e)
+            }
+        }
+    }};
+}
+
 /// Sets the status of a group of branch records of `$gid` in one statement (`$guarded`: only
 /// while the transaction is unfinished), on `$exec` (a pool or a transaction); `NotFound`
 /// unless every record was found. A macro for the same reason as `on_pool!`.
@@ -518,14 +540,15 @@ impl Store for SqlStore {
         let tables = [&self.sql.branches, &self.sql.globals, &self.sql.kv];
         self.run(async {
             on_pool!(self, pool => {
-                let mut tx = pool.begin().await.map_err(db_error)?;
-                for table in tables {
-                    sqlx::query(dynamic(format!("DELETE FROM {table}")))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_error)?;
-                }
-                tx.commit().await.map_err(db_error)
+                in_transaction!(pool, tx => {
+                    for table in tables {
+                        sqlx::query(dynamic(format!("DELETE FROM {table}")))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db_error)?;
+                    }
+                    Ok(())
+                })
             })
         })
         .await
@@ -642,14 +665,15 @@ impl Store for SqlStore {
                     insert.execute(pool).await.map_err(write_error)?;
                     return Ok(());
                 }
-                let mut tx = pool.begin().await.map_err(db_error)?;
-                insert.execute(&mut *tx).await.map_err(write_error)?;
-                if !branches.is_empty() {
-                    let insert = sqlx::query(dynamic(self.sql.insert_branches(branches.len())));
-                    let insert = bind_branches!(self, insert, &g.gid, branches);
+                in_transaction!(pool, tx => {
                     insert.execute(&mut *tx).await.map_err(write_error)?;
-                }
-                tx.commit().await.map_err(db_error)
+                    if !branches.is_empty() {
+                        let insert = sqlx::query(dynamic(self.sql.insert_branches(branches.len())));
+                        let insert = bind_branches!(self, insert, &g.gid, branches);
+                        insert.execute(&mut *tx).await.map_err(write_error)?;
+                    }
+                    Ok(())
+                })
             })
         })
         .await
@@ -663,16 +687,17 @@ impl Store for SqlStore {
     ) -> StoreResult<()> {
         self.run(async {
             on_pool!(self, pool => {
-                let mut tx = pool.begin().await.map_err(db_error)?;
-                if lock_status!(self, &mut *tx, gid) != Some(expected) {
-                    return Err(StoreError::NotFound);
-                }
-                if !branches.is_empty() {
-                    let insert = sqlx::query(dynamic(self.sql.insert_branches(branches.len())));
-                    let insert = bind_branches!(self, insert, gid, branches);
-                    insert.execute(&mut *tx).await.map_err(write_error)?;
-                }
-                tx.commit().await.map_err(db_error)
+                in_transaction!(pool, tx => {
+                    if lock_status!(self, &mut *tx, gid) != Some(expected) {
+                        return Err(StoreError::NotFound);
+                    }
+                    if !branches.is_empty() {
+                        let insert = sqlx::query(dynamic(self.sql.insert_branches(branches.len())));
+                        let insert = bind_branches!(self, insert, gid, branches);
+                        insert.execute(&mut *tx).await.map_err(write_error)?;
+                    }
+                    Ok(())
+                })
             })
         })
         .await
@@ -694,15 +719,17 @@ impl Store for SqlStore {
                     // One statement, guarded by the transaction's status.
                     return update_branches!(self, pool, gid, group, now, true);
                 }
-                let mut tx = pool.begin().await.map_err(db_error)?;
-                let unfinished = lock_status!(self, &mut *tx, gid).is_some_and(|s| !s.is_finished());
-                if !unfinished {
-                    return Err(StoreError::NotFound);
-                }
-                for group in &groups {
-                    update_branches!(self, &mut *tx, gid, group, now, false)?;
-                }
-                tx.commit().await.map_err(db_error)
+                in_transaction!(pool, tx => {
+                    let unfinished =
+                        lock_status!(self, &mut *tx, gid).is_some_and(|s| !s.is_finished());
+                    if !unfinished {
+                        return Err(StoreError::NotFound);
+                    }
+                    for group in &groups {
+                        update_branches!(self, &mut *tx, gid, group, now, false)?;
+                    }
+                    Ok(())
+                })
             })
         })
         .await
@@ -764,13 +791,14 @@ impl Store for SqlStore {
                     let changed = update.execute(pool).await.map_err(db_error)?;
                     return found(changed.rows_affected() > 0);
                 }
-                let mut tx = pool.begin().await.map_err(db_error)?;
-                let changed = update.execute(&mut *tx).await.map_err(db_error)?;
-                found(changed.rows_affected() > 0)?;
-                for group in &groups {
-                    update_branches!(self, &mut *tx, gid, group, now, false)?;
-                }
-                tx.commit().await.map_err(db_error)
+                in_transaction!(pool, tx => {
+                    let changed = update.execute(&mut *tx).await.map_err(db_error)?;
+                    found(changed.rows_affected() > 0)?;
+                    for group in &groups {
+                        update_branches!(self, &mut *tx, gid, group, now, false)?;
+                    }
+                    Ok(())
+                })
             })
         })
         .await
@@ -811,37 +839,38 @@ impl Store for SqlStore {
         let due = self.time(due_before);
         self.run(async {
             on_pool!(self, pool => {
-                let mut tx = pool.begin().await.map_err(db_error)?;
-                // Locks one due row that no other host holds; theirs are skipped, not waited for.
-                let picked: Option<i64> = sqlx::query_scalar(dynamic(self.sql.claim_pick.clone()))
-                    .bind(due)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-                let Some(id) = picked else {
-                    return Ok(None);
-                };
-                let taken = sqlx::query(dynamic(self.sql.claim_take.clone()))
-                    .bind(self.time(lease_until))
-                    .bind(&owner)
-                    .bind(self.time(now))
-                    .bind(id)
-                    .bind(due)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?
-                    .rows_affected();
-                if taken == 0 {
-                    return Ok(None);
-                }
-                let row = sqlx::query(dynamic(self.sql.find_global_by_id.clone()))
-                    .bind(id)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-                let claimed = self.global_from(&row)?;
-                tx.commit().await.map_err(db_error)?;
-                Ok(Some(claimed))
+                in_transaction!(pool, tx => {
+                    // Locks one due row that no other host holds; theirs are skipped, not
+                    // waited for.
+                    let picked: Option<i64> =
+                        sqlx::query_scalar(dynamic(self.sql.claim_pick.clone()))
+                            .bind(due)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(db_error)?;
+                    let Some(id) = picked else {
+                        return Ok(None);
+                    };
+                    let taken = sqlx::query(dynamic(self.sql.claim_take.clone()))
+                        .bind(self.time(lease_until))
+                        .bind(&owner)
+                        .bind(self.time(now))
+                        .bind(id)
+                        .bind(due)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error)?
+                        .rows_affected();
+                    if taken == 0 {
+                        return Ok(None);
+                    }
+                    let row = sqlx::query(dynamic(self.sql.find_global_by_id.clone()))
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                    self.global_from(&row).map(Some)
+                })
             })
         })
         .await

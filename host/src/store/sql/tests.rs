@@ -1,40 +1,52 @@
-//! Against the real servers of this machine (PostgreSQL 127.0.0.1:5432 as `postgres`, MariaDB
-//! 127.0.0.1:3306 as `root`, database `test`): each test works in its own schema (PostgreSQL)
-//! or database (MySQL), dropped afterwards, so parallel runs do not meet.
+//! Against throwaway servers of this test process (a PostgreSQL and a MariaDB started on first
+//! use, see `test-servers`): each test works in a schema (PostgreSQL) or database (MySQL) of
+//! its own, so tests running at once do not meet.
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
+use test_servers::{Kind, Server};
 
 use super::*;
-use crate::store::suite::{run_all, sample_global};
+use crate::store::suite::sample_global;
 
-static NEXT_SCOPE: AtomicUsize = AtomicUsize::new(0);
+fn kind(dialect: Dialect) -> Kind {
+    match dialect {
+        Dialect::Postgres => Kind::Postgres,
+        Dialect::MySql => Kind::MariaDb,
+    }
+}
 
-fn config(dialect: Dialect, scope: &str) -> StoreConfig {
+/// The store settings for `scope` on the server listening on `port`.
+fn config(dialect: Dialect, port: u16, scope: &str) -> StoreConfig {
     let mut c = crate::config::Config::default().store;
     c.driver = dialect.name().into();
     c.host = "127.0.0.1".into();
+    c.port = port.into();
     c.max_open_conns = 8;
     match dialect {
         Dialect::Postgres => {
-            c.port = 5432;
             c.user = "postgres".into();
-            c.db = "test".into();
+            c.db = "postgres".into();
             c.schema = scope.into();
         }
         Dialect::MySql => {
-            c.port = 3306;
             c.user = "root".into();
             c.db = scope.into();
         }
     }
     c
+}
+
+/// The settings of a fresh scope on this process's server; `None` when it is not installed.
+fn fresh_config(dialect: Dialect) -> Option<StoreConfig> {
+    static NEXT_SCOPE: AtomicUsize = AtomicUsize::new(0);
+    let server = Server::shared(kind(dialect))?;
+    let scope = format!("dtm_test_{}", NEXT_SCOPE.fetch_add(1, Ordering::Relaxed));
+    Some(config(dialect, server.port(), &scope))
 }
 
 async fn execute(store: &SqlStore, sql: String) {
@@ -44,18 +56,19 @@ async fn execute(store: &SqlStore, sql: String) {
 }
 
 /// Opens `count` stores on one fresh scope, first running `setup` statements there (`{scope}`
-/// stands for its name), runs `test`, then drops the scope even if `test` panicked.
+/// stands for its name), and runs `test` with them.
 async fn with_stores<F, Fut>(dialect: Dialect, count: usize, setup: &[&str], test: F)
 where
     F: FnOnce(Vec<Arc<SqlStore>>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let scope = format!(
-        "dtm_test_{}_{}",
-        std::process::id(),
-        NEXT_SCOPE.fetch_add(1, Ordering::Relaxed)
-    );
-    let config = config(dialect, &scope);
+    let Some(config) = fresh_config(dialect) else {
+        return;
+    };
+    let scope = match dialect {
+        Dialect::Postgres => config.schema.clone(),
+        Dialect::MySql => config.db.clone(),
+    };
     if !setup.is_empty() {
         // The scope has to exist first; opening a store creates it (with dtm-host's tables,
         // which the setup replaces).
@@ -68,36 +81,21 @@ where
     for _ in 0..count {
         stores.push(Arc::new(SqlStore::open(dialect, &config).await.unwrap()));
     }
-    let cleanup = stores[0].clone();
-    let outcome = AssertUnwindSafe(test(stores)).catch_unwind().await;
-    execute(
-        &cleanup,
-        match dialect {
-            Dialect::Postgres => format!("DROP SCHEMA {scope} CASCADE"),
-            Dialect::MySql => format!("DROP DATABASE `{scope}`"),
-        },
-    )
-    .await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    test(stores).await;
 }
 
-async fn suite(dialect: Dialect) {
-    with_stores(dialect, 1, &[], |stores| async move {
-        run_all(&*stores[0]).await;
-    })
-    .await;
+/// A store on a fresh scope, for the shared suite.
+async fn fresh(dialect: Dialect) -> Option<Box<SqlStore>> {
+    let config = fresh_config(dialect)?;
+    Some(Box::new(SqlStore::open(dialect, &config).await.unwrap()))
 }
 
-#[tokio::test]
-async fn postgres_passes_the_store_suite() {
-    suite(Dialect::Postgres).await;
+mod postgres_suite {
+    crate::store::suite::store_suite!(super::fresh(super::Dialect::Postgres));
 }
 
-#[tokio::test]
-async fn mysql_passes_the_store_suite() {
-    suite(Dialect::MySql).await;
+mod mysql_suite {
+    crate::store::suite::store_suite!(super::fresh(super::Dialect::MySql));
 }
 
 /// Several hosts claiming from one database at once: every due transaction is claimed exactly
@@ -195,6 +193,53 @@ async fn postgres_an_expired_claim_is_taken_over() {
 #[tokio::test]
 async fn mysql_an_expired_claim_is_taken_over() {
     an_expired_claim_is_taken_over(Dialect::MySql).await;
+}
+
+/// A claim that finds nothing due leaves no lock behind: another host claiming right after it
+/// gets the transaction that has come due meanwhile. (MySQL's locking read also locks the index
+/// record after the range it scans. A claim transaction that is dropped instead of ended is
+/// rolled back only once its connection's return to the pool has run on the runtime; until
+/// then other hosts' claims skip the row.) The other host claims from a runtime of its own
+/// while this test's runtime is blocked, so nothing left to run in the background ends the
+/// first claim's transaction for it.
+async fn a_claim_that_finds_nothing_leaves_no_lock(dialect: Dialect) {
+    let Some(config) = fresh_config(dialect) else {
+        return;
+    };
+    let store = SqlStore::open(dialect, &config).await.unwrap();
+    let base = 1_700_000_000_000;
+    let mut g = sample_global("no-lock", base);
+    g.next_cron_time = base + 10_000;
+    store.save_new(&g, &[]).await.unwrap();
+    let early = store.claim_due(base + 5_000, base + 60_000, base).await;
+    assert!(early.unwrap().is_none(), "claimed before it was due");
+    let claimed = std::thread::scope(|scope| {
+        let other_host = scope.spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let other = SqlStore::open(dialect, &config).await.unwrap();
+                other
+                    .claim_due(base + 20_000, base + 60_000, base + 20_000)
+                    .await
+                    .unwrap()
+            })
+        });
+        other_host.join().unwrap()
+    });
+    assert_eq!(claimed.map(|g| g.gid).as_deref(), Some("no-lock"));
+}
+
+#[tokio::test]
+async fn postgres_a_claim_that_finds_nothing_leaves_no_lock() {
+    a_claim_that_finds_nothing_leaves_no_lock(Dialect::Postgres).await;
+}
+
+#[tokio::test]
+async fn mysql_a_claim_that_finds_nothing_leaves_no_lock() {
+    a_claim_that_finds_nothing_leaves_no_lock(Dialect::MySql).await;
 }
 
 /// dtm's own scripts (engine.md §4.3, second-precision times) made the tables: dtm-host uses them.
@@ -316,13 +361,8 @@ async fn mysql_works_on_tables_dtm_created() {
 
 /// No server on the port: opening fails quickly with an error naming the server.
 async fn an_unreachable_server_is_a_clear_error(dialect: Dialect) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut config = config(dialect, "dtm_unreachable");
-    config.port = port.into();
+    let port = test_servers::free_port();
+    let config = config(dialect, port, "dtm_unreachable");
     let started = Instant::now();
     let error = SqlStore::open(dialect, &config).await.err().unwrap();
     assert!(started.elapsed() < CONNECT_TIMEOUT + Duration::from_secs(2));

@@ -1,50 +1,48 @@
-//! A throwaway Redis Cluster: three masters on free ports in a temporary directory, joined with
-//! `redis-cli --cluster create`, stopped when dropped. Used by the store's unit tests (through
-//! `#[path]`) and the end-to-end tests, so it needs std alone.
+//! A throwaway Redis Cluster: three masters on free ports (each with its cluster bus port,
+//! 10000 above, free too), joined with `redis-cli --cluster create`, stopped when dropped.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::janitor;
+use crate::port::free_port_with_partner;
+use crate::process::ServerProcess;
+use crate::program::Program;
+
 const MASTERS: usize = 3;
+/// Where Redis puts a node's cluster bus: its port plus this.
+const BUS_OFFSET: u16 = 10_000;
 
 pub struct RedisCluster {
     pub ports: Vec<u16>,
     dir: PathBuf,
-    nodes: Vec<Child>,
-}
-
-/// A port that is free, and whose cluster bus port (+10000) is free too.
-fn free_port_pair() -> u16 {
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
-            return port;
-        }
-    }
+    nodes: Vec<Option<ServerProcess>>,
 }
 
 fn cli(args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
+    let program = Program::REDIS_CLI.locate().expect("redis-cli is installed");
+    let out = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .expect("redis-cli on PATH");
+        .expect("run redis-cli");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 impl RedisCluster {
-    pub fn start() -> Self {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "dtm-redis-cluster-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    /// The cluster, serving every slot; `None` when Redis is not installed (see
+    /// [`Program::require`]).
+    pub fn start() -> Option<Self> {
+        Program::REDIS_SERVER.require()?;
+        Program::REDIS_CLI.require()?;
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = janitor::root().join(format!(
+            "redis-cluster-{}",
+            NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         let mut cluster = Self {
             ports: Vec::new(),
@@ -52,9 +50,9 @@ impl RedisCluster {
             nodes: Vec::new(),
         };
         for _ in 0..MASTERS {
-            let port = free_port_pair();
-            std::fs::create_dir_all(cluster.dir.join(port.to_string())).unwrap();
-            cluster.nodes.push(cluster.spawn_node(port));
+            let port = free_port_with_partner(BUS_OFFSET);
+            std::fs::create_dir_all(cluster.node_dir(port)).expect("create a node's directory");
+            cluster.nodes.push(Some(cluster.spawn_node(port)));
             cluster.ports.push(port);
         }
         let addresses: Vec<String> = cluster
@@ -70,43 +68,59 @@ impl RedisCluster {
             let port = port.to_string();
             wait_until(|| cli(&["-p", &port, "cluster", "info"]).contains("cluster_state:ok"));
         }
-        cluster
+        Some(cluster)
+    }
+
+    /// The cluster that every test of the process shares (each under a key prefix of its own),
+    /// started on first use; `None` as for [`Self::start`].
+    pub fn shared() -> Option<&'static Self> {
+        static SHARED: OnceLock<Option<RedisCluster>> = OnceLock::new();
+        Program::REDIS_SERVER.require()?;
+        Program::REDIS_CLI.require()?;
+        SHARED.get_or_init(Self::start).as_ref()
+    }
+
+    fn node_dir(&self, port: u16) -> PathBuf {
+        self.dir.join(port.to_string())
     }
 
     /// A node on `port`, its cluster state in `nodes.conf` under its own directory, no data kept.
-    fn spawn_node(&self, port: u16) -> Child {
-        let node_dir = self.dir.join(port.to_string());
-        let child = Command::new("redis-server")
+    fn spawn_node(&self, port: u16) -> ServerProcess {
+        let node_dir = self.node_dir(port);
+        let mut command = Command::new(Program::REDIS_SERVER.locate().expect("installed"));
+        command
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--cluster-enabled", "yes", "--cluster-config-file"])
             .arg(node_dir.join("nodes.conf"))
             .arg("--dir")
             .arg(&node_dir)
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
+            .args(["--save", "", "--appendonly", "no"]);
+        let process = ServerProcess::spawn(command, &node_dir.join("server.log"), libc::SIGKILL);
         wait_until(|| TcpStream::connect(("127.0.0.1", port)).is_ok());
-        child
+        process
     }
 
     /// Kills the node on `port` (its slots are unserved: there are no replicas).
     pub fn kill_node(&mut self, port: u16) {
         let index = self.index_of(port);
-        let _ = self.nodes[index].kill();
-        let _ = self.nodes[index].wait();
+        if let Some(node) = self.nodes[index].take() {
+            node.kill();
+        }
     }
 
     /// Starts the killed node on `port` again: it rejoins with its slots, and without its keys.
     pub fn restart_node(&mut self, port: u16) {
         let index = self.index_of(port);
-        self.nodes[index] = self.spawn_node(port);
+        self.nodes[index] = Some(self.spawn_node(port));
         let port = port.to_string();
         wait_until(|| cli(&["-p", &port, "cluster", "info"]).contains("cluster_state:ok"));
     }
 
     fn index_of(&self, port: u16) -> usize {
-        self.ports.iter().position(|p| *p == port).unwrap()
+        self.ports
+            .iter()
+            .position(|p| *p == port)
+            .expect("a node of this cluster")
     }
 
     /// `Store.Host` naming every node.
@@ -139,9 +153,8 @@ fn wait_until(mut ready: impl FnMut() -> bool) {
 
 impl Drop for RedisCluster {
     fn drop(&mut self) {
-        for node in &mut self.nodes {
-            let _ = node.kill();
-            let _ = node.wait();
+        for node in self.nodes.iter_mut().filter_map(Option::take) {
+            node.kill();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
