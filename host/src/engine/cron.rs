@@ -9,6 +9,7 @@ use rand::Rng;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use super::passes::Entry;
 use super::Engine;
 
 impl Engine {
@@ -26,6 +27,19 @@ impl Engine {
         };
         let gid = global.gid.clone();
         debug!(gid, status = %global.status, "cron: claimed");
+        let hold = match self.passes.enter(&gid, false) {
+            Entry::Mine(hold) => hold,
+            // Its pass here outlived its lease (a store write slower than the lease): that
+            // pass stops at its next renewal, which the new owner token refuses, and the
+            // transaction is claimable again once this claim's lease has passed.
+            Entry::Busy(_) => {
+                warn!(
+                    gid,
+                    "cron: claimed a transaction whose pass still runs here; left to it"
+                );
+                return true;
+            }
+        };
         let branches = match self.store.find_branches(&gid).await {
             Ok(branches) => branches,
             Err(e) => {
@@ -35,8 +49,10 @@ impl Engine {
         };
         // In its own task, so even a bug that panics costs one pass, not the loop.
         let engine = self.clone();
-        match tokio::spawn(async move { engine.process(global, branches).await }).await {
-            Ok(Ok(_)) => {}
+        match tokio::spawn(async move { engine.run_held(hold, global, branches).await.outcome })
+            .await
+        {
+            Ok(Ok(())) => {}
             Ok(Err(e)) => debug!(gid, error = %e, "cron: pass ended with an error; retried later"),
             Err(e) => warn!(gid, error = %e, "cron: pass aborted; retried after its lease"),
         }

@@ -4,6 +4,7 @@
 
 pub mod cron;
 mod msg;
+mod passes;
 mod requests;
 mod saga;
 pub mod schedule;
@@ -20,6 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use passes::{Hold, Passes};
 pub use requests::{BranchRequest, TransRequest};
 use schedule::{ScheduleConfig, Touch};
 
@@ -29,7 +31,7 @@ use crate::clock::{Clock, Millis};
 use crate::error::{DtmError, DtmResult};
 use crate::metrics::Metrics;
 use crate::model::{branch_status, Branch, GlobalStatus, TransGlobal};
-use crate::store::{BranchOutcome, StatusChange, Store};
+use crate::store::{BranchOutcome, StatusChange, Store, StoreError};
 
 pub struct Engine {
     store: Arc<dyn Store>,
@@ -41,6 +43,8 @@ pub struct Engine {
     alerts: AlertHook,
     /// Background passes and the branch calls they start; awaited on shutdown.
     tasks: TaskTracker,
+    /// The passes running in this process, one per transaction at most.
+    passes: Arc<Passes>,
 }
 
 /// When a pass stores the results of its branch calls (`UpdateBranchSync`).
@@ -90,6 +94,7 @@ impl Engine {
             metrics: observers.metrics,
             alerts: observers.alerts,
             tasks: TaskTracker::new(),
+            passes: Arc::default(),
         })
     }
 
@@ -143,23 +148,65 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs one pass in the background (detached from the request that asked for it).
-    fn spawn_pass(self: &Arc<Self>, global: TransGlobal, branches: Vec<Branch>) {
+    /// Runs [`Self::run_held`] in the background (detached from the request that asked for it).
+    fn spawn_held(self: &Arc<Self>, hold: Hold, global: TransGlobal, branches: Vec<Branch>) {
         let engine = self.clone();
         self.tasks.spawn(async move {
-            let gid = global.gid.clone();
-            if let Err(e) = engine.process(global, branches).await {
-                debug!(gid, error = %e, "background pass ended with an error; cron retries it");
+            let end = engine.run_held(hold, global, branches).await;
+            if let Err(e) = end.outcome {
+                debug!(gid = end.global.gid, error = %e, "background pass ended with an error; cron retries it");
             }
         });
     }
 
-    /// Runs one pass and returns the transaction as it stands at the end of it.
-    pub async fn process(
+    /// Runs the pass of `global`, which this pass's token (`global.owner`) holds in the store
+    /// and `hold` in this process; runs it again while requests asked for that meanwhile; then
+    /// ends the store's hold, unless the transaction finished or branch calls the pass started
+    /// are still under way (their lease must stand until they end).
+    async fn run_held(
         self: &Arc<Self>,
+        hold: Hold,
         global: TransGlobal,
         branches: Vec<Branch>,
-    ) -> DtmResult<TransGlobal> {
+    ) -> PassEnd {
+        let owner = global.owner.clone();
+        let mut end = self.process(global, branches).await;
+        while hold.take_again() && !end.global.status.is_finished() && !end.calls_outlive {
+            match self.reclaim(hold.gid(), &owner).await {
+                Ok(Some((global, branches))) => end = self.process(global, branches).await,
+                Ok(None) => break,
+                Err(e) => {
+                    end.outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        if !end.global.status.is_finished() && !end.calls_outlive {
+            if let Err(e) = self.store.release(hold.gid(), &owner, self.now()).await {
+                debug!(gid = hold.gid(), error = %e, "ending a pass's hold failed; it ends with its lease");
+            }
+        }
+        end
+    }
+
+    /// Claims `gid` for a pass with token `owner`, with the records to run it on; `None` when
+    /// it is finished or another pass holds it.
+    async fn reclaim(
+        &self,
+        gid: &str,
+        owner: &str,
+    ) -> DtmResult<Option<(TransGlobal, Vec<Branch>)>> {
+        let now = self.now();
+        let lease_until = schedule::after_secs(now, self.conf.retry_interval);
+        let Some(global) = self.store.claim(gid, owner, lease_until, now).await? else {
+            return Ok(None);
+        };
+        let branches = self.store.find_branches(gid).await?;
+        Ok(Some((global, branches)))
+    }
+
+    /// Runs one pass and returns the transaction as it stands at the end of it.
+    async fn process(self: &Arc<Self>, global: TransGlobal, branches: Vec<Branch>) -> PassEnd {
         use crate::model::TransType::*;
         let mut pass = Pass {
             engine: self.clone(),
@@ -185,7 +232,11 @@ impl Engine {
             outcome.is_ok(),
             Duration::from_millis(age as u64),
         );
-        outcome.map(|()| pass.global)
+        PassEnd {
+            calls_outlive: pass.calls_in_flight.load(Ordering::Acquire) > 0,
+            global: pass.global,
+            outcome,
+        }
     }
 
     /// Calls a branch and returns, besides the result, the branch's new status when the
@@ -227,6 +278,16 @@ impl Engine {
                 .map_err(DtmError::from)
         })
     }
+}
+
+/// How a pass ended.
+struct PassEnd {
+    /// The transaction as the pass left it.
+    global: TransGlobal,
+    /// The branch result or error that stopped the pass early, if one did.
+    outcome: DtmResult<()>,
+    /// Branch calls the pass started are still under way.
+    calls_outlive: bool,
 }
 
 /// How far past the end of a branch call a lease renewal reaches.
@@ -361,10 +422,18 @@ impl Pass {
 
     /// Stores the transaction's next look (`interval`, due at `next`), then its in-memory copy.
     async fn reschedule(&mut self, interval: i64, next: Millis, now: Millis) -> DtmResult<()> {
+        let g = &self.global;
         self.engine
             .store
-            .touch_cron_time(&self.global.gid, self.global.status, interval, next, now)
-            .await?;
+            .touch_cron_time(&g.gid, g.status, &g.owner, interval, next, now)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => DtmError::Other(format!(
+                    "the pass stopped: transaction {} is no longer {} under this pass's hold",
+                    g.gid, g.status
+                )),
+                other => other.into(),
+            })?;
         self.global.next_cron_interval = interval;
         self.global.next_cron_time = next;
         self.last_touch = Instant::now();

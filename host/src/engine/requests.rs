@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use super::passes::{Entry, Hold};
 use super::{msg, saga, schedule, workflow, Engine};
 use crate::error::{DtmError, DtmResult};
 use crate::model::{
@@ -11,6 +13,8 @@ use crate::model::{
 };
 use crate::store::{Page, StatusChange, StoreError};
 
+/// How often a `wait_result` request looks whether a pass on another host has ended.
+const HELD_ELSEWHERE_POLL: Duration = Duration::from_millis(100);
 /// Longest gid or branch id accepted (the SQL stores' column width).
 const MAX_ID_LEN: usize = 128;
 /// Longest duration, in seconds, a request may ask for (ten years): keeps schedule arithmetic
@@ -168,7 +172,9 @@ impl Engine {
         match self.store.save_new(&global, &branches).await {
             Ok(()) => {
                 tracing::info!(gid = global.gid, trans_type = %trans_type, to = "submitted", "transaction created");
-                return self.run_submitted(global, branches, wait).await;
+                // The new record is this pass's: its owner token and first lease came with it.
+                let hold = self.passes.hold(&global.gid).await;
+                return submitted_answer(self.run_or_spawn(hold, global, branches, wait).await?);
             }
             Err(StoreError::UniqueConflict) => {}
             Err(e) => return Err(e.into()),
@@ -191,7 +197,7 @@ impl Engine {
                 self.change_status(&mut stored, GlobalStatus::Submitted, change)
                     .await?;
             }
-            // Submitted again: drive it again from the stored records.
+            // Submitted again: driven again, unless a pass is under way.
             GlobalStatus::Submitted => {}
             status => {
                 return Err(DtmError::failure(format!(
@@ -199,8 +205,7 @@ impl Engine {
                 )))
             }
         }
-        let branches = self.store.find_branches(&stored.gid).await?;
-        self.run_submitted(stored, branches, wait).await
+        submitted_answer(self.drive(&stored.gid, wait).await?)
     }
 
     pub async fn abort(self: &Arc<Self>, req: TransRequest) -> DtmResult<()> {
@@ -234,9 +239,9 @@ impl Engine {
             self.change_status(&mut stored, GlobalStatus::Aborting, change)
                 .await?;
         }
-        let branches = self.store.find_branches(&stored.gid).await?;
-        let wait = stored.options.wait_result;
-        self.run_pass(stored, branches, wait).await.map(|_| ())
+        self.drive(&stored.gid, stored.options.wait_result)
+            .await
+            .map(drop)
     }
 
     pub async fn register_branch(&self, req: BranchRequest) -> DtmResult<()> {
@@ -355,40 +360,66 @@ impl Engine {
         Ok(self.store.find_kv(cat, key).await?)
     }
 
-    /// Runs the pass in the background, or inline for `wait_result`: then the transaction as
-    /// the pass left it, or the branch result that stopped it.
-    async fn run_pass(
+    /// Runs the pass that `hold` allows, in the background, or inline for `wait_result`: then
+    /// the transaction as the pass left it, or the branch result that stopped it.
+    async fn run_or_spawn(
         self: &Arc<Self>,
+        hold: Hold,
         global: TransGlobal,
         branches: Vec<Branch>,
         wait: bool,
     ) -> DtmResult<Option<TransGlobal>> {
         if !wait {
-            self.spawn_pass(global, branches);
+            self.spawn_held(hold, global, branches);
             return Ok(None);
         }
-        self.process(global, branches)
-            .await
-            .map(Some)
-            .map_err(unexpected_result)
+        let end = self.run_held(hold, global, branches).await;
+        end.outcome.map_err(unexpected_result)?;
+        Ok(Some(end.global))
     }
 
-    /// Submit's answer: with `wait_result`, success only if the transaction succeeded.
-    async fn run_submitted(
-        self: &Arc<Self>,
-        global: TransGlobal,
-        branches: Vec<Branch>,
-        wait: bool,
-    ) -> DtmResult<()> {
-        match self.run_pass(global, branches, wait).await? {
-            Some(end) if end.status != GlobalStatus::Succeed && !end.rollback_reason.is_empty() => {
-                Err(DtmError::failure(end.rollback_reason))
+    /// Runs a pass on existing transaction `gid` for a request, unless a pass runs already:
+    /// then, without `wait`, that pass runs once more when it ends if it runs on this host (on
+    /// another host, the transaction's schedule brings the next one) and the request is
+    /// answered at once; with `wait`, the request waits for that pass, then runs one itself if
+    /// the transaction still needs it. `None` when not waited for; else the transaction as
+    /// its pass left it (after [`Self::wait_limit`], as it stands then).
+    async fn drive(self: &Arc<Self>, gid: &str, wait: bool) -> DtmResult<Option<TransGlobal>> {
+        let give_up = Instant::now() + self.wait_limit();
+        loop {
+            let hold = match self.passes.enter(gid, !wait) {
+                Entry::Mine(hold) => hold,
+                Entry::Busy(_) if !wait => return Ok(None),
+                Entry::Busy(busy) => {
+                    busy.ended().await;
+                    continue;
+                }
+            };
+            if let Some((global, branches)) = self.reclaim(gid, &crate::gid::new_gid()).await? {
+                return self.run_or_spawn(hold, global, branches, wait).await;
             }
-            Some(end) if end.status != GlobalStatus::Succeed => Err(DtmError::Failure(
-                "wait result not return success: FAILURE".into(),
-            )),
-            _ => Ok(()),
+            drop(hold);
+            // Finished, or a pass on another host holds it.
+            let stored = self
+                .store
+                .find_global(gid)
+                .await?
+                .ok_or_else(|| unknown_gid(gid))?;
+            if !wait {
+                return Ok(None);
+            }
+            if stored.status.is_finished() || Instant::now() >= give_up {
+                return Ok(Some(stored));
+            }
+            tokio::time::sleep(HELD_ELSEWHERE_POLL).await;
         }
+    }
+
+    /// How long a `wait_result` request waits for a pass on another host: long enough for a
+    /// few branch calls of that pass.
+    fn wait_limit(&self) -> Duration {
+        let call = u64::try_from(self.conf.request_timeout.max(1)).unwrap_or(1) + 2;
+        Duration::from_secs(3 * call)
     }
 
     /// Builds the global record and the branch records a request creates.
@@ -448,7 +479,13 @@ impl Engine {
             custom_data: req.custom_data.clone(),
             next_cron_interval: interval,
             next_cron_time: schedule::after_secs(now, interval),
-            owner: String::new(),
+            // A submitted transaction is created held by the pass that follows at once; a
+            // prepared one waits for its submit, abort or timeout.
+            owner: if status == GlobalStatus::Submitted {
+                crate::gid::new_gid()
+            } else {
+                String::new()
+            },
             ext_data: String::new(),
             result: String::new(),
             rollback_reason: String::new(),
@@ -485,6 +522,19 @@ impl Engine {
             }
         }
         Ok(branches)
+    }
+}
+
+/// Submit's answer: with `wait_result`, success only if the transaction succeeded.
+fn submitted_answer(end: Option<TransGlobal>) -> DtmResult<()> {
+    match end {
+        Some(end) if end.status != GlobalStatus::Succeed && !end.rollback_reason.is_empty() => {
+            Err(DtmError::failure(end.rollback_reason))
+        }
+        Some(end) if end.status != GlobalStatus::Succeed => Err(DtmError::Failure(
+            "wait result not return success: FAILURE".into(),
+        )),
+        _ => Ok(()),
     }
 }
 

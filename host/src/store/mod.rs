@@ -140,12 +140,14 @@ pub trait Store: Send + Sync {
         now: Millis,
     ) -> StoreResult<()>;
 
-    /// Reschedules a transaction, only while its status is still `status` (silently ignored
-    /// otherwise).
+    /// Reschedules a transaction for the pass holding it: only while its status is still
+    /// `status` and its `owner` is `owner` (`NotFound` otherwise: the status moved on, or the
+    /// pass's lease passed and another pass holds the transaction now).
     async fn touch_cron_time(
         &self,
         gid: &str,
         status: GlobalStatus,
+        owner: &str,
         interval_secs: i64,
         next_cron_time: Millis,
         now: Millis,
@@ -161,8 +163,24 @@ pub trait Store: Send + Sync {
         now: Millis,
     ) -> StoreResult<Option<TransGlobal>>;
 
-    /// Makes at most `limit` unfinished transactions whose `next_cron_time > after` due now.
-    /// Returns (changed, has_remaining).
+    /// Claims transaction `gid` for a pass whose token is `owner`: only while it is unfinished
+    /// and no other pass holds it (its owner is empty or `owner`, or its lease has passed:
+    /// `next_cron_time < now`). Pushes `next_cron_time` to `lease_until` and sets `owner`;
+    /// returns the record as claimed, or `None` (held by another pass, finished, or unknown).
+    async fn claim(
+        &self,
+        gid: &str,
+        owner: &str,
+        lease_until: Millis,
+        now: Millis,
+    ) -> StoreResult<Option<TransGlobal>>;
+
+    /// Ends the hold of the pass whose token is `owner` (empties the owner; the schedule stays
+    /// as the pass left it). Does nothing when another pass holds the transaction.
+    async fn release(&self, gid: &str, owner: &str, now: Millis) -> StoreResult<()>;
+
+    /// Makes at most `limit` unfinished transactions whose `next_cron_time > after`, and that
+    /// no pass holds, due now. Returns (changed, has_remaining).
     async fn reset_cron_times(
         &self,
         after: Millis,
@@ -170,7 +188,9 @@ pub trait Store: Send + Sync {
         now: Millis,
     ) -> StoreResult<(usize, bool)>;
 
-    /// Makes one transaction due now, in any status (`NotFound` for an unknown gid).
+    /// Makes one transaction due now, in any status (`NotFound` for an unknown gid), unless a
+    /// pass holds it: then its schedule stays as that pass sets it (cutting the lease short
+    /// would let a second pass start beside it).
     async fn reset_cron_time(&self, gid: &str, now: Millis) -> StoreResult<()>;
 
     /// Key-value entries of a category, newest first, paged like [`Store::scan_globals`].

@@ -182,13 +182,36 @@ expire(ARGV[4], KEYS[1], KEYS[2])
 return {'ok'}
 "#;
 
-/// KEYS: g, b. ARGV: status, interval, next_cron_time, now, ttl.
+/// KEYS: g, b. ARGV: status, interval, next_cron_time, now, ttl, owner.
 const TOUCH: &str = r#"
-if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then return {'skip'} end
+if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then return {'notfound'} end
+if (redis.call('HGET', KEYS[1], 'owner') or '') ~= ARGV[6] then return {'notfound'} end
 redis.call('HSET', KEYS[1], 'next_cron_interval', ARGV[2], 'next_cron_time', ARGV[3],
   'update_time', ARGV[4])
 expire(ARGV[5], KEYS[1], KEYS[2])
 return {'ok'}
+"#;
+
+/// KEYS: g, b. ARGV: owner, lease_until, now, ttl. `claimed` + the record's fields while it
+/// is unfinished and no other pass holds it; else `held`.
+const CLAIM_ONE: &str = r#"
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st or not unfinished(st) then return {'held'} end
+local owner = redis.call('HGET', KEYS[1], 'owner') or ''
+local next = tonumber(redis.call('HGET', KEYS[1], 'next_cron_time') or '0')
+if owner ~= '' and owner ~= ARGV[1] and next >= tonumber(ARGV[3]) then return {'held'} end
+redis.call('HSET', KEYS[1], 'next_cron_time', ARGV[2], 'owner', ARGV[1], 'update_time', ARGV[3])
+expire(ARGV[4], KEYS[1], KEYS[2])
+local out = redis.call('HGETALL', KEYS[1])
+table.insert(out, 1, 'claimed')
+return out
+"#;
+
+/// KEYS: g. ARGV: owner, now.
+const RELEASE: &str = r#"
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'owner', '', 'update_time', ARGV[2])
+return 1
 "#;
 
 /// KEYS: cron bucket. ARGV: due_before, lease_until. The lowest-scored due gid, leased.
@@ -230,10 +253,14 @@ return 1
 "#;
 
 /// KEYS: g, b. ARGV: now, ttl, after ('' = any status; else only unfinished records whose
-/// next_cron_time is later than it). `ok` (unfinished), `finished` or `notfound`.
+/// next_cron_time is later than it). `ok` (unfinished), `finished`, `held` (a pass holds it:
+/// its lease stands) or `notfound`.
 const RESET: &str = r#"
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'notfound'} end
+local owner = redis.call('HGET', KEYS[1], 'owner') or ''
+local lease = tonumber(redis.call('HGET', KEYS[1], 'next_cron_time') or '0')
+if unfinished(st) and owner ~= '' and lease >= tonumber(ARGV[1]) then return {'held'} end
 if ARGV[3] ~= '' then
   local next = redis.call('HGET', KEYS[1], 'next_cron_time') or '0'
   if not unfinished(st) or tonumber(next) <= tonumber(ARGV[3]) then return {'notfound'} end
@@ -277,6 +304,8 @@ struct Scripts {
     touch: Script,
     claim_bucket: Script,
     claim_gid: Script,
+    claim_one: Script,
+    release: Script,
     settle: Script,
     reset: Script,
     kv_create: Script,
@@ -295,6 +324,8 @@ impl Scripts {
             touch: with_prelude(TOUCH),
             claim_bucket: Script::new(CLAIM_BUCKET),
             claim_gid: with_prelude(CLAIM_GID),
+            claim_one: with_prelude(CLAIM_ONE),
+            release: Script::new(RELEASE),
             settle: Script::new(SETTLE),
             reset: with_prelude(RESET),
             kv_create: Script::new(KV_CREATE),
@@ -443,6 +474,15 @@ fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
 }
 
 /// A global record from its hash fields (`None` for an empty hash: no such record).
+/// The record a claim script returned after its verdict, as field/value pairs.
+fn claimed_record(reply: &[String]) -> StoreResult<Option<TransGlobal>> {
+    let fields = reply[1..]
+        .chunks_exact(2)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .collect();
+    read_global(&fields)
+}
+
 fn read_global(fields: &HashMap<String, String>) -> StoreResult<Option<TransGlobal>> {
     if fields.is_empty() {
         return Ok(None);
@@ -1153,6 +1193,7 @@ impl Store for RedisStore {
         &self,
         gid: &str,
         status: GlobalStatus,
+        owner: &str,
         interval_secs: i64,
         next_cron_time: Millis,
         now: Millis,
@@ -1164,7 +1205,8 @@ impl Store for RedisStore {
             .arg(interval_secs)
             .arg(next_cron_time)
             .arg(now)
-            .arg(self.ttl(status.is_finished()));
+            .arg(self.ttl(status.is_finished()))
+            .arg(owner);
         let reply: Vec<String> = self.eval("reschedule", &invocation).await?;
         match verdict(&reply) {
             "ok" if !status.is_finished() => {
@@ -1178,9 +1220,42 @@ impl Store for RedisStore {
                 .await?;
                 Ok(())
             }
-            "ok" | "skip" => Ok(()),
+            "ok" => Ok(()),
+            "notfound" => Err(StoreError::NotFound),
             _ => Err(unexpected("touch", &reply)),
         }
+    }
+
+    /// The record alone: its schedule entry keeps its old score, and a claim that takes the
+    /// entry before the lease has passed finds the record not due and moves the entry to the
+    /// record's time.
+    async fn claim(
+        &self,
+        gid: &str,
+        owner: &str,
+        lease_until: Millis,
+        now: Millis,
+    ) -> StoreResult<Option<TransGlobal>> {
+        let mut invocation = self.scripts.claim_one.key(self.keys.global(gid));
+        invocation
+            .key(self.keys.branches(gid))
+            .arg(owner)
+            .arg(lease_until)
+            .arg(now)
+            .arg(self.data_expire);
+        let reply: Vec<String> = self.eval("claim", &invocation).await?;
+        match verdict(&reply) {
+            "claimed" => claimed_record(&reply),
+            "held" => Ok(None),
+            _ => Err(unexpected("claim", &reply)),
+        }
+    }
+
+    async fn release(&self, gid: &str, owner: &str, now: Millis) -> StoreResult<()> {
+        let mut invocation = self.scripts.release.key(self.keys.global(gid));
+        invocation.arg(owner).arg(now);
+        let _: i64 = self.eval("release", &invocation).await?;
+        Ok(())
     }
 
     async fn claim_due(
@@ -1217,13 +1292,7 @@ impl Store for RedisStore {
                     .arg(marker_ttl);
                 let reply: Vec<String> = self.eval("claim", &invocation).await?;
                 match verdict(&reply) {
-                    "claimed" => {
-                        let fields = reply[1..]
-                            .chunks_exact(2)
-                            .map(|pair| (pair[0].clone(), pair[1].clone()))
-                            .collect();
-                        return read_global(&fields);
-                    }
+                    "claimed" => return claimed_record(&reply),
                     // Left leased: looked at again after the lease, then dropped if still bare.
                     "missing" => {}
                     "gone" => self.settle(bucket, &gid, lease_until, "").await?,
@@ -1331,7 +1400,7 @@ impl Store for RedisStore {
                 .await?;
                 Ok(())
             }
-            "finished" => Ok(()),
+            "finished" | "held" => Ok(()),
             "notfound" => Err(StoreError::NotFound),
             _ => Err(unexpected("reset", &reply)),
         }

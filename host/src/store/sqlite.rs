@@ -629,19 +629,26 @@ impl Store for SqliteStore {
         &self,
         gid: &str,
         status: GlobalStatus,
+        owner: &str,
         interval_secs: i64,
         next_cron_time: Millis,
         now: Millis,
     ) -> StoreResult<()> {
-        let gid = gid.to_owned();
+        let (gid, owner) = (gid.to_owned(), owner.to_owned());
         self.write(move |conn| {
-            conn.prepare_cached(
-                "UPDATE trans_global SET next_cron_interval = ?1, next_cron_time = ?2, update_time = ?3 \
-                 WHERE gid = ?4 AND status = ?5",
-            )
-            .and_then(|mut s| s.execute(params![interval_secs, next_cron_time, now, gid, status.as_str()]))
-            .map(|_| ())
-            .map_err(backend)
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE trans_global SET next_cron_interval = ?1, next_cron_time = ?2, update_time = ?3 \
+                     WHERE gid = ?4 AND status = ?5 AND COALESCE(owner, '') = ?6",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![interval_secs, next_cron_time, now, gid, status.as_str(), owner])
+                })
+                .map_err(backend)?;
+            if changed == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
         })
         .await
     }
@@ -665,6 +672,37 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn claim(
+        &self,
+        gid: &str,
+        owner: &str,
+        lease_until: Millis,
+        now: Millis,
+    ) -> StoreResult<Option<TransGlobal>> {
+        let (gid, owner) = (gid.to_owned(), owner.to_owned());
+        self.write(move |conn| {
+            conn.prepare_cached(&format!(
+                "UPDATE trans_global SET next_cron_time = ?1, owner = ?2, update_time = ?3 \
+                 WHERE gid = ?4 AND {UNFINISHED} \
+                 AND (COALESCE(owner, '') IN ('', ?2) OR next_cron_time < ?3) RETURNING {GLOBAL_COLUMNS}"
+            ))
+            .and_then(|mut s| s.query_row(params![lease_until, owner, now, gid], read_global).optional())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn release(&self, gid: &str, owner: &str, now: Millis) -> StoreResult<()> {
+        let (gid, owner) = (gid.to_owned(), owner.to_owned());
+        self.write(move |conn| {
+            conn.prepare_cached("UPDATE trans_global SET owner = '', update_time = ?1 WHERE gid = ?2 AND owner = ?3")
+                .and_then(|mut s| s.execute(params![now, gid, owner]))
+                .map(drop)
+                .map_err(backend)
+        })
+        .await
+    }
+
     async fn reset_cron_times(
         &self,
         after: Millis,
@@ -674,15 +712,19 @@ impl Store for SqliteStore {
         self.write_all_or_none(move |conn| {
             let ids: Vec<i64> = conn
                 .prepare_cached(&format!(
-                    "SELECT id FROM trans_global WHERE {UNFINISHED} AND next_cron_time > ?1 LIMIT ?2"
+                    "SELECT id FROM trans_global WHERE {UNFINISHED} AND next_cron_time > ?1 \
+                     AND COALESCE(owner, '') = '' LIMIT ?2"
                 ))
                 .and_then(|mut s| {
-                    s.query_map(params![after, limit as i64 + 1], |r| r.get(0))?.collect()
+                    s.query_map(params![after, limit as i64 + 1], |r| r.get(0))?
+                        .collect()
                 })
                 .map_err(backend)?;
             let has_remaining = ids.len() > limit;
             let mut stmt = conn
-                .prepare_cached("UPDATE trans_global SET next_cron_time = ?1, update_time = ?1 WHERE id = ?2")
+                .prepare_cached(
+                    "UPDATE trans_global SET next_cron_time = ?1, update_time = ?1 WHERE id = ?2",
+                )
                 .map_err(backend)?;
             for id in ids.iter().take(limit) {
                 stmt.execute(params![now, id]).map_err(backend)?;
@@ -695,16 +737,20 @@ impl Store for SqliteStore {
     async fn reset_cron_time(&self, gid: &str, now: Millis) -> StoreResult<()> {
         let gid = gid.to_owned();
         self.write(move |conn| {
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE trans_global SET next_cron_time = ?1, update_time = ?1 WHERE gid = ?2",
-                )
-                .and_then(|mut s| s.execute(params![now, gid]))
+            let found = conn
+                .prepare_cached("SELECT COALESCE(owner, '') = '' OR next_cron_time < ?1 FROM trans_global WHERE gid = ?2")
+                .and_then(|mut s| s.query_row(params![now, gid], |r| r.get::<_, bool>(0)).optional())
                 .map_err(backend)?;
-            if changed == 0 {
-                return Err(StoreError::NotFound);
+            match found {
+                None => Err(StoreError::NotFound),
+                // A pass holds it: its lease stands.
+                Some(false) => Ok(()),
+                Some(true) => conn
+                    .prepare_cached("UPDATE trans_global SET next_cron_time = ?1, update_time = ?1 WHERE gid = ?2")
+                    .and_then(|mut s| s.execute(params![now, gid]))
+                    .map(drop)
+                    .map_err(backend),
             }
-            Ok(())
         })
         .await
     }

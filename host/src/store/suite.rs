@@ -58,6 +58,9 @@ macro_rules! store_suite {
             reset_cron_times,
             scan_pages_and_filters,
             kv_versions,
+            claim_one_transaction,
+            release_ends_the_hold,
+            reset_spares_a_held_transaction,
             wipe_all);
     };
     (@cases $fresh:expr; $($case:ident),*) => {
@@ -74,6 +77,139 @@ pub(crate) use store_suite;
 
 pub async fn ping(store: &dyn Store) {
     store.ping().await.expect("ping");
+}
+
+/// A pass claims one transaction while no other pass holds it: one with no owner, its own, or
+/// one whose lease has passed; never a finished or unknown one.
+pub async fn claim_one_transaction(store: &dyn Store) {
+    let base = 30_000_000_000_000;
+    let g = sample_global("suite-claim-one", base);
+    store.save_new(&g, &[]).await.unwrap();
+    let mine = store
+        .claim("suite-claim-one", "pass-a", base + 10_000, base)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (mine.owner.as_str(), mine.next_cron_time),
+        ("pass-a", base + 10_000)
+    );
+    assert_eq!(mine.status, GlobalStatus::Prepared);
+    let other = store
+        .claim("suite-claim-one", "pass-b", base + 20_000, base + 9_999)
+        .await;
+    assert_eq!(other, Ok(None), "taken from a pass whose lease runs");
+    let again = store
+        .claim("suite-claim-one", "pass-a", base + 20_000, base + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.map(|g| g.next_cron_time),
+        Some(base + 20_000),
+        "its own again"
+    );
+    let after_lease = store
+        .claim("suite-claim-one", "pass-b", base + 40_000, base + 20_001)
+        .await
+        .unwrap();
+    assert_eq!(after_lease.map(|g| g.owner).as_deref(), Some("pass-b"));
+    store
+        .change_status(
+            "suite-claim-one",
+            GlobalStatus::Prepared,
+            GlobalStatus::Succeed,
+            StatusChange::default(),
+            base,
+        )
+        .await
+        .unwrap();
+    let finished = store
+        .claim("suite-claim-one", "pass-c", i64::MAX, i64::MAX - 1)
+        .await;
+    assert_eq!(finished, Ok(None));
+    assert_eq!(
+        store.claim("suite-none", "pass-c", base, base).await,
+        Ok(None)
+    );
+}
+
+/// A released transaction may be claimed by any pass; a release by another pass changes nothing.
+pub async fn release_ends_the_hold(store: &dyn Store) {
+    let base = 31_000_000_000_000;
+    store
+        .save_new(&sample_global("suite-release", base), &[])
+        .await
+        .unwrap();
+    store
+        .claim("suite-release", "pass-a", base + 10_000, base)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .release("suite-release", "pass-b", base)
+        .await
+        .unwrap();
+    let held = store
+        .claim("suite-release", "pass-b", base + 10_000, base)
+        .await;
+    assert_eq!(held, Ok(None), "released by a pass that did not hold it");
+    store
+        .release("suite-release", "pass-a", base)
+        .await
+        .unwrap();
+    let stored = store.find_global("suite-release").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.owner.as_str(), stored.next_cron_time),
+        ("", base + 10_000),
+        "the schedule stays"
+    );
+    let claimed = store
+        .claim("suite-release", "pass-b", base + 10_000, base)
+        .await
+        .unwrap();
+    assert_eq!(claimed.map(|g| g.owner).as_deref(), Some("pass-b"));
+}
+
+/// A reset makes due only a transaction that no pass holds: cutting a lease short would let a
+/// second pass start beside the first.
+pub async fn reset_spares_a_held_transaction(store: &dyn Store) {
+    let base = 32_000_000_000_000;
+    let mut g = sample_global("suite-reset-held", base);
+    g.next_cron_time = base + 500_000;
+    store.save_new(&g, &[]).await.unwrap();
+    store
+        .claim("suite-reset-held", "pass-a", base + 500_000, base)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .reset_cron_time("suite-reset-held", base + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.reset_cron_times(base + 100_000, 10, base + 1).await,
+        Ok((0, false))
+    );
+    let held = store
+        .find_global("suite-reset-held")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(held.next_cron_time, base + 500_000, "the lease stands");
+    store
+        .release("suite-reset-held", "pass-a", base)
+        .await
+        .unwrap();
+    store
+        .reset_cron_time("suite-reset-held", base + 2)
+        .await
+        .unwrap();
+    let reset = store
+        .find_global("suite-reset-held")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reset.next_cron_time, base + 2);
 }
 
 /// The wipe removes everything.
@@ -431,19 +567,48 @@ pub async fn claim_window(store: &dyn Store) {
         .unwrap()
         .is_none());
     store
-        .touch_cron_time(&g.gid, GlobalStatus::Prepared, 10, base + 10_000, base)
+        .touch_cron_time(
+            &g.gid,
+            GlobalStatus::Prepared,
+            &claimed.owner,
+            10,
+            base + 10_000,
+            base,
+        )
         .await
         .unwrap();
-    assert!(store
+    let again = store
         .claim_due(base + 20_000, base + 30_000, base)
         .await
         .unwrap()
-        .is_some());
-    // A touch with a stale status changes nothing.
-    store
-        .touch_cron_time(&g.gid, GlobalStatus::Submitted, 10, base, base)
-        .await
         .unwrap();
+    assert_ne!(
+        again.owner, claimed.owner,
+        "each claim has a token of its own"
+    );
+    // A touch with a stale status, or by the pass whose claim was taken over, changes nothing.
+    let stale = store
+        .touch_cron_time(
+            &g.gid,
+            GlobalStatus::Submitted,
+            &again.owner,
+            10,
+            base,
+            base,
+        )
+        .await;
+    assert_eq!(stale, Err(StoreError::NotFound));
+    let taken_over = store
+        .touch_cron_time(
+            &g.gid,
+            GlobalStatus::Prepared,
+            &claimed.owner,
+            10,
+            base,
+            base,
+        )
+        .await;
+    assert_eq!(taken_over, Err(StoreError::NotFound));
     assert_eq!(
         store
             .find_global(&g.gid)

@@ -16,6 +16,9 @@ const MAX_TIME: Millis = 253_402_214_400_000;
 
 /// Only these statuses are ever claimed or pulled in.
 const UNFINISHED: &str = "status IN ('prepared', 'submitted', 'aborting')";
+/// No pass holds the transaction. A bulk reset makes due only those whose next look is far
+/// ahead, where a lease that has passed cannot be, so an empty owner is the whole condition.
+const UNHELD_FOR_RESET: &str = "COALESCE(owner, '') = ''";
 
 impl Dialect {
     pub(super) fn name(self) -> &'static str {
@@ -253,6 +256,8 @@ pub(super) struct Statements {
     pub touch_cron_time: String,
     pub claim_pick: String,
     pub claim_take: String,
+    pub claim_one: String,
+    pub release: String,
     pub reset_pick: String,
     pub reset_one: String,
     pub create_kv: String,
@@ -320,7 +325,7 @@ impl Statements {
             change_status_template,
             touch_cron_time: r(format!(
                 "UPDATE {g} SET next_cron_interval = ?, next_cron_time = {ts}, update_time = {ts} \
-                 WHERE gid = ? AND status = ?"
+                 WHERE gid = ? AND status = ? AND COALESCE(owner, '') = ?"
             )),
             // No ORDER BY: the (status, next_cron_time) index yields due rows oldest first per
             // status and the scan stops at the first row no other host has locked, instead of
@@ -333,11 +338,21 @@ impl Statements {
                 "UPDATE {g} SET next_cron_time = {ts}, owner = ?, update_time = {ts} \
                  WHERE id = ? AND {UNFINISHED} AND next_cron_time < {ts}"
             )),
+            claim_one: r(format!(
+                "UPDATE {g} SET next_cron_time = {ts}, owner = ?, update_time = {ts} \
+                 WHERE gid = ? AND {UNFINISHED} \
+                 AND (COALESCE(owner, '') IN ('', ?) OR next_cron_time < {ts})"
+            )),
+            release: r(format!(
+                "UPDATE {g} SET owner = '', update_time = {ts} WHERE gid = ? AND owner = ?"
+            )),
             reset_pick: r(format!(
-                "SELECT id FROM {g} WHERE {UNFINISHED} AND next_cron_time > {ts} LIMIT ?"
+                "SELECT id FROM {g} WHERE {UNFINISHED} AND next_cron_time > {ts} \
+                 AND {UNHELD_FOR_RESET} LIMIT ?"
             )),
             reset_one: r(format!(
-                "UPDATE {g} SET next_cron_time = {ts}, update_time = {ts} WHERE gid = ?"
+                "UPDATE {g} SET next_cron_time = {ts}, update_time = {ts} \
+                 WHERE gid = ? AND (COALESCE(owner, '') = '' OR next_cron_time < {ts})"
             )),
             create_kv: r(format!(
                 "INSERT INTO {k} (cat, k, v, version, create_time, update_time) \
@@ -445,7 +460,7 @@ impl Statements {
         let ts = self.dialect.time_param();
         self.dialect.render(&format!(
             "UPDATE {} SET next_cron_time = {ts}, update_time = {ts} \
-             WHERE id IN ({}) AND {UNFINISHED} AND next_cron_time > {ts}",
+             WHERE id IN ({}) AND {UNFINISHED} AND next_cron_time > {ts} AND {UNHELD_FOR_RESET}",
             self.globals,
             vec!["?"; n].join(", ")
         ))

@@ -808,22 +808,28 @@ impl Store for SqlStore {
         &self,
         gid: &str,
         status: GlobalStatus,
+        owner: &str,
         interval_secs: i64,
         next_cron_time: Millis,
         now: Millis,
     ) -> StoreResult<()> {
         self.run(async {
             on_pool!(self, pool => {
-                sqlx::query(dynamic(self.sql.touch_cron_time.clone()))
+                let changed = sqlx::query(dynamic(self.sql.touch_cron_time.clone()))
                     .bind(interval_secs)
                     .bind(self.time(next_cron_time))
                     .bind(self.time(now))
                     .bind(gid)
                     .bind(status.as_str())
+                    .bind(owner)
                     .execute(pool)
                     .await
-                    .map(|_| ())
-                    .map_err(db_error)
+                    .map_err(db_error)?
+                    .rows_affected();
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
             })
         })
         .await
@@ -915,24 +921,74 @@ impl Store for SqlStore {
         .await
     }
 
-    async fn reset_cron_time(&self, gid: &str, now: Millis) -> StoreResult<()> {
+    async fn claim(
+        &self,
+        gid: &str,
+        owner: &str,
+        lease_until: Millis,
+        now: Millis,
+    ) -> StoreResult<Option<TransGlobal>> {
+        let claimed = self
+            .run(async {
+                on_pool!(self, pool => {
+                    sqlx::query(dynamic(self.sql.claim_one.clone()))
+                        .bind(self.time(lease_until))
+                        .bind(owner)
+                        .bind(self.time(now))
+                        .bind(gid)
+                        .bind(owner)
+                        .bind(self.time(now))
+                        .execute(pool)
+                        .await
+                        .map(|done| done.rows_affected())
+                        .map_err(db_error)
+                })
+            })
+            .await?;
+        if claimed == 0 {
+            return Ok(None);
+        }
+        // Held now, so nothing but a status change can come between.
+        self.find_global(gid).await
+    }
+
+    async fn release(&self, gid: &str, owner: &str, now: Millis) -> StoreResult<()> {
         self.run(async {
             on_pool!(self, pool => {
-                let changed = sqlx::query(dynamic(self.sql.reset_one.clone()))
-                    .bind(self.time(now))
+                sqlx::query(dynamic(self.sql.release.clone()))
                     .bind(self.time(now))
                     .bind(gid)
+                    .bind(owner)
                     .execute(pool)
                     .await
-                    .map_err(db_error)?
-                    .rows_affected();
-                if changed == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                Ok(())
+                    .map(drop)
+                    .map_err(db_error)
             })
         })
         .await
+    }
+
+    async fn reset_cron_time(&self, gid: &str, now: Millis) -> StoreResult<()> {
+        let changed = self
+            .run(async {
+                on_pool!(self, pool => {
+                    sqlx::query(dynamic(self.sql.reset_one.clone()))
+                        .bind(self.time(now))
+                        .bind(self.time(now))
+                        .bind(gid)
+                        .bind(self.time(now))
+                        .execute(pool)
+                        .await
+                        .map(|done| done.rows_affected())
+                        .map_err(db_error)
+                })
+            })
+            .await?;
+        // Nothing changed: unknown, or a pass holds it (its lease stands).
+        if changed == 0 && self.find_global(gid).await?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 
     async fn scan_kv(&self, cat: &str, position: &str, limit: usize) -> StoreResult<Page<KvEntry>> {
