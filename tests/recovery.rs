@@ -8,6 +8,9 @@ use std::time::Duration;
 use common::{free_port, saga, transfer, Busi, Host, Reply};
 use serde_json::json;
 
+/// A transfer saga whose TransOut succeeded and whose TransIn is under way.
+const MID_FLIGHT: [&str; 4] = ["prepared", "succeed", "prepared", "prepared"];
+
 #[tokio::test]
 async fn saga_killed_mid_flight_completes_after_restart() {
     let (mut host, busi) = (Host::start().await, Busi::start().await);
@@ -16,13 +19,13 @@ async fn saga_killed_mid_flight_completes_after_restart() {
     let body = transfer(&gid, &busi);
     assert_eq!(host.post("/submit", body).await.0, 200);
     busi.wait_for("/TransIn", 1).await;
+    // TransOut's result is written beside the TransIn call (UpdateBranchSync: 1 writes each
+    // result at once, without holding the pass back): the kill comes once it is stored.
+    host.wait_branch_statuses(&gid, &MID_FLIGHT, 10).await;
     host.kill9();
     host.restart().await;
     assert_eq!(host.status(&gid).await, "submitted");
-    assert_eq!(
-        host.branch_statuses(&gid).await,
-        ["prepared", "succeed", "prepared", "prepared"]
-    );
+    assert_eq!(host.branch_statuses(&gid).await, MID_FLIGHT);
     host.advance_clock(15).await;
     host.wait_status(&gid, "succeed", 10).await;
     assert_eq!(

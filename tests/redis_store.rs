@@ -49,6 +49,9 @@ async fn saga_on_redis_succeeds_and_is_kept_across_a_restart() {
     assert!(exists);
 }
 
+/// A transfer saga whose TransOut succeeded and whose TransIn is under way.
+const MID_FLIGHT: [&str; 4] = ["prepared", "succeed", "prepared", "prepared"];
+
 #[tokio::test]
 async fn saga_killed_mid_flight_is_finished_by_the_restarted_host() {
     let Some(prefix) = StoreScope::new(Backend::Redis, "recover") else {
@@ -59,13 +62,13 @@ async fn saga_killed_mid_flight_is_finished_by_the_restarted_host() {
     let gid = host.new_gid().await;
     assert_eq!(host.post("/submit", transfer(&gid, &busi)).await.0, 200);
     busi.wait_for("/TransIn", 1).await;
+    // TransOut's result is written beside the TransIn call (UpdateBranchSync: 1 writes each
+    // result at once, without holding the pass back): the kill comes once it is stored.
+    host.wait_branch_statuses(&gid, &MID_FLIGHT, 10).await;
     host.kill9();
     host.restart().await;
     assert_eq!(host.status(&gid).await, "submitted");
-    assert_eq!(
-        host.branch_statuses(&gid).await,
-        ["prepared", "succeed", "prepared", "prepared"]
-    );
+    assert_eq!(host.branch_statuses(&gid).await, MID_FLIGHT);
     // Past the lease the dead host's claim left, the new host's cron takes the saga over.
     host.advance_clock(15).await;
     host.wait_status(&gid, "succeed", 10).await;

@@ -251,6 +251,23 @@ impl Host {
     }
 
     /// Polls until the transaction has `status` (panics with the host log after `secs`).
+    /// Waits (at most `secs`) until the branch records of `gid` have the statuses `expected`.
+    pub async fn wait_branch_statuses(&self, gid: &str, expected: &[&str], secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let statuses = self.branch_statuses(gid).await;
+            if statuses == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{gid}'s branches are {statuses:?}, not {expected:?}, after {secs}s\nlog:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn wait_status(&self, gid: &str, status: &str, secs: u64) -> Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {

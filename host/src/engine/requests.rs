@@ -179,69 +179,87 @@ impl Engine {
             Err(StoreError::UniqueConflict) => {}
             Err(e) => return Err(e.into()),
         }
-        let mut stored = self
-            .store
-            .find_global(&req.gid)
-            .await?
-            .ok_or_else(|| unknown_gid(&req.gid))?;
-        match stored.status {
-            GlobalStatus::Prepared => {
-                // What the client sends at submit (e.g. a msg's delay) wins over prepare's copy.
-                let custom_data = (!req.custom_data.is_empty()
-                    && req.custom_data != stored.custom_data)
-                    .then(|| req.custom_data.clone());
-                let change = StatusChange {
-                    custom_data,
-                    ..Default::default()
-                };
-                self.change_status(&mut stored, GlobalStatus::Submitted, change)
-                    .await?;
-            }
-            // Submitted again: driven again, unless a pass is under way.
-            GlobalStatus::Submitted => {}
-            status => {
-                return Err(DtmError::failure(format!(
-                    "current status '{status}', cannot sumbmit."
-                )))
+        loop {
+            let mut stored = self
+                .store
+                .find_global(&req.gid)
+                .await?
+                .ok_or_else(|| unknown_gid(&req.gid))?;
+            match stored.status {
+                GlobalStatus::Prepared => {
+                    // What the client sends at submit (e.g. a msg's delay) wins over prepare's
+                    // copy.
+                    let custom_data = (!req.custom_data.is_empty()
+                        && req.custom_data != stored.custom_data)
+                        .then(|| req.custom_data.clone());
+                    let change = StatusChange {
+                        custom_data,
+                        ..Default::default()
+                    };
+                    match self
+                        .change_status(&mut stored, GlobalStatus::Submitted, change)
+                        .await
+                    {
+                        Ok(()) => break,
+                        // Another request moved it on meanwhile: answer for where it is now.
+                        Err(DtmError::Store(StoreError::NotFound)) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                // Submitted again: driven again, unless a pass is under way.
+                GlobalStatus::Submitted => break,
+                status => {
+                    return Err(DtmError::failure(format!(
+                        "current status '{status}', cannot sumbmit."
+                    )))
+                }
             }
         }
-        submitted_answer(self.drive(&stored.gid, wait).await?)
+        submitted_answer(self.drive(&req.gid, wait).await?)
     }
 
     pub async fn abort(self: &Arc<Self>, req: TransRequest) -> DtmResult<()> {
-        let mut stored = self
-            .store
-            .find_global(&req.gid)
-            .await?
-            .ok_or_else(|| unknown_gid(&req.gid))?;
-        if stored.trans_type == TransType::Msg && stored.status == GlobalStatus::Prepared {
-            return self
-                .change_status(&mut stored, GlobalStatus::Failed, StatusChange::default())
-                .await;
-        }
-        let abortable_type = matches!(req.trans_type.as_str(), "tcc" | "xa");
-        let abortable_status = matches!(
-            stored.status,
-            GlobalStatus::Prepared | GlobalStatus::Aborting
-        );
-        if !abortable_type || !abortable_status {
-            return Err(DtmError::failure(format!(
-                "trans type: '{}' current status '{}', cannot abort.",
-                stored.trans_type, stored.status
-            )));
-        }
-        if stored.status == GlobalStatus::Prepared {
-            let change = StatusChange {
-                rollback_reason: (!req.rollback_reason.is_empty())
-                    .then(|| req.rollback_reason.clone()),
-                ..Default::default()
-            };
-            self.change_status(&mut stored, GlobalStatus::Aborting, change)
-                .await?;
-        }
-        self.drive(&stored.gid, stored.options.wait_result)
-            .await
-            .map(drop)
+        let wait = loop {
+            let mut stored = self
+                .store
+                .find_global(&req.gid)
+                .await?
+                .ok_or_else(|| unknown_gid(&req.gid))?;
+            let (to, change) =
+                if stored.trans_type == TransType::Msg && stored.status == GlobalStatus::Prepared {
+                    (GlobalStatus::Failed, StatusChange::default())
+                } else {
+                    let abortable_type = matches!(req.trans_type.as_str(), "tcc" | "xa");
+                    let abortable_status = matches!(
+                        stored.status,
+                        GlobalStatus::Prepared | GlobalStatus::Aborting
+                    );
+                    if !abortable_type || !abortable_status {
+                        return Err(DtmError::failure(format!(
+                            "trans type: '{}' current status '{}', cannot abort.",
+                            stored.trans_type, stored.status
+                        )));
+                    }
+                    if stored.status == GlobalStatus::Aborting {
+                        break stored.options.wait_result;
+                    }
+                    let change = StatusChange {
+                        rollback_reason: (!req.rollback_reason.is_empty())
+                            .then(|| req.rollback_reason.clone()),
+                        ..Default::default()
+                    };
+                    (GlobalStatus::Aborting, change)
+                };
+            match self.change_status(&mut stored, to, change).await {
+                // A prepared msg ends here: no branch was called.
+                Ok(()) if to == GlobalStatus::Failed => return Ok(()),
+                Ok(()) => break stored.options.wait_result,
+                // Another request moved it on meanwhile: answer for where it is now.
+                Err(DtmError::Store(StoreError::NotFound)) => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        self.drive(&req.gid, wait).await.map(drop)
     }
 
     pub async fn register_branch(&self, req: BranchRequest) -> DtmResult<()> {

@@ -36,6 +36,20 @@ pub enum Dialect {
 /// How long to wait for a connection (also when the server is down or unreachable): a request
 /// then fails with a clear error instead of hanging.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Under MySQL's default REPEATABLE READ, a claim's locking scan of the `(status,
+/// next_cron_time)` index also locks the gaps between the entries it passes; a status change
+/// or reschedule, which moves its row's entry into such a gap, then waits on the claim while
+/// the claim waits on its row: InnoDB reports a deadlock and one of them fails. READ COMMITTED
+/// takes no gap locks. Nothing here relies on repeatable reads: every decision is a locking
+/// read or a conditional write.
+const READ_COMMITTED: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
+/// SQLSTATEs of an operation the server rolled back because it deadlocked with another (MySQL's
+/// 1213 is 40001; PostgreSQL: 40P01 deadlock detected, 40001 serialization failure).
+const DEADLOCK_CODES: [&str; 2] = ["40001", "40P01"];
+/// Starts the message of such an error, so that [`SqlStore::run`] runs the operation again.
+const DEADLOCK: &str = "deadlock, rolled back: ";
+/// How often an operation is run while it deadlocks.
+const DEADLOCK_ATTEMPTS: u32 = 4;
 /// A pooled connection idle for longer is checked with a ping before use.
 const IDLE_BEFORE_CHECK: Duration = Duration::from_secs(1);
 /// Longest one store operation may take, lock waits included: a server that stops answering
@@ -197,6 +211,9 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 
 fn db_error(e: sqlx::Error) -> StoreError {
     match e {
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| DEADLOCK_CODES.contains(&&*c)) => {
+            backend(format!("{DEADLOCK}{db}"))
+        }
         // sqlx's own words do not say why no connection came.
         sqlx::Error::PoolTimedOut => backend(format!(
             "no connection within {} s: the server is down or unreachable",
@@ -309,6 +326,13 @@ impl SqlStore {
                 }
                 Pool::MySql(
                     pool_options(config, &last_failure)
+                        .after_connect(|conn: &mut sqlx::MySqlConnection, _| {
+                            Box::pin(async move {
+                                sqlx::Executor::execute(conn, READ_COMMITTED)
+                                    .await
+                                    .map(drop)
+                            })
+                        })
                         .connect_with(options)
                         .await
                         .map_err(db_error)
@@ -321,7 +345,7 @@ impl SqlStore {
             sql: Statements::new(dialect, &scope),
             last_failure,
         };
-        store.run(store.create_tables(&scope)).await?;
+        store.run(|| store.create_tables(&scope)).await?;
         Ok(store)
     }
 
@@ -330,17 +354,36 @@ impl SqlStore {
     }
 
     /// Runs one store operation with the time limit, naming the server in backend errors.
-    async fn run<T>(&self, op: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    /// Runs one store operation (`op` makes it) within [`OPERATION_TIMEOUT`], naming the
+    /// server in a backend error; an operation the server undid because it deadlocked with a
+    /// concurrent one is made and run again, a few times.
+    async fn run<T, F, Fut>(&self, op: F) -> StoreResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
         let name = self.dialect().name();
-        let result = match tokio::time::timeout(OPERATION_TIMEOUT, op).await {
-            Ok(Err(StoreError::Backend(message))) => {
-                Err(StoreError::Backend(format!("{name}: {message}")))
+        let mut attempts = 1;
+        let result = loop {
+            match tokio::time::timeout(OPERATION_TIMEOUT, op()).await {
+                Ok(Err(StoreError::Backend(message)))
+                    if message.starts_with(DEADLOCK) && attempts < DEADLOCK_ATTEMPTS =>
+                {
+                    attempts += 1;
+                    let pause = rand::Rng::random_range(&mut rand::rng(), 1..20);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                Ok(Err(StoreError::Backend(message))) => {
+                    break Err(StoreError::Backend(format!("{name}: {message}")))
+                }
+                Ok(result) => break result,
+                Err(_) => {
+                    break Err(StoreError::Backend(format!(
+                        "{name}: no answer within {} s",
+                        OPERATION_TIMEOUT.as_secs()
+                    )))
+                }
             }
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Backend(format!(
-                "{name}: no answer within {} s",
-                OPERATION_TIMEOUT.as_secs()
-            ))),
         };
         if matches!(result, Err(StoreError::Backend(_))) {
             if let Ok(mut at) = self.last_failure.lock() {
@@ -528,7 +571,7 @@ fn truncate_reason(reason: Option<String>) -> Option<String> {
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.run(async {
+        self.run(|| async {
             on_pool!(self, pool => {
                 sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(db_error)
             })
@@ -538,7 +581,7 @@ impl Store for SqlStore {
 
     async fn wipe_all(&self) -> StoreResult<()> {
         let tables = [&self.sql.branches, &self.sql.globals, &self.sql.kv];
-        self.run(async {
+        self.run(|| async {
             on_pool!(self, pool => {
                 in_transaction!(pool, tx => {
                     for table in tables {
@@ -555,7 +598,7 @@ impl Store for SqlStore {
     }
 
     async fn find_global(&self, gid: &str) -> StoreResult<Option<TransGlobal>> {
-        self.run(async {
+        self.run(|| async {
             on_pool!(self, pool => {
                 let row = sqlx::query(dynamic(self.sql.find_global.clone()))
                     .bind(gid)
@@ -584,9 +627,9 @@ impl Store for SqlStore {
                 create_end: filter.create_end.is_some(),
             },
         );
-        self.run(async {
+        self.run(|| async {
             on_pool!(self, pool => {
-                let mut query = sqlx::query(dynamic(sql));
+                let mut query = sqlx::query(dynamic(sql.clone()));
                 if let Some(id) = before {
                     query = query.bind(id);
                 }
@@ -618,7 +661,7 @@ impl Store for SqlStore {
     }
 
     async fn find_branches(&self, gid: &str) -> StoreResult<Vec<Branch>> {
-        self.run(async {
+        self.run(|| async {
             on_pool!(self, pool => {
                 let rows = sqlx::query(dynamic(self.sql.find_branches.clone()))
                     .bind(gid)
@@ -640,9 +683,9 @@ impl Store for SqlStore {
         } else {
             self.sql.insert_global.clone()
         };
-        self.run(async {
+        self.run(|| async {
             on_pool!(self, pool => {
-                let insert = sqlx::query(dynamic(sql))
+                let insert = sqlx::query(dynamic(sql.clone()))
                     .bind(&g.gid)
                     .bind(g.trans_type.as_str())
                     .bind(g.status.as_str())
@@ -685,7 +728,7 @@ impl Store for SqlStore {
         expected: GlobalStatus,
         branches: &[Branch],
     ) -> StoreResult<()> {
-        self.run(async {
+        self.run(|| async {
             on_pool!(self, pool => {
                 in_transaction!(pool, tx => {
                     if lock_status!(self, &mut *tx, gid) != Some(expected) {
@@ -713,7 +756,7 @@ impl Store for SqlStore {
             return Ok(());
         }
         let groups = by_status(outcomes);
-        self.run(async {
+        self.run(|| async {
             on_pool!(self, pool => {
                 if let [group] = groups.as_slice() {
                     // One statement, guarded by the transaction's status.
@@ -756,9 +799,9 @@ impl Store for SqlStore {
         } else {
             self.sql.change_status.clone()
         };
-        self.run(async {
+        self.run(|| async {
             on_pool!(self, pool => {
-                let update = sqlx::query(dynamic(sql))
+                let update = sqlx::query(dynamic(sql.clone()))
                     .bind(to.as_str())
                     .bind(self.time(now))
                     .bind(self.opt_time(finish_time))
@@ -813,7 +856,7 @@ impl Store for SqlStore {
         next_cron_time: Millis,
         now: Millis,
     ) -> StoreResult<()> {
-        self.run(async {
+        self.run(|| async {
             on_pool!(self, pool => {
                 let changed = sqlx::query(dynamic(self.sql.touch_cron_time.clone()))
                     .bind(interval_secs)
@@ -843,7 +886,7 @@ impl Store for SqlStore {
     ) -> StoreResult<Option<TransGlobal>> {
         let owner = crate::gid::new_gid();
         let due = self.time(due_before);
-        self.run(async {
+        self.run(|| async {
             on_pool!(self, pool => {
                 in_transaction!(pool, tx => {
                     // Locks one due row that no other host holds; theirs are skipped, not
@@ -889,7 +932,7 @@ impl Store for SqlStore {
         now: Millis,
     ) -> StoreResult<(usize, bool)> {
         let after = self.time(after);
-        self.run(async {
+        self.run(|| async {
             on_pool!(self, pool => {
                 // One more than asked for tells whether any remain.
                 let ids: Vec<i64> = sqlx::query_scalar(dynamic(self.sql.reset_pick.clone()))
@@ -929,7 +972,7 @@ impl Store for SqlStore {
         now: Millis,
     ) -> StoreResult<Option<TransGlobal>> {
         let claimed = self
-            .run(async {
+            .run(|| async {
                 on_pool!(self, pool => {
                     sqlx::query(dynamic(self.sql.claim_one.clone()))
                         .bind(self.time(lease_until))
@@ -953,7 +996,7 @@ impl Store for SqlStore {
     }
 
     async fn release(&self, gid: &str, owner: &str, now: Millis) -> StoreResult<()> {
-        self.run(async {
+        self.run(|| async {
             on_pool!(self, pool => {
                 sqlx::query(dynamic(self.sql.release.clone()))
                     .bind(self.time(now))
@@ -970,7 +1013,7 @@ impl Store for SqlStore {
 
     async fn reset_cron_time(&self, gid: &str, now: Millis) -> StoreResult<()> {
         let changed = self
-            .run(async {
+            .run(|| async {
                 on_pool!(self, pool => {
                     sqlx::query(dynamic(self.sql.reset_one.clone()))
                         .bind(self.time(now))
@@ -994,9 +1037,9 @@ impl Store for SqlStore {
     async fn scan_kv(&self, cat: &str, position: &str, limit: usize) -> StoreResult<Page<KvEntry>> {
         let before = parse_position(position)?;
         let sql = self.sql.scan_kv(before.is_some());
-        self.run(async {
+        self.run(|| async {
             on_pool!(self, pool => {
-                let mut query = sqlx::query(dynamic(sql)).bind(cat);
+                let mut query = sqlx::query(dynamic(sql.clone())).bind(cat);
                 if let Some(id) = before {
                     query = query.bind(id);
                 }
@@ -1017,9 +1060,9 @@ impl Store for SqlStore {
 
     async fn find_kv(&self, cat: &str, key: &str) -> StoreResult<Vec<KvEntry>> {
         let sql = self.sql.find_kv(!cat.is_empty(), !key.is_empty());
-        self.run(async {
+        self.run(|| async {
             on_pool!(self, pool => {
-                let mut query = sqlx::query(dynamic(sql));
+                let mut query = sqlx::query(dynamic(sql.clone()));
                 if !cat.is_empty() {
                     query = query.bind(cat);
                 }
@@ -1034,7 +1077,7 @@ impl Store for SqlStore {
     }
 
     async fn create_kv(&self, cat: &str, key: &str, value: &str, now: Millis) -> StoreResult<()> {
-        self.run(async {
+        self.run(|| async {
             on_pool!(self, pool => {
                 sqlx::query(dynamic(self.sql.create_kv.clone()))
                     .bind(cat)
@@ -1059,7 +1102,7 @@ impl Store for SqlStore {
         version: i64,
         now: Millis,
     ) -> StoreResult<()> {
-        self.run(async {
+        self.run(|| async {
             on_pool!(self, pool => {
                 let changed = sqlx::query(dynamic(self.sql.update_kv.clone()))
                     .bind(value)
@@ -1081,7 +1124,7 @@ impl Store for SqlStore {
     }
 
     async fn delete_kv(&self, cat: &str, key: &str) -> StoreResult<()> {
-        self.run(async {
+        self.run(|| async {
             on_pool!(self, pool => {
                 let changed = sqlx::query(dynamic(self.sql.delete_kv.clone()))
                     .bind(cat)

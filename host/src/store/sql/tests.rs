@@ -195,25 +195,27 @@ async fn mysql_an_expired_claim_is_taken_over() {
     an_expired_claim_is_taken_over(Dialect::MySql).await;
 }
 
-/// A claim that finds nothing due leaves no lock behind: another host claiming right after it
-/// gets the transaction that has come due meanwhile. (MySQL's locking read also locks the index
-/// record after the range it scans. A claim transaction that is dropped instead of ended is
-/// rolled back only once its connection's return to the pool has run on the runtime; until
-/// then other hosts' claims skip the row.) The other host claims from a runtime of its own
-/// while this test's runtime is blocked, so nothing left to run in the background ends the
-/// first claim's transaction for it.
-async fn a_claim_that_finds_nothing_leaves_no_lock(dialect: Dialect) {
+/// A write the store refuses leaves no lock behind: another host changes the transaction right
+/// after. (An append to a transaction in another status reads that status under a share lock,
+/// then gives up. A transaction that is dropped instead of ended is rolled back only once its
+/// connection's return to the pool has run on the runtime; until then its locks stay.) The
+/// other host writes from a runtime of its own while this test's runtime is blocked, so
+/// nothing left to run in the background ends the first transaction for it.
+async fn a_refused_write_leaves_no_lock(dialect: Dialect) {
     let Some(config) = fresh_config(dialect) else {
         return;
     };
     let store = SqlStore::open(dialect, &config).await.unwrap();
-    let base = 1_700_000_000_000;
-    let mut g = sample_global("no-lock", base);
-    g.next_cron_time = base + 10_000;
-    store.save_new(&g, &[]).await.unwrap();
-    let early = store.claim_due(base + 5_000, base + 60_000, base).await;
-    assert!(early.unwrap().is_none(), "claimed before it was due");
-    let claimed = std::thread::scope(|scope| {
+    store
+        .save_new(&sample_global("no-lock", 1_000), &[])
+        .await
+        .unwrap();
+    let branch = Branch::new("no-lock", "01".into(), "action", String::new(), vec![], 1);
+    let refused = store
+        .append_branches("no-lock", GlobalStatus::Submitted, &[branch])
+        .await;
+    assert_eq!(refused, Err(StoreError::NotFound));
+    let changed = std::thread::scope(|scope| {
         let other_host = scope.spawn(|| {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -221,25 +223,29 @@ async fn a_claim_that_finds_nothing_leaves_no_lock(dialect: Dialect) {
                 .unwrap();
             runtime.block_on(async {
                 let other = SqlStore::open(dialect, &config).await.unwrap();
-                other
-                    .claim_due(base + 20_000, base + 60_000, base + 20_000)
-                    .await
-                    .unwrap()
+                let change = other.change_status(
+                    "no-lock",
+                    GlobalStatus::Prepared,
+                    GlobalStatus::Submitted,
+                    StatusChange::default(),
+                    2_000,
+                );
+                tokio::time::timeout(Duration::from_secs(5), change).await
             })
         });
         other_host.join().unwrap()
     });
-    assert_eq!(claimed.map(|g| g.gid).as_deref(), Some("no-lock"));
+    assert_eq!(changed, Ok(Ok(())), "blocked by the refused write's lock");
 }
 
 #[tokio::test]
-async fn postgres_a_claim_that_finds_nothing_leaves_no_lock() {
-    a_claim_that_finds_nothing_leaves_no_lock(Dialect::Postgres).await;
+async fn postgres_a_refused_write_leaves_no_lock() {
+    a_refused_write_leaves_no_lock(Dialect::Postgres).await;
 }
 
 #[tokio::test]
-async fn mysql_a_claim_that_finds_nothing_leaves_no_lock() {
-    a_claim_that_finds_nothing_leaves_no_lock(Dialect::MySql).await;
+async fn mysql_a_refused_write_leaves_no_lock() {
+    a_refused_write_leaves_no_lock(Dialect::MySql).await;
 }
 
 /// dtm's own scripts (engine.md §4.3, second-precision times) made the tables: dtm-host uses them.
