@@ -119,8 +119,11 @@ async fn busi_handler(
     (StatusCode::OK, r#"{"dtm_result":"SUCCESS"}"#.into())
 }
 
-/// One request to a host: its HTTP status and body, or the transport error.
-async fn send(host: &Host, route: &str, body: Value) -> Result<(u16, String), String> {
+/// A host's answer: its HTTP status and body, or the transport error.
+type Answer = Result<(u16, String), String>;
+
+/// One request to a host.
+async fn send(host: &Host, route: &str, body: Value) -> Answer {
     let response = host
         .http
         .post(host.api(route))
@@ -140,7 +143,7 @@ async fn drive(hosts: &[Arc<Host>], busi: &str, run: &str, i: usize) -> Vec<Stri
     let gid = format!("{run}-{i}-{}", scenario.tag());
     let (a, b) = (&hosts[i % hosts.len()], &hosts[(i + 1) % hosts.len()]);
     let url = |path: &str| format!("{busi}{path}");
-    let mut answers: Vec<(&str, Result<(u16, String), String>)> = Vec::new();
+    let mut answers: Vec<(&str, Answer)> = Vec::new();
     let (request, route) = match scenario {
         Scenario::SagaSucceeds | Scenario::SagaFails | Scenario::SagaRetried => {
             let body = json!({
