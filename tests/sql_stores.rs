@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::relay::Relay;
-use common::stores::{in_scope, Backend};
+use common::stores::{in_scope, Backend, StoreScope};
 use common::{transfer, Busi, Host, Reply};
+use futures::StreamExt;
 use serde_json::json;
 
 const SUCCEEDED: [&str; 4] = ["prepared", "succeed", "prepared", "succeed"];
@@ -150,4 +151,56 @@ async fn postgres_store_down_at_start_and_during_operation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_store_down_at_start_and_during_operation() {
     waits_for_the_store_and_fails_clearly_while_it_is_gone(Backend::MySql).await;
+}
+
+/// Under load, with dtm's default `MaxOpenConns` (500) against a server that accepts only 20
+/// connections: every request waits for a connection instead of failing (the host opens no
+/// more than the server accepts, and requests share them).
+async fn defaults_fit_the_server_connection_limit(backend: Backend, limit: &str) {
+    const SAGAS: usize = 400;
+    const AT_ONCE: usize = 64;
+    let Some(server) = test_servers::Server::start_with(backend.kind(), &[limit]) else {
+        return;
+    };
+    let scope = StoreScope::on(&server, backend, "limit");
+    let (host, busi) = (Arc::new(scope.start_host().await), Busi::start().await);
+    let answers: Vec<(u16, serde_json::Value)> = futures::stream::iter(0..SAGAS)
+        .map(|i| {
+            let (host, body) = (host.clone(), transfer(&format!("limit-{i}"), &busi));
+            async move {
+                let mut body = body;
+                body["wait_result"] = json!(true);
+                host.post("/submit", body).await
+            }
+        })
+        .buffer_unordered(AT_ONCE)
+        .collect()
+        .await;
+    let failed: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status != 200)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {SAGAS} sagas failed, e.g. {:?}\n{}",
+        failed.len(),
+        failed.first(),
+        host.log()
+    );
+    assert!(
+        host.log()
+            .contains("at most as many connections as the server accepts"),
+        "{}",
+        host.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_defaults_fit_the_server_connection_limit() {
+    defaults_fit_the_server_connection_limit(Backend::Postgres, "-cmax_connections=20").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_defaults_fit_the_server_connection_limit() {
+    defaults_fit_the_server_connection_limit(Backend::MySql, "--max-connections=20").await;
 }

@@ -68,6 +68,8 @@ pub struct Server {
     kind: Kind,
     port: u16,
     dir: PathBuf,
+    /// Command-line settings of the test's own, after the usual ones.
+    settings: Vec<String>,
     process: Option<ServerProcess>,
 }
 
@@ -78,8 +80,14 @@ impl Server {
     /// # Panics
     /// When the server does not start: the panic carries its log.
     pub fn start(kind: Kind) -> Option<Self> {
+        Self::start_with(kind, &[])
+    }
+
+    /// As [`Self::start`], with `settings` added to the server's command line (PostgreSQL:
+    /// `-c name=value`; MariaDB: `--name=value`; Redis: `--name value`).
+    pub fn start_with(kind: Kind, settings: &[&str]) -> Option<Self> {
         required(kind)?;
-        Some(Self::make(kind))
+        Some(Self::make(kind, settings))
     }
 
     /// The server of this kind that every test of the process shares (each in a schema,
@@ -92,10 +100,10 @@ impl Server {
             Kind::MariaDb => &SHARED[1],
             Kind::Redis => &SHARED[2],
         };
-        Some(slot.get_or_init(|| Self::make(kind)))
+        Some(slot.get_or_init(|| Self::make(kind, &[])))
     }
 
-    fn make(kind: Kind) -> Self {
+    fn make(kind: Kind, settings: &[&str]) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = janitor::root().join(format!(
             "{}-{}",
@@ -111,6 +119,7 @@ impl Server {
             kind,
             port: free_port(),
             dir,
+            settings: settings.iter().map(|s| s.to_string()).collect(),
             process: None,
         };
         server.initialize();
@@ -257,6 +266,12 @@ impl Server {
 
     /// The command that runs the server.
     fn command(&self) -> Command {
+        let mut command = self.usual_command();
+        command.args(&self.settings);
+        command
+    }
+
+    fn usual_command(&self) -> Command {
         let (data, port) = (self.data(), self.port.to_string());
         match self.kind {
             Kind::Postgres => {

@@ -43,6 +43,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// takes no gap locks. Nothing here relies on repeatable reads: every decision is a locking
 /// read or a conditional write.
 const READ_COMMITTED: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
+/// The message of a request that got no connection in time, until [`SqlStore::run`] says why.
+const NO_CONNECTION: &str = "no connection";
+/// How many connections PostgreSQL accepts from a user that is not a superuser.
+const POSTGRES_CONNECTION_LIMIT: &str = "SELECT current_setting('max_connections')::bigint \
+     - current_setting('superuser_reserved_connections')::bigint";
+/// How many connections MySQL accepts (one more is kept for an administrator).
+const MYSQL_CONNECTION_LIMIT: &str = "SELECT CAST(@@max_connections AS SIGNED)";
 /// SQLSTATEs of an operation the server rolled back because it deadlocked with another (MySQL's
 /// 1213 is 40001; PostgreSQL: 40P01 deadlock detected, 40001 serialization failure).
 const DEADLOCK_CODES: [&str; 2] = ["40001", "40P01"];
@@ -214,11 +221,8 @@ fn db_error(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.code().is_some_and(|c| DEADLOCK_CODES.contains(&&*c)) => {
             backend(format!("{DEADLOCK}{db}"))
         }
-        // sqlx's own words do not say why no connection came.
-        sqlx::Error::PoolTimedOut => backend(format!(
-            "no connection within {} s: the server is down or unreachable",
-            CONNECT_TIMEOUT.as_secs()
-        )),
+        // sqlx's own words do not say why no connection came; `SqlStore::run` does.
+        sqlx::Error::PoolTimedOut => backend(NO_CONNECTION),
         e => backend(e),
     }
 }
@@ -236,14 +240,42 @@ fn dynamic(sql: String) -> AssertSqlSafe<String> {
     AssertSqlSafe(sql)
 }
 
-fn pool_options<DB: Database>(config: &StoreConfig, last_failure: &LastFailure) -> PoolOptions<DB> {
+/// The pool to use: `pool`, or, when the server accepts fewer connections (`limit`) than `pool`
+/// may open, one of that many, made by `rebuild`. A connection the server refuses is retried by
+/// its request until the request gives up, never handed one that another request gives back:
+/// with more connections than the server accepts, requests failed that could have waited.
+async fn fit_pool<DB: Database>(
+    pool: sqlx::Pool<DB>,
+    limit: i64,
+    rebuild: impl FnOnce(u32) -> sqlx::Pool<DB>,
+) -> sqlx::Pool<DB> {
+    let max = u32::try_from(limit.max(1)).unwrap_or(u32::MAX);
+    let configured = pool.options().get_max_connections();
+    if max >= configured {
+        return pool;
+    }
+    tracing::info!(
+        max_open_conns = configured,
+        server_accepts = max,
+        "store: at most as many connections as the server accepts"
+    );
+    pool.close().await;
+    rebuild(max)
+}
+
+/// The pool's settings, for at most `max` connections.
+fn pool_options<DB: Database>(
+    config: &StoreConfig,
+    last_failure: &LastFailure,
+    max: u32,
+) -> PoolOptions<DB> {
     let lifetime = u64::try_from(config.conn_max_life_time)
         .ok()
         .filter(|&minutes| minutes > 0)
         .map(|minutes| Duration::from_secs(minutes * 60));
     let last_failure = last_failure.clone();
     PoolOptions::new()
-        .max_connections(u32::try_from(config.max_open_conns.max(1)).unwrap_or(u32::MAX))
+        .max_connections(max)
         .acquire_timeout(CONNECT_TIMEOUT)
         .max_lifetime(lifetime)
         // sqlx pings every connection it takes back, so pinging again on every hand-out would add
@@ -287,6 +319,7 @@ impl SqlStore {
         let scope = dialect.scope(config).map_err(backend).map_err(prefix)?;
         let (host, port) = address(dialect, config).map_err(prefix)?;
         let last_failure = LastFailure::default();
+        let configured = u32::try_from(config.max_open_conns.max(1)).unwrap_or(u32::MAX);
         let pool = match dialect {
             Dialect::Postgres => {
                 // dtm connects with sslmode=disable; the tables live in Store.Schema of Store.Db.
@@ -302,12 +335,21 @@ impl SqlStore {
                 if !config.password.is_empty() {
                     options = options.password(&config.password);
                 }
+                let pool = pool_options(config, &last_failure, configured)
+                    .connect_with(options.clone())
+                    .await
+                    .map_err(db_error)
+                    .map_err(prefix)?;
+                let limit: i64 = sqlx::query_scalar(POSTGRES_CONNECTION_LIMIT)
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(db_error)
+                    .map_err(prefix)?;
                 Pool::Postgres(
-                    pool_options(config, &last_failure)
-                        .connect_with(options)
-                        .await
-                        .map_err(db_error)
-                        .map_err(prefix)?,
+                    fit_pool(pool, limit, |max| {
+                        pool_options(config, &last_failure, max).connect_lazy_with(options)
+                    })
+                    .await,
                 )
             }
             Dialect::MySql => {
@@ -324,19 +366,32 @@ impl SqlStore {
                 if !config.password.is_empty() {
                     options = options.password(&config.password);
                 }
-                Pool::MySql(
-                    pool_options(config, &last_failure)
-                        .after_connect(|conn: &mut sqlx::MySqlConnection, _| {
+                let mysql_options = |max| {
+                    pool_options(config, &last_failure, max).after_connect(
+                        |conn: &mut sqlx::MySqlConnection, _| {
                             Box::pin(async move {
                                 sqlx::Executor::execute(conn, READ_COMMITTED)
                                     .await
                                     .map(drop)
                             })
-                        })
-                        .connect_with(options)
-                        .await
-                        .map_err(db_error)
-                        .map_err(prefix)?,
+                        },
+                    )
+                };
+                let pool = mysql_options(configured)
+                    .connect_with(options.clone())
+                    .await
+                    .map_err(db_error)
+                    .map_err(prefix)?;
+                let limit: i64 = sqlx::query_scalar(MYSQL_CONNECTION_LIMIT)
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(db_error)
+                    .map_err(prefix)?;
+                Pool::MySql(
+                    fit_pool(pool, limit, |max| {
+                        mysql_options(max).connect_lazy_with(options)
+                    })
+                    .await,
                 )
             }
         };
@@ -351,6 +406,29 @@ impl SqlStore {
 
     fn dialect(&self) -> Dialect {
         self.sql.dialect
+    }
+
+    /// Why a request got no connection within [`CONNECT_TIMEOUT`]: every connection of the
+    /// pool was busy (more store calls at once than it serves: back-pressure, not an outage),
+    /// or opening one failed.
+    fn why_no_connection(&self) -> String {
+        let (open, idle, max) = on_pool!(self, pool => (
+            pool.size(),
+            pool.num_idle(),
+            pool.options().get_max_connections()
+        ));
+        let waited = CONNECT_TIMEOUT.as_secs();
+        if open >= max && idle == 0 {
+            format!(
+                "all {max} connections were busy for {waited} s: more store calls at once than \
+                 Store.MaxOpenConns (or the server's connection limit) lets through"
+            )
+        } else {
+            format!(
+                "no connection could be opened within {waited} s: the server is down, \
+                 unreachable, or refuses more connections"
+            )
+        }
     }
 
     /// Runs one store operation with the time limit, naming the server in backend errors.
@@ -372,6 +450,12 @@ impl SqlStore {
                     attempts += 1;
                     let pause = rand::Rng::random_range(&mut rand::rng(), 1..20);
                     tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                Ok(Err(StoreError::Backend(message))) if message == NO_CONNECTION => {
+                    break Err(StoreError::Backend(format!(
+                        "{name}: {}",
+                        self.why_no_connection()
+                    )))
                 }
                 Ok(Err(StoreError::Backend(message))) => {
                     break Err(StoreError::Backend(format!("{name}: {message}")))
