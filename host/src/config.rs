@@ -106,6 +106,9 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(rename = "TransCronInterval")]
     pub trans_cron_interval: i64,
+    /// How many recovery passes a host runs at once (dtm runs one).
+    #[serde(rename = "TransCronConcurrency")]
+    pub trans_cron_concurrency: i64,
     #[serde(rename = "TimeoutToFail")]
     pub timeout_to_fail: i64,
     #[serde(rename = "RetryInterval")]
@@ -174,6 +177,7 @@ impl Default for Config {
                 redis_prefix: "{a}".into(),
             },
             trans_cron_interval: 3,
+            trans_cron_concurrency: 64,
             timeout_to_fail: 35,
             retry_interval: 10,
             request_timeout: 3,
@@ -426,6 +430,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     for (key, value) in [
         ("TransCronInterval", c.trans_cron_interval),
+        ("TransCronConcurrency", c.trans_cron_concurrency),
         ("RequestTimeout", c.request_timeout),
     ] {
         if value < 1 {

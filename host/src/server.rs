@@ -22,6 +22,7 @@ use crate::call::Caller;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::drivers::{self, Driver, DriverError, DriverSpec, Grants, HttpPolicy, WasmLimits};
+use crate::engine::cron::CronSettings;
 use crate::engine::schedule::ScheduleConfig;
 use crate::engine::{BranchWrites, Engine, Observers};
 use crate::health::Readiness;
@@ -122,8 +123,13 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         .build_v1alpha()
         .map_err(|e| ServerError::Setup(format!("gRPC reflection: {e}")))?;
 
-    let cron_interval = Duration::from_secs(config.trans_cron_interval as u64);
-    let cron = tokio::spawn(engine.clone().run_cron(cron_interval, stop_rx.clone()));
+    let cron = tokio::spawn(engine.clone().run_cron(
+        CronSettings {
+            interval: Duration::from_secs(config.trans_cron_interval as u64),
+            concurrency: usize::try_from(config.trans_cron_concurrency).unwrap_or(1),
+        },
+        stop_rx.clone(),
+    ));
     let ms = &config.micro_service;
     let reloader = Arc::new(
         DriverReloader::start(driver_spec, caller.clone(), &ms.target, &ms.end_point).await?,

@@ -1,20 +1,23 @@
-//! The recovery loop: claims one due unfinished transaction at a time and runs a pass on it
-//! (engine.md §3.1). The claim pushes the transaction's `next_cron_time` one RetryInterval
-//! ahead (a lease), so another coordinator on the same store does not take it meanwhile.
+//! The recovery loop: claims due unfinished transactions and runs a pass on each (engine.md
+//! §3.1), up to `TransCronConcurrency` passes at once (dtm runs one at a time, so a backlog
+//! drains at one transaction's duration per transaction). Each claim pushes its transaction's
+//! `next_cron_time` one RetryInterval ahead (a lease), so another coordinator on the same store
+//! does not take it meanwhile; claiming stops while every slot is taken.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
 use super::passes::Entry;
 use super::Engine;
 
 impl Engine {
-    /// Claims and processes one due transaction; `false` when none was due.
-    pub async fn process_one_due(self: &Arc<Self>) -> bool {
+    /// Claims one due transaction and runs its pass in the background, holding `slot` until
+    /// the pass ends; `false` when none was due.
+    async fn start_one_due(self: &Arc<Self>, slot: OwnedSemaphorePermit) -> bool {
         let now = self.now();
         let lease_until = super::schedule::after_secs(now, self.conf.retry_interval);
         let global = match self.store.claim_due(now, lease_until, now).await {
@@ -40,36 +43,56 @@ impl Engine {
                 return true;
             }
         };
-        let branches = match self.store.find_branches(&gid).await {
-            Ok(branches) => branches,
-            Err(e) => {
-                warn!(gid, error = %e, "cron: loading branches failed");
-                return true;
-            }
-        };
-        // In its own task, so even a bug that panics costs one pass, not the loop.
         let engine = self.clone();
-        match tokio::spawn(async move { engine.run_held(hold, global, branches).await.outcome })
-            .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => debug!(gid, error = %e, "cron: pass ended with an error; retried later"),
-            Err(e) => warn!(gid, error = %e, "cron: pass aborted; retried after its lease"),
-        }
+        self.tasks.spawn(async move {
+            let branches = match engine.store.find_branches(&gid).await {
+                Ok(branches) => branches,
+                Err(e) => {
+                    warn!(gid, error = %e, "cron: loading branches failed");
+                    return;
+                }
+            };
+            // In a task of its own, so even a bug that panics costs one pass, not the slot.
+            let pass = tokio::spawn({
+                let engine = engine.clone();
+                async move { engine.run_held(hold, global, branches).await.outcome }
+            });
+            match pass.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    debug!(gid, error = %e, "cron: pass ended with an error; retried later")
+                }
+                Err(e) => warn!(gid, error = %e, "cron: pass aborted; retried after its lease"),
+            }
+            drop(slot);
+        });
         true
     }
 
-    /// Runs until `stop` turns true: process whatever is due, then sleep
-    /// TransCronInterval − rand[0,1) s.
+    /// Runs until `stop` turns true: starts passes on whatever is due while a slot is free,
+    /// then sleeps TransCronInterval − rand[0,1) s.
     pub async fn run_cron(
         self: Arc<Self>,
-        cron_interval: Duration,
+        settings: CronSettings,
         mut stop: watch::Receiver<bool>,
     ) {
+        let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
         loop {
-            while !*stop.borrow() && self.process_one_due().await {}
+            while !*stop.borrow() {
+                let slot = tokio::select! {
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => return,
+                    },
+                    _ = stop.changed() => break,
+                };
+                if !self.start_one_due(slot).await {
+                    break;
+                }
+            }
             let jitter = Duration::from_millis(rand::rng().random_range(0..1000));
-            let sleep = cron_interval
+            let sleep = settings
+                .interval
                 .saturating_sub(jitter)
                 .max(Duration::from_millis(100));
             tokio::select! {
@@ -81,4 +104,13 @@ impl Engine {
             }
         }
     }
+}
+
+/// The recovery loop's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct CronSettings {
+    /// TransCronInterval: the sleep when nothing is due.
+    pub interval: Duration,
+    /// TransCronConcurrency: passes at once.
+    pub concurrency: usize,
 }
