@@ -167,3 +167,144 @@ async fn a_branch_call_under_way_is_not_repeated_when_retry_interval_is_short() 
     host.wait_status(&gid, "succeed", 15).await;
     assert_eq!(busi.calls("/TransIn").len(), 1);
 }
+
+/// A transfer saga whose branches are at `base` (a service that may not be up yet).
+fn transfer_at(gid: &str, base: &str) -> serde_json::Value {
+    json!({"gid": gid, "trans_type": "saga",
+        "steps": [
+            {"action": format!("{base}/TransOut"), "compensate": format!("{base}/TransOutRevert")},
+            {"action": format!("{base}/TransIn"), "compensate": format!("{base}/TransInRevert")},
+        ],
+        "payloads": ["{}", "{}"]})
+}
+
+/// Waits (at most `secs`) until every saga of `gids` succeeded; returns how long it took.
+async fn all_succeed(host: &Host, gids: &[String], secs: u64) -> Duration {
+    let started = std::time::Instant::now();
+    for gid in gids {
+        let left = secs.saturating_sub(started.elapsed().as_secs()).max(1);
+        host.wait_status(gid, "succeed", left).await;
+    }
+    started.elapsed()
+}
+
+/// How long each call of the drain tests takes once the service is up.
+const CALL: Duration = Duration::from_millis(500);
+
+/// A backlog left by a business-service outage drains many passes at once: 100 sagas whose
+/// first call was refused take two calls of 500 ms each; one after another that is 100 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_drains_many_passes_at_once() {
+    let host = Host::start_with(&[("TRANS_CRON_INTERVAL", "1")]).await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let gids: Vec<String> = (0..100).map(|i| format!("backlog-{i}")).collect();
+    for gid in &gids {
+        assert_eq!(host.post("/submit", transfer_at(gid, &base)).await.0, 200);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let busi = Busi::start_on(port).await;
+    for path in ["/TransOut", "/TransIn"] {
+        busi.always(path, Reply::ok().after(CALL));
+    }
+    host.advance_clock(25).await;
+    let took = all_succeed(&host, &gids, 60).await;
+    assert!(
+        took < Duration::from_secs(20),
+        "100 sagas of 2 × 500 ms took {took:?} to drain"
+    );
+    let (_, metrics) = (
+        0,
+        host.http
+            .get(host.url("/api/metrics"))
+            .send()
+            .await
+            .unwrap(),
+    );
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("dtm_recovery_passes_total{outcome=\"finished\"} 100"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dtm_recovery_passes_in_flight 0"),
+        "{metrics}"
+    );
+}
+
+/// A host killed with sagas in flight: the restarted host finishes them all together once
+/// their lease has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sagas_in_flight_at_a_kill_finish_together_after_the_restart() {
+    let (mut host, busi) = (
+        Host::start_with(&[("TRANS_CRON_INTERVAL", "1")]).await,
+        Busi::start().await,
+    );
+    for path in ["/TransOut", "/TransIn"] {
+        busi.always(path, Reply::ok().after(Duration::from_secs(2)));
+    }
+    let gids: Vec<String> = (0..150).map(|i| format!("crash-{i}")).collect();
+    for gid in &gids {
+        assert_eq!(host.post("/submit", transfer(gid, &busi)).await.0, 200);
+    }
+    busi.wait_for("/TransOut", gids.len()).await;
+    host.kill9();
+    host.restart().await;
+    // Past every lease the dead host's passes held.
+    host.advance_clock(15).await;
+    let took = all_succeed(&host, &gids, 60).await;
+    assert!(
+        took < Duration::from_secs(25),
+        "150 sagas of 2 × 2 s took {took:?} after the restart"
+    );
+}
+
+/// A business service that hangs cannot take every recovery slot: once its passes fail, it
+/// gets a quarter of them, and the backlog of a healthy service drains beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_service_leaves_slots_for_the_others() {
+    let host = Host::start_with(&[
+        ("TRANS_CRON_INTERVAL", "1"),
+        ("TRANS_CRON_CONCURRENCY", "8"),
+    ])
+    .await;
+    // Accepts connections and never answers: every call waits for RequestTimeout (3 s).
+    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hanging_base = format!("http://{}", hanging.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = hanging.accept().await {
+            open.push(socket);
+        }
+    });
+    let stuck: Vec<String> = (0..100).map(|i| format!("hangs-{i}")).collect();
+    for gid in &stuck {
+        assert_eq!(
+            host.post("/submit", transfer_at(gid, &hanging_base))
+                .await
+                .0,
+            200
+        );
+    }
+    // Their first calls time out; the healthy service's sagas come after them in the backlog.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let port = free_port();
+    let healthy: Vec<String> = (0..40).map(|i| format!("healthy-{i}")).collect();
+    for gid in &healthy {
+        let body = transfer_at(gid, &format!("http://127.0.0.1:{port}"));
+        assert_eq!(host.post("/submit", body).await.0, 200);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let busi = Busi::start_on(port).await;
+    for path in ["/TransOut", "/TransIn"] {
+        busi.always(path, Reply::ok().after(CALL));
+    }
+    host.advance_clock(60).await;
+    // Without a share per service: 100 hanging sagas × 3 s over 8 slots first, 37 s.
+    let took = all_succeed(&host, &healthy, 60).await;
+    assert!(
+        took < Duration::from_secs(20),
+        "the healthy service's backlog took {took:?} beside a hanging one"
+    );
+    held.abort();
+}

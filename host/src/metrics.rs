@@ -62,6 +62,36 @@ struct ApiStatusLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// How a transaction the recovery loop claimed fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryOutcome {
+    /// Its pass finished the transaction.
+    Finished,
+    /// Its pass left the transaction unfinished (a branch error or ONGOING, a store error):
+    /// looked at again on its schedule.
+    Unfinished,
+    /// Its pass panicked: retried after its lease.
+    Aborted,
+    /// Left for later: its business service is failing and has its share of the slots.
+    Deferred,
+}
+
+impl RecoveryOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Finished => "finished",
+            Self::Unfinished => "unfinished",
+            Self::Aborted => "aborted",
+            Self::Deferred => "deferred",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ModelLabels {
     model: &'static str,
 }
@@ -120,6 +150,9 @@ pub struct Metrics {
     driver_traps: Family<DriverLabels, Counter>,
     driver_timeouts: Family<DriverLabels, Counter>,
     driver_resolve_refreshes: Family<DriverLabels, Counter>,
+    recovery_due: Gauge,
+    recovery_in_flight: Gauge,
+    recovery_passes: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -199,8 +232,29 @@ impl Metrics {
             "All branches processed by dtm",
             Family::default(),
         );
+        let recovery_due = registered(
+            &mut registry,
+            "dtm_recovery_due",
+            "Unfinished transactions due for a recovery pass and not claimed yet",
+            Gauge::default(),
+        );
+        let recovery_in_flight = registered(
+            &mut registry,
+            "dtm_recovery_passes_in_flight",
+            "Recovery passes this host runs now (at most TransCronConcurrency)",
+            Gauge::default(),
+        );
+        let recovery_passes = registered(
+            &mut registry,
+            "dtm_recovery_passes",
+            "Transactions the recovery loop claimed, by how their pass went",
+            Family::default(),
+        );
         Self {
             registry,
+            recovery_due,
+            recovery_in_flight,
+            recovery_passes,
             server_process,
             response_duration,
             transaction_process,
@@ -243,6 +297,29 @@ impl Metrics {
         self.transaction_handled
             .get_or_create(&ModelLabels { model })
             .observe(age.as_secs_f64());
+    }
+
+    /// The recovery backlog, as last counted.
+    pub fn recovery_due(&self, due: u64) {
+        self.recovery_due
+            .set(i64::try_from(due).unwrap_or(i64::MAX));
+    }
+
+    /// A recovery pass starts.
+    pub fn recovery_pass_started(&self) {
+        self.recovery_in_flight.inc();
+    }
+
+    /// A transaction the recovery loop claimed is done with: its pass (if it was started) ended.
+    pub fn recovery_pass_ended(&self, outcome: RecoveryOutcome) {
+        if outcome != RecoveryOutcome::Deferred {
+            self.recovery_in_flight.dec();
+        }
+        self.recovery_passes
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.label(),
+            })
+            .inc();
     }
 
     /// One call of a branch record; `succeeded` iff the branch ended `succeed`.

@@ -11,13 +11,19 @@ use rand::Rng;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
+use super::destinations::{destination_of, Destinations};
 use super::passes::Entry;
 use super::Engine;
+use crate::metrics::RecoveryOutcome;
 
 impl Engine {
     /// Claims one due transaction and runs its pass in the background, holding `slot` until
     /// the pass ends; `false` when none was due.
-    async fn start_one_due(self: &Arc<Self>, slot: OwnedSemaphorePermit) -> bool {
+    async fn start_one_due(
+        self: &Arc<Self>,
+        slot: OwnedSemaphorePermit,
+        destinations: &Arc<Destinations>,
+    ) -> bool {
         let now = self.now();
         let lease_until = super::schedule::after_secs(now, self.conf.retry_interval);
         let global = match self.store.claim_due(now, lease_until, now).await {
@@ -44,6 +50,7 @@ impl Engine {
             }
         };
         let engine = self.clone();
+        let destinations = destinations.clone();
         self.tasks.spawn(async move {
             let branches = match engine.store.find_branches(&gid).await {
                 Ok(branches) => branches,
@@ -52,21 +59,60 @@ impl Engine {
                     return;
                 }
             };
+            let Some(visit) = destinations.visit(destination_of(&global, &branches)) else {
+                // Its claim's lease makes it due again one RetryInterval from now.
+                if let Err(e) = engine.store.release(&gid, &global.owner, engine.now()).await {
+                    debug!(gid, error = %e, "cron: ending a deferred claim failed; it ends with its lease");
+                }
+                engine.metrics.recovery_pass_ended(RecoveryOutcome::Deferred);
+                return;
+            };
+            engine.metrics.recovery_pass_started();
             // In a task of its own, so even a bug that panics costs one pass, not the slot.
             let pass = tokio::spawn({
                 let engine = engine.clone();
-                async move { engine.run_held(hold, global, branches).await.outcome }
+                async move { engine.run_held(hold, global, branches).await }
             });
-            match pass.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    debug!(gid, error = %e, "cron: pass ended with an error; retried later")
+            let outcome = match pass.await {
+                Ok(end) => {
+                    if let Err(e) = end.outcome {
+                        debug!(gid, error = %e, "cron: pass ended with an error; retried later");
+                    }
+                    if end.global.status.is_finished() {
+                        RecoveryOutcome::Finished
+                    } else {
+                        RecoveryOutcome::Unfinished
+                    }
                 }
-                Err(e) => warn!(gid, error = %e, "cron: pass aborted; retried after its lease"),
-            }
+                Err(e) => {
+                    warn!(gid, error = %e, "cron: pass aborted; retried after its lease");
+                    RecoveryOutcome::Aborted
+                }
+            };
+            // A service that leaves its transactions unfinished is failing or slow (or
+            // answers ONGOING): its share of the slots is limited until one finishes again.
+            visit.ended(outcome == RecoveryOutcome::Finished);
+            engine.metrics.recovery_pass_ended(outcome);
             drop(slot);
         });
         true
+    }
+
+    /// Counts the recovery backlog for its gauge every `interval` until `stop` turns true.
+    async fn count_backlog(self: Arc<Self>, interval: Duration, mut stop: watch::Receiver<bool>) {
+        loop {
+            match self.store.count_due(self.now()).await {
+                Ok(due) => self.metrics.recovery_due(due),
+                Err(e) => debug!(error = %e, "cron: counting the backlog failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                return;
+            }
+        }
     }
 
     /// Runs until `stop` turns true: starts passes on whatever is due while a slot is free,
@@ -77,6 +123,8 @@ impl Engine {
         mut stop: watch::Receiver<bool>,
     ) {
         let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+        let destinations = Destinations::new(settings.concurrency.max(1));
+        tokio::spawn(self.clone().count_backlog(settings.interval, stop.clone()));
         loop {
             while !*stop.borrow() {
                 let slot = tokio::select! {
@@ -86,7 +134,7 @@ impl Engine {
                     },
                     _ = stop.changed() => break,
                 };
-                if !self.start_one_due(slot).await {
+                if !self.start_one_due(slot, &destinations).await {
                     break;
                 }
             }

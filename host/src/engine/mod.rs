@@ -3,6 +3,7 @@
 //! it can go now; the cron loop runs passes for whatever is due.
 
 pub mod cron;
+mod destinations;
 mod msg;
 mod passes;
 mod requests;

@@ -163,6 +163,12 @@ pub trait Store: Send + Sync {
         now: Millis,
     ) -> StoreResult<Option<TransGlobal>>;
 
+    /// How many unfinished transactions are due (`next_cron_time < due_before`) and not claimed
+    /// (a claim moves `next_cron_time` to the end of its lease): the recovery backlog. (Redis
+    /// counts its schedule index, which may still hold entries of transactions that have just
+    /// finished, or whose lease has just been renewed.)
+    async fn count_due(&self, due_before: Millis) -> StoreResult<u64>;
+
     /// Claims transaction `gid` for a pass whose token is `owner`: only while it is unfinished
     /// and no other pass holds it (its owner is empty or `owner`, or its lease has passed:
     /// `next_cron_time < now`). Pushes `next_cron_time` to `lease_until` and sets `owner`;

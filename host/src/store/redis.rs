@@ -1226,9 +1226,24 @@ impl Store for RedisStore {
         }
     }
 
-    /// The record alone: its schedule entry keeps its old score, and a claim that takes the
-    /// entry before the lease has passed finds the record not due and moves the entry to the
-    /// record's time.
+    async fn count_due(&self, due_before: Millis) -> StoreResult<u64> {
+        let mut due = 0;
+        for bucket in 0..BUCKETS {
+            let count: u64 = self
+                .cmd(
+                    "count due",
+                    redis::cmd("ZCOUNT")
+                        .arg(self.keys.cron(bucket))
+                        .arg("-inf")
+                        .arg(format!("({due_before}")),
+                )
+                .await?;
+            due += count;
+        }
+        Ok(due)
+    }
+
+    /// The record first, then its schedule entry (as a reschedule does).
     async fn claim(
         &self,
         gid: &str,
@@ -1245,7 +1260,18 @@ impl Store for RedisStore {
             .arg(self.data_expire);
         let reply: Vec<String> = self.eval("claim", &invocation).await?;
         match verdict(&reply) {
-            "claimed" => claimed_record(&reply),
+            "claimed" => {
+                let claimed = claimed_record(&reply)?;
+                self.cmd::<i64>(
+                    "claim",
+                    redis::cmd("ZADD")
+                        .arg(self.keys.cron(bucket_of(gid)))
+                        .arg(lease_until)
+                        .arg(gid),
+                )
+                .await?;
+                Ok(claimed)
+            }
             "held" => Ok(None),
             _ => Err(unexpected("claim", &reply)),
         }

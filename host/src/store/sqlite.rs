@@ -672,6 +672,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn count_due(&self, due_before: Millis) -> StoreResult<u64> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT COUNT(*) FROM trans_global WHERE {UNFINISHED} AND next_cron_time < ?1"
+            ))
+            .and_then(|mut s| s.query_row(params![due_before], |r| r.get::<_, i64>(0)))
+            .map(|n| n.max(0) as u64)
+            .map_err(backend)
+        })
+        .await
+    }
+
     async fn claim(
         &self,
         gid: &str,

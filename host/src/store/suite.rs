@@ -61,6 +61,7 @@ macro_rules! store_suite {
             claim_one_transaction,
             release_ends_the_hold,
             reset_spares_a_held_transaction,
+            count_the_backlog,
             wipe_all);
     };
     (@cases $fresh:expr; $($case:ident),*) => {
@@ -210,6 +211,43 @@ pub async fn reset_spares_a_held_transaction(store: &dyn Store) {
         .unwrap()
         .unwrap();
     assert_eq!(reset.next_cron_time, base + 2);
+}
+
+/// The backlog counts unfinished transactions that are due and not claimed.
+pub async fn count_the_backlog(store: &dyn Store) {
+    let base = 33_000_000_000_000;
+    for (i, next) in [base - 1, base - 1, base + 1].into_iter().enumerate() {
+        let mut g = sample_global(&format!("suite-due-{i}"), base);
+        g.next_cron_time = next;
+        store.save_new(&g, &[]).await.unwrap();
+    }
+    assert_eq!(store.count_due(base).await, Ok(2));
+    store
+        .change_status(
+            "suite-due-0",
+            GlobalStatus::Prepared,
+            GlobalStatus::Failed,
+            StatusChange::default(),
+            base,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.count_due(base).await,
+        Ok(1),
+        "a finished one is no backlog"
+    );
+    assert_eq!(store.count_due(base + 2).await, Ok(2));
+    store
+        .claim("suite-due-1", "pass-a", base + 10_000, base)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.count_due(base + 2).await,
+        Ok(1),
+        "a claimed one is no backlog"
+    );
 }
 
 /// The wipe removes everything.

@@ -256,6 +256,7 @@ pub(super) struct Statements {
     pub touch_cron_time: String,
     pub claim_pick: String,
     pub claim_take: String,
+    pub count_due: String,
     pub claim_one: String,
     pub release: String,
     pub reset_pick: String,
@@ -337,6 +338,9 @@ impl Statements {
             claim_take: r(format!(
                 "UPDATE {g} SET next_cron_time = {ts}, owner = ?, update_time = {ts} \
                  WHERE id = ? AND {UNFINISHED} AND next_cron_time < {ts}"
+            )),
+            count_due: r(format!(
+                "SELECT COUNT(*) FROM {g} WHERE {UNFINISHED} AND next_cron_time < {ts}"
             )),
             claim_one: r(format!(
                 "UPDATE {g} SET next_cron_time = {ts}, owner = ?, update_time = {ts} \

@@ -1048,6 +1048,22 @@ impl Store for SqlStore {
         .await
     }
 
+    async fn count_due(&self, due_before: Millis) -> StoreResult<u64> {
+        let due = self.time(due_before);
+        let count: i64 = self
+            .run(|| async {
+                on_pool!(self, pool => {
+                    sqlx::query_scalar(dynamic(self.sql.count_due.clone()))
+                        .bind(due)
+                        .fetch_one(pool)
+                        .await
+                        .map_err(db_error)
+                })
+            })
+            .await?;
+        Ok(count.max(0) as u64)
+    }
+
     async fn claim(
         &self,
         gid: &str,
