@@ -18,12 +18,14 @@ build-drivers:
     mkdir -p target/drivers
     cp guest-drivers/target/wasm32-wasip2/release/*.wasm target/drivers/
 
-# Every benchmark: sagas vs direct calls, each store, driver costs, registry discovery.
+# Every benchmark: sagas vs direct calls, each store, driver costs, registry discovery,
+# recovery backlog drain.
 bench:
     cargo bench --bench saga
     cargo bench --bench stores
     cargo bench --bench drivers
     cargo bench --bench registry
+    cargo bench --bench recovery
 
 # Formatting and lints, as CI checks them.
 lint:
