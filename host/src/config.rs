@@ -64,6 +64,10 @@ pub struct MicroServiceConfig {
     /// Longest a driver call may run, in milliseconds (dtm-host key).
     #[serde(rename = "DriverTimeoutMs")]
     pub driver_timeout_ms: i64,
+    /// Longest a driver call may take in all, waits for its registry included, in
+    /// milliseconds; 0: three RequestTimeouts (dtm-host key).
+    #[serde(rename = "DriverWallTimeMs")]
+    pub driver_wall_time_ms: i64,
     /// Most memory a driver instance may use, in MiB (dtm-host key).
     #[serde(rename = "DriverMemoryMiB")]
     pub driver_memory_mib: i64,
@@ -191,6 +195,7 @@ impl Default for Config {
                 driver_path: String::new(),
                 registry_addresses: String::new(),
                 driver_timeout_ms: 100,
+                driver_wall_time_ms: 0,
                 driver_memory_mib: 64,
                 driver_cache_dir: String::new(),
             },
@@ -436,6 +441,15 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         if value < 1 {
             return Err(key_error(key, format!("must be at least 1, got {value}")));
         }
+    }
+    if c.micro_service.driver_wall_time_ms < 0 {
+        return Err(key_error(
+            "MicroService.DriverWallTimeMs",
+            format!(
+                "must not be negative, got {}",
+                c.micro_service.driver_wall_time_ms
+            ),
+        ));
     }
     for (key, value) in [("HttpPort", c.http_port), ("GrpcPort", c.grpc_port)] {
         if !(0..=65535).contains(&value) {

@@ -270,8 +270,13 @@ fn driver_spec(
         registry: ms.target.clone(),
         env: drivers::driver_env(),
     };
+    let wall_time = match ms.driver_wall_time_ms {
+        0 => Duration::from_secs(3 * config.request_timeout as u64),
+        set => Duration::from_millis(set as u64),
+    };
     let limits = WasmLimits {
         call_timeout: Duration::from_millis(ms.driver_timeout_ms as u64),
+        wall_time,
         memory_bytes: (ms.driver_memory_mib as usize) << 20,
     };
     let cache = match ms.driver_cache_dir.as_str() {

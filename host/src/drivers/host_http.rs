@@ -9,6 +9,35 @@ use crate::drivers::wasm::bindings::dtm::driver::types::{HttpRequest, HttpRespon
 /// misbehaving registry cannot balloon the host's memory (the driver's own is capped anyway).
 const MAX_RESPONSE_BYTES: usize = 4 << 20;
 
+/// The methods registries' HTTP APIs use (etcd's gateway, Consul, Nacos, Polaris).
+const METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"];
+
+/// Headers the host sets itself or that steer the connection or a proxy: a driver setting
+/// `Host` could reach any site behind a shared ingress or virtual-hosting proxy on an allowed
+/// address.
+const HOST_HEADERS: [&str; 12] = [
+    "host",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "expect",
+    "forwarded",
+    "via",
+    "max-forwards",
+];
+
+/// Whether a driver may set header `name` (case-insensitive).
+fn driver_may_set(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    !HOST_HEADERS.contains(&name.as_str())
+        && !name.starts_with("proxy-")
+        && !name.starts_with("x-forwarded-")
+}
+
 /// Which `host:port` destinations a driver may reach.
 #[derive(Debug, Clone, Default)]
 pub struct HttpPolicy {
@@ -68,6 +97,16 @@ impl HttpPolicy {
         }
     }
 
+    /// The client drivers' requests go out on. It follows no redirect: the allow-list is
+    /// checked on the URL a driver names, and a registry's 3xx would lead anywhere, so the
+    /// driver gets the 3xx itself.
+    pub fn client() -> Result<reqwest::Client, String> {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())
+    }
+
     /// Sends an allowed request, waiting for it on the current (blocking) thread.
     pub fn send(
         &self,
@@ -75,6 +114,18 @@ impl HttpPolicy {
         request: HttpRequest,
     ) -> Result<HttpResponse, String> {
         let url = self.check(&request.url)?;
+        if !METHODS.contains(&request.method.as_str()) {
+            return Err(format!(
+                "send-http refused: method '{}' (allowed: {})",
+                request.method,
+                METHODS.join(", ")
+            ));
+        }
+        if let Some((name, _)) = request.headers.iter().find(|(n, _)| !driver_may_set(n)) {
+            return Err(format!(
+                "send-http refused: header '{name}' is the host's to set"
+            ));
+        }
         let method = reqwest::Method::from_bytes(request.method.as_bytes())
             .map_err(|_| format!("bad HTTP method '{}'", request.method))?;
         let mut builder = client
@@ -127,6 +178,99 @@ impl HttpPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(method: &str, url: String, headers: &[(&str, &str)]) -> HttpRequest {
+        HttpRequest {
+            method: method.into(),
+            url,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Serves `app` on a free loopback port; its `host:port`.
+    async fn serve(app: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        address
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_redirect_is_handed_to_the_driver_not_followed() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let reached = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = reached.clone();
+        let elsewhere = serve(axum::Router::new().fallback(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { "secret" }
+        }))
+        .await;
+        let target = format!("http://{elsewhere}/internal");
+        let registry = serve(axum::Router::new().fallback(move || {
+            let target = target.clone();
+            async move {
+                (
+                    axum::http::StatusCode::TEMPORARY_REDIRECT,
+                    [(axum::http::header::LOCATION, target)],
+                )
+            }
+        }))
+        .await;
+        let policy = HttpPolicy::new([registry.as_str()], Duration::from_secs(2));
+        let client = HttpPolicy::client().unwrap();
+        let url = format!("http://{registry}/v3/kv/range");
+        let answer =
+            tokio::task::spawn_blocking(move || policy.send(&client, request("POST", url, &[])))
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!(answer.status, 307);
+        assert_eq!(
+            reached.load(Ordering::SeqCst),
+            0,
+            "the redirect was followed"
+        );
+    }
+
+    #[test]
+    fn host_connection_and_proxy_headers_and_odd_methods_are_refused() {
+        let policy = HttpPolicy::new(["127.0.0.1:2379"], Duration::from_secs(1));
+        let client = HttpPolicy::client().unwrap();
+        let url = || "http://127.0.0.1:2379/v3/kv/range".to_owned();
+        for header in [
+            "Host",
+            "connection",
+            "Transfer-Encoding",
+            "Proxy-Authorization",
+            "X-Forwarded-Host",
+            "Forwarded",
+        ] {
+            let refused = policy
+                .send(
+                    &client,
+                    request("GET", url(), &[(header, "internal.example")]),
+                )
+                .unwrap_err();
+            assert!(
+                refused.contains("is the host's to set"),
+                "{header}: {refused}"
+            );
+        }
+        for method in ["CONNECT", "TRACE", "OPTIONS", "get", "BREW"] {
+            let refused = policy
+                .send(&client, request(method, url(), &[]))
+                .unwrap_err();
+            assert!(
+                refused.contains("send-http refused: method"),
+                "{method}: {refused}"
+            );
+        }
+        assert!(driver_may_set("Authorization") && driver_may_set("content-type"));
+    }
 
     #[test]
     fn only_configured_registries_are_allowed() {

@@ -11,6 +11,7 @@ mod cache;
 pub mod conformance;
 mod host_env;
 mod host_http;
+mod limits;
 mod metered;
 mod native;
 mod wasm;

@@ -10,13 +10,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::limits::{
+    check_grpc_call, check_http_target, check_resolution, check_server_method, floor, DriverLog,
+    KEEP_ALIVE_FLOOR, REFRESH_FLOOR,
+};
 use super::{
     cache, Activation, Driver, DriverError, Grants, GrpcCall, HttpPolicy, HttpTarget, Registration,
     Resolution, ServerMethod,
@@ -36,8 +40,10 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Per-call limits of a wasm driver.
 #[derive(Debug, Clone, Copy)]
 pub struct WasmLimits {
-    /// Longest a call may run.
+    /// Longest a call may run on the CPU (time waiting in `send-http` not counted).
     pub call_timeout: Duration,
+    /// Longest a call may take in all, `send-http` waits included.
+    pub wall_time: Duration,
     /// Most linear memory an instance may have.
     pub memory_bytes: usize,
 }
@@ -46,10 +52,15 @@ impl Default for WasmLimits {
     fn default() -> Self {
         Self {
             call_timeout: Duration::from_millis(100),
+            wall_time: Duration::from_secs(9),
             memory_bytes: 64 << 20,
         }
     }
 }
+
+/// Most `send-http` requests one driver call may make (a registration or a resolution takes a
+/// few).
+const MAX_HTTP_PER_CALL: u32 = 32;
 
 /// What a driver instance's store holds: an empty WASI context and the host capabilities.
 struct DriverState {
@@ -62,6 +73,11 @@ struct DriverState {
     /// Time this call spent waiting in `send-http`, not yet credited to its deadline: the
     /// deadline limits the driver's own running time, not the registry's.
     host_wait: Duration,
+    /// When this call started, for its wall-time limit.
+    started: Instant,
+    /// `send-http` requests this call made.
+    http_calls: u32,
+    wall_time: Duration,
 }
 
 /// The capabilities shared by every instance of one driver.
@@ -72,6 +88,7 @@ struct HostCapabilities {
     /// What `env` answers; replaced only by conformance runs (`WasmDriver::set_env`).
     env: RwLock<BTreeMap<String, String>>,
     client: reqwest::Client,
+    log: DriverLog,
 }
 
 impl WasiView for DriverState {
@@ -88,6 +105,16 @@ impl bindings::dtm::driver::types::Host for DriverState {}
 impl bindings::dtm::driver::host::Host for DriverState {
     fn log(&mut self, level: LogLevel, message: String) {
         let driver = self.host.driver.as_str();
+        let Some((message, suppressed)) = self.host.log.admit(message, Instant::now()) else {
+            return;
+        };
+        if suppressed > 0 {
+            tracing::warn!(
+                driver,
+                suppressed,
+                "driver log messages suppressed (rate limit)"
+            );
+        }
         match level {
             LogLevel::Debug => tracing::debug!(driver, message, "driver log"),
             LogLevel::Info => tracing::info!(driver, message, "driver log"),
@@ -104,13 +131,25 @@ impl bindings::dtm::driver::host::Host for DriverState {
         if !self.network {
             return Err("send-http is not available in parse-server-method".into());
         }
+        if self.http_calls >= MAX_HTTP_PER_CALL {
+            return Err(format!(
+                "send-http refused: a driver call may send at most {MAX_HTTP_PER_CALL} requests"
+            ));
+        }
+        if self.started.elapsed() >= self.wall_time {
+            return Err(format!(
+                "send-http refused: the driver call has used its {} ms",
+                self.wall_time.as_millis()
+            ));
+        }
+        self.http_calls += 1;
         tracing::debug!(
             driver = self.host.driver,
             method = request.method,
             url = request.url,
             "driver HTTP request"
         );
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let response = self.host.http.send(&self.host.client, request);
         self.host_wait += started.elapsed();
         response
@@ -179,14 +218,19 @@ impl Runtime {
             host: self.host.clone(),
             network: false,
             host_wait: Duration::ZERO,
+            started: Instant::now(),
+            http_calls: 0,
+            wall_time: self.limits.wall_time,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(u64::MAX / 2);
-        // At the deadline: extend it by the time spent waiting on the host, else stop the call.
+        // At the deadline: extend it by the time spent waiting on the host, unless the call
+        // has used its wall time, else stop the call.
         store.epoch_deadline_callback(|mut store| {
-            let waited = std::mem::take(&mut store.data_mut().host_wait);
-            if waited.is_zero() {
+            let state = store.data_mut();
+            let waited = std::mem::take(&mut state.host_wait);
+            if waited.is_zero() || state.started.elapsed() >= state.wall_time {
                 return Ok(UpdateDeadline::Interrupt);
             }
             Ok(UpdateDeadline::Continue(ticks(waited)))
@@ -224,6 +268,8 @@ impl Runtime {
         let state = instance.store.data_mut();
         state.network = network;
         state.host_wait = Duration::ZERO;
+        state.started = Instant::now();
+        state.http_calls = 0;
         let result =
             f(&instance.bindings, &mut instance.store).map_err(|e| trap(name, self.limits, e))?;
         if let Ok(mut idle) = self.idle.lock() {
@@ -357,15 +403,14 @@ impl WasmDriver {
             .map_err(|e| fail(format!("not a driver of {}: {e:#}", super::CONTRACT)))?;
         let pre = DriverPre::new(instance_pre)
             .map_err(|e| fail(format!("not a driver of {}: {e:#}", super::CONTRACT)))?;
-        let client = reqwest::Client::builder()
-            .build()
-            .map_err(|e| fail(e.to_string()))?;
+        let client = HttpPolicy::client().map_err(fail)?;
         let host = Arc::new(HostCapabilities {
             driver: path.display().to_string(),
             clock,
             http: grants.http,
             env: RwLock::new(grants.env),
             client,
+            log: DriverLog::default(),
         });
         let runtime = Arc::new(Runtime {
             engine,
@@ -420,11 +465,14 @@ fn millis(ms: u64) -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms))
 }
 
-fn registration(r: bindings::dtm::driver::types::Registration) -> Registration {
-    Registration {
+fn registration(
+    r: bindings::dtm::driver::types::Registration,
+) -> Result<Registration, DriverError> {
+    super::limits::check_state(&r.state)?;
+    Ok(Registration {
         state: r.state,
-        keep_alive: millis(r.keep_alive_ms),
-    }
+        keep_alive: millis(r.keep_alive_ms).map(|t| floor(t, KEEP_ALIVE_FLOOR)),
+    })
 }
 
 #[async_trait]
@@ -446,11 +494,14 @@ impl Driver for WasmDriver {
             .call("parse-server-method", false, |b, s| {
                 b.call_parse_server_method(s, uri)
             })?
-            .map(|sm| ServerMethod {
-                server: sm.server,
-                method: sm.method,
-            })
             .map_err(DriverError::Refused)
+            .and_then(|sm| {
+                check_server_method(&sm.server, &sm.method)?;
+                Ok(ServerMethod {
+                    server: sm.server,
+                    method: sm.method,
+                })
+            })
     }
 
     async fn register_service(
@@ -463,14 +514,14 @@ impl Driver for WasmDriver {
             b.call_register_service(s, &target, &endpoint)
         })
         .await
-        .map(registration)
+        .and_then(registration)
     }
 
     async fn keep_alive(&self, state: &str) -> Result<Registration, DriverError> {
         let state = state.to_owned();
         self.blocking("keep-alive", move |b, s| b.call_keep_alive(s, &state))
             .await
-            .map(registration)
+            .and_then(registration)
     }
 
     async fn deregister(&self, state: &str) -> Result<(), DriverError> {
@@ -483,9 +534,12 @@ impl Driver for WasmDriver {
         let (server, registry) = (server.to_owned(), self.registry.clone());
         self.blocking("resolve", move |b, s| b.call_resolve(s, &server, &registry))
             .await
-            .map(|r| Resolution {
-                endpoints: r.endpoints,
-                refresh: millis(r.refresh_ms),
+            .and_then(|r| {
+                check_resolution(&r.endpoints)?;
+                Ok(Resolution {
+                    endpoints: r.endpoints,
+                    refresh: millis(r.refresh_ms).map(|t| floor(t, REFRESH_FLOOR)),
+                })
             })
     }
 
@@ -495,11 +549,14 @@ impl Driver for WasmDriver {
             b.call_rewrite_http(s, &url, &registry)
         })
         .await
-        .map(|target| {
-            target.map(|t| HttpTarget {
+        .and_then(|target| {
+            let Some(t) = target else { return Ok(None) };
+            let target = HttpTarget {
                 url: t.url,
                 headers: t.headers,
-            })
+            };
+            check_http_target(&target)?;
+            Ok(Some(target))
         })
     }
 
@@ -513,13 +570,16 @@ impl Driver for WasmDriver {
             .call("rewrite-grpc", false, |b, s| {
                 b.call_rewrite_grpc(s, server, method, payload)
             })?
-            .map(|call| {
-                call.map(|c| GrpcCall {
+            .map_err(DriverError::Refused)
+            .and_then(|call| {
+                let Some(c) = call else { return Ok(None) };
+                let call = GrpcCall {
                     method: c.method,
                     payload: c.payload,
                     metadata: c.metadata,
-                })
+                };
+                check_grpc_call(&call)?;
+                Ok(Some(call))
             })
-            .map_err(DriverError::Refused)
     }
 }
