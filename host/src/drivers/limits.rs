@@ -154,12 +154,12 @@ mod tests {
             .unwrap();
         assert_eq!(suppressed, 10_000 - LOG_BURST as u64);
         assert!(message.len() <= MAX_LOG_BYTES + 16 && message.ends_with("(cut)"));
-        // A second later, the budget holds a second's messages again.
+        // Two seconds in, the budget has earned two seconds' messages, one of them spent.
         let later = start + Duration::from_secs(2);
         let refilled = (0..100)
             .filter(|_| log.admit("m".into(), later).is_some())
             .count();
-        assert_eq!(refilled, LOG_PER_SECOND as usize - 1);
+        assert_eq!(refilled, 2 * LOG_PER_SECOND as usize - 1);
     }
 
     #[test]
