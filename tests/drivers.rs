@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::grpc::GrpcBusi;
-use common::{guest_wasm, run_to_exit, Host};
+use common::{guest_wasm, run_to_exit, Busi, Host};
 use dtm_host::proto::dtmgimp::dtm_client::DtmClient;
 use dtm_host::proto::dtmgimp::{DtmRequest, DtmTransOptions};
 use serde_json::json;
@@ -332,4 +332,98 @@ async fn the_host_registers_keeps_alive_and_deregisters_through_the_driver() {
     assert!(registry.calls("/deregister").is_empty());
     assert!(host.terminate().await.success());
     assert_eq!(registry.calls("/deregister").len(), 1, "{}", host.log());
+}
+
+/// A driver that logs 64 KiB messages in a loop: each message is cut, and the driver's log is
+/// limited to a few KB a second; what is turned away is counted in one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_flooding_its_log_writes_a_few_kilobytes() {
+    let host = hostile_host().await;
+    let mut dtm = DtmClient::connect(format!("http://127.0.0.1:{}", host.grpc_port))
+        .await
+        .unwrap();
+    let before = host.log().len();
+    for round in 0..2 {
+        let gid = format!("flood-{round}");
+        let outcome = dtm
+            .submit(saga(&gid, "hostile://anywhere/flood/busi.Busi/X".into()))
+            .await;
+        assert!(outcome.is_err(), "the flooding resolution cannot succeed");
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+    }
+    let log = host.log();
+    let written = log.len() - before;
+    assert!(
+        written < 64 << 10,
+        "two floods wrote {written} bytes of log"
+    );
+    assert!(log.contains("driver log messages suppressed"), "{log}");
+    assert!(log.contains("(cut)"), "messages are cut");
+}
+
+/// A resolution listing 20,000 endpoints is refused, naming the cap (the driver has time
+/// enough to list them all).
+#[tokio::test]
+async fn a_resolution_over_the_cap_is_refused() {
+    let wasm = guest_wasm("hostile");
+    let host = Host::start_with(&[
+        ("MICRO_SERVICE_DRIVER", "dtm-driver-hostile"),
+        ("MICRO_SERVICE_DRIVER_PATH", wasm.to_str().unwrap()),
+        ("MICRO_SERVICE_DRIVER_TIMEOUT_MS", "5000"),
+    ])
+    .await;
+    let mut dtm = DtmClient::connect(format!("http://127.0.0.1:{}", host.grpc_port))
+        .await
+        .unwrap();
+    let outcome = dtm
+        .submit(saga("many", "hostile://anywhere/many/busi.Busi/X".into()))
+        .await;
+    assert!(outcome.is_err());
+    let log = host.log();
+    assert!(
+        log.contains("the driver returned a resolution with an endpoint count of 20000, over the cap of 1000"),
+        "{log}"
+    );
+}
+
+/// A driver whose registration sends requests to its (allowed) registry forever: the call
+/// stops at its request cap and wall time, and the start fails with the reason instead of
+/// leaving the API closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_registration_fails_the_start_within_its_wall_time() {
+    let registry = Busi::start().await;
+    let target = format!(
+        "hostile://{}/stall",
+        registry.base.trim_start_matches("http://")
+    );
+    let wasm = guest_wasm("hostile");
+    let started = std::time::Instant::now();
+    let run = tokio::task::spawn_blocking(move || {
+        run_to_exit(
+            &[
+                ("MICRO_SERVICE_DRIVER", "dtm-driver-hostile"),
+                ("MICRO_SERVICE_DRIVER_PATH", wasm.to_str().unwrap()),
+                ("MICRO_SERVICE_TARGET", &target),
+                ("MICRO_SERVICE_END_POINT", "localhost:36790"),
+                ("MICRO_SERVICE_DRIVER_WALL_TIME_MS", "2000"),
+            ],
+            &[],
+        )
+    });
+    let (status, output) = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the start hung on the stalled registration")
+        .unwrap();
+    assert!(!status.success(), "{output}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(output.contains("register-service"), "{output}");
+    let sent = registry.calls("/register").len();
+    assert!(
+        (1..=32).contains(&sent),
+        "{sent} registration requests from one driver call"
+    );
 }

@@ -1,13 +1,15 @@
 //! `dtm-driver-hostile`, for the host's sandbox tests only. Its parse-server-method misbehaves
-//! on purpose when a URL starts with `trap/`, `loop/`, `grow/` or `http/`; its resolve tries
-//! to reach an address no configuration allows. Its registration talks to a fake registry at the
-//! target's host (`POST /register`, `/keepalive` every 200 ms, `/deregister`), so the tests can
-//! watch the host drive the registration's life.
+//! on purpose when a URL starts with `trap/`, `loop/`, `grow/` or `http/`. Its resolve floods
+//! the log when the server names `flood`, answers 20,000 endpoints when it names `many`, and
+//! otherwise tries to reach an address no configuration allows. Its registration talks to a
+//! fake registry at the target's host (`POST /register`, `/keepalive` every 200 ms,
+//! `/deregister`), so the tests can watch the host drive the registration's life; when the
+//! target's path names `stall`, it sends `/register` again and again, forever.
 
 wit_bindgen::generate!({ world: "driver", path: "../../wit" });
 
-use dtm::driver::host::send_http;
-use dtm::driver::types::HttpRequest;
+use dtm::driver::host::{log, send_http};
+use dtm::driver::types::{HttpRequest, LogLevel};
 
 struct Hostile;
 
@@ -69,6 +71,11 @@ impl Guest for Hostile {
 
     fn register_service(target: String, endpoint: String) -> Result<Registration, String> {
         let registry = gourl::parse(&target)?.host.into_owned();
+        if target.contains("stall") {
+            loop {
+                let _ = std::hint::black_box(post(&registry, "register", endpoint.clone()));
+            }
+        }
         post(&registry, "register", endpoint)?;
         Ok(Registration {
             state: registry,
@@ -88,7 +95,21 @@ impl Guest for Hostile {
         post(&registry, "deregister", String::new())
     }
 
-    fn resolve(_server: String, _registry: String) -> Result<Resolution, String> {
+    fn resolve(server: String, _registry: String) -> Result<Resolution, String> {
+        if server.contains("flood") {
+            let message = "flood ".repeat((64 << 10) / 6);
+            loop {
+                log(LogLevel::Info, &message);
+            }
+        }
+        if server.contains("many") {
+            return Ok(Resolution {
+                endpoints: (0..20_000)
+                    .map(|i| format!("10.0.{}.{}:80", i / 256, i % 256))
+                    .collect(),
+                refresh_ms: 1,
+            });
+        }
         let response = send_http(&forbidden_request())?;
         Err(format!(
             "a forbidden request went through: HTTP {}",

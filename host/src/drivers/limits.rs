@@ -22,11 +22,11 @@ pub const KEEP_ALIVE_FLOOR: Duration = Duration::from_millis(100);
 /// Shortest refresh interval of a resolution the host follows.
 pub const REFRESH_FLOOR: Duration = Duration::from_secs(1);
 /// Longest log message, in bytes; a longer one is cut there.
-pub const MAX_LOG_BYTES: usize = 2_048;
+pub const MAX_LOG_BYTES: usize = 1_024;
 /// Log messages a driver may write per second, on average…
-pub const LOG_PER_SECOND: f64 = 20.0;
+pub const LOG_PER_SECOND: f64 = 5.0;
 /// …and at once.
-pub const LOG_BURST: f64 = 100.0;
+pub const LOG_BURST: f64 = 20.0;
 
 fn too_long(what: &str, len: usize, cap: usize) -> Result<(), DriverError> {
     if len > cap {
@@ -152,6 +152,8 @@ mod tests {
         let (message, suppressed) = log
             .admit("é".repeat(5_000), start + Duration::from_secs(1))
             .unwrap();
+        // At most a few KB a second: the burst, then the rate, of messages at the cut.
+        assert!(LOG_PER_SECOND * MAX_LOG_BYTES as f64 <= 5_120.0);
         assert_eq!(suppressed, 10_000 - LOG_BURST as u64);
         assert!(message.len() <= MAX_LOG_BYTES + 16 && message.ends_with("(cut)"));
         // Two seconds in, the budget has earned two seconds' messages, one of them spent.
@@ -159,6 +161,7 @@ mod tests {
         let refilled = (0..100)
             .filter(|_| log.admit("m".into(), later).is_some())
             .count();
+        assert!(refilled < 100);
         assert_eq!(refilled, 2 * LOG_PER_SECOND as usize - 1);
     }
 
