@@ -119,7 +119,7 @@ fn main() {
             .build()
             .unwrap();
         println!(
-            "recovery bench: 2-branch sagas, calls answered after {} ms, TransCronConcurrency 64, \
+            "recovery bench: 2-branch sagas, calls answered after {} ms, TransCronConcurrency 256, \
              live rate over {seconds} s at concurrency 64, {} cores",
             CALL.as_millis(),
             std::thread::available_parallelism().map_or(0, |n| n.get())

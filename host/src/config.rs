@@ -181,7 +181,7 @@ impl Default for Config {
                 redis_prefix: "{a}".into(),
             },
             trans_cron_interval: 3,
-            trans_cron_concurrency: 64,
+            trans_cron_concurrency: 256,
             timeout_to_fail: 35,
             retry_interval: 10,
             request_timeout: 3,
