@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use common::grpc::GrpcBusi;
 use common::{guest_wasm, run_to_exit, Busi, Host};
 use dtm_host::proto::dtmgimp::dtm_client::DtmClient;
@@ -425,5 +426,79 @@ async fn a_stalled_registration_fails_the_start_within_its_wall_time() {
     assert!(
         (1..=32).contains(&sent),
         "{sent} registration requests from one driver call"
+    );
+}
+
+/// `send-http` to an allowed registry: a 307 to another address reaches the driver as a 307
+/// (that address gets nothing), a `Host` header is refused, and a driver that sends requests
+/// forever is stopped at the request cap of its call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_cannot_be_led_elsewhere_or_spin_on_its_registry() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let elsewhere = Busi::start().await;
+    // The registry: `/redirect` sends the driver elsewhere; anything else answers 200.
+    let received: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let stolen = elsewhere.url("/stolen");
+    let counts = received.clone();
+    let registry = common::serve(
+        axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            *counts
+                .lock()
+                .unwrap()
+                .entry(uri.path().to_owned())
+                .or_default() += 1;
+            let stolen = stolen.clone();
+            async move {
+                if uri.path() == "/redirect" {
+                    (
+                        axum::http::StatusCode::TEMPORARY_REDIRECT,
+                        [(axum::http::header::LOCATION, stolen)],
+                    )
+                        .into_response()
+                } else {
+                    "{}".into_response()
+                }
+            }
+        }),
+        0,
+    )
+    .await;
+    let wasm = guest_wasm("hostile");
+    let target = format!("hostile://{registry}/dtmservice");
+    let host = Host::start_with(&[
+        ("MICRO_SERVICE_DRIVER", "dtm-driver-hostile"),
+        ("MICRO_SERVICE_DRIVER_PATH", wasm.to_str().unwrap()),
+        ("MICRO_SERVICE_TARGET", &target),
+        ("MICRO_SERVICE_END_POINT", "localhost:36790"),
+    ])
+    .await;
+    let mut dtm = DtmClient::connect(format!("http://127.0.0.1:{}", host.grpc_port))
+        .await
+        .unwrap();
+    for kind in ["redirect", "host-header", "spin"] {
+        let url = format!("hostile://anywhere/{kind}/busi.Busi/X");
+        assert!(dtm.submit(saga(kind, url)).await.is_err(), "{kind}");
+    }
+    let log = host.log();
+    let received = received.lock().unwrap().clone();
+    assert!(log.contains("the registry answered 307"), "{log}");
+    assert!(
+        elsewhere.calls("/stolen").is_empty(),
+        "the redirect was followed"
+    );
+    assert!(
+        log.contains("send-http refused: header 'Host' is the host's to set"),
+        "{log}"
+    );
+    assert_eq!(
+        received.get("/x"),
+        None,
+        "a request with its own Host went out"
+    );
+    let spun = received.get("/spin").copied().unwrap_or(0);
+    assert!(
+        (1..=32).contains(&spun),
+        "{spun} requests from one driver call"
     );
 }

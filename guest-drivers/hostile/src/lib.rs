@@ -1,6 +1,8 @@
 //! `dtm-driver-hostile`, for the host's sandbox tests only. Its parse-server-method misbehaves
 //! on purpose when a URL starts with `trap/`, `loop/`, `grow/` or `http/`. Its resolve floods
-//! the log when the server names `flood`, answers 20,000 endpoints when it names `many`, and
+//! the log when the server names `flood`, answers 20,000 endpoints when it names `many`, asks
+//! the registry (the target's host) for `/redirect` when it names `redirect`, sends it a `Host`
+//! header when it names `host-header`, sends it requests forever when it names `spin`, and
 //! otherwise tries to reach an address no configuration allows. Its registration talks to a
 //! fake registry at the target's host (`POST /register`, `/keepalive` every 200 ms,
 //! `/deregister`), so the tests can watch the host drive the registration's life; when the
@@ -95,7 +97,30 @@ impl Guest for Hostile {
         post(&registry, "deregister", String::new())
     }
 
-    fn resolve(server: String, _registry: String) -> Result<Resolution, String> {
+    fn resolve(server: String, registry: String) -> Result<Resolution, String> {
+        let at_registry = |path: &str, headers: Vec<(String, String)>| -> Result<u16, String> {
+            let host = gourl::parse(&registry)?.host.into_owned();
+            let request = HttpRequest {
+                method: "GET".into(),
+                url: format!("http://{host}/{path}"),
+                headers,
+                body: vec![],
+            };
+            Ok(send_http(&request)?.status)
+        };
+        if server.contains("redirect") {
+            let status = at_registry("redirect", vec![])?;
+            return Err(format!("the registry answered {status}"));
+        }
+        if server.contains("host-header") {
+            let status = at_registry("x", vec![("Host".into(), "internal.example".into())])?;
+            return Err(format!("a Host header went through: HTTP {status}"));
+        }
+        if server.contains("spin") {
+            loop {
+                let _ = std::hint::black_box(at_registry("spin", vec![]));
+            }
+        }
         if server.contains("flood") {
             let message = "flood ".repeat((64 << 10) / 6);
             loop {
