@@ -240,19 +240,28 @@ fn dynamic(sql: String) -> AssertSqlSafe<String> {
     AssertSqlSafe(sql)
 }
 
-/// The pool to use: `pool`, or, when the server accepts fewer connections (`limit`) than `pool`
-/// may open, one of that many, made by `rebuild`. A connection the server refuses is retried by
-/// its request until the request gives up, never handed one that another request gives back:
+/// A pool of at most `configured` connections (with the settings `make` gives), and never more
+/// than the server accepts (`limit_sql` asks it): a connection the server refuses is retried by
+/// its request until the request gives up, never handed one that another request gives back, so
 /// with more connections than the server accepts, requests failed that could have waited.
-async fn fit_pool<DB: Database>(
-    pool: sqlx::Pool<DB>,
-    limit: i64,
-    rebuild: impl FnOnce(u32) -> sqlx::Pool<DB>,
-) -> sqlx::Pool<DB> {
+async fn fitted_pool<DB>(
+    make: impl Fn(u32) -> PoolOptions<DB>,
+    options: <DB::Connection as sqlx::Connection>::Options,
+    configured: u32,
+    limit_sql: &'static str,
+) -> Result<sqlx::Pool<DB>, sqlx::Error>
+where
+    DB: Database,
+    i64: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    let pool = make(configured).connect_with(options.clone()).await?;
+    let limit: i64 = sqlx::query_scalar(limit_sql).fetch_one(&pool).await?;
     let max = u32::try_from(limit.max(1)).unwrap_or(u32::MAX);
-    let configured = pool.options().get_max_connections();
     if max >= configured {
-        return pool;
+        return Ok(pool);
     }
     tracing::info!(
         max_open_conns = configured,
@@ -260,7 +269,7 @@ async fn fit_pool<DB: Database>(
         "store: at most as many connections as the server accepts"
     );
     pool.close().await;
-    rebuild(max)
+    Ok(make(max).connect_lazy_with(options))
 }
 
 /// The pool's settings, for at most `max` connections.
@@ -335,21 +344,12 @@ impl SqlStore {
                 if !config.password.is_empty() {
                     options = options.password(&config.password);
                 }
-                let pool = pool_options(config, &last_failure, configured)
-                    .connect_with(options.clone())
-                    .await
-                    .map_err(db_error)
-                    .map_err(prefix)?;
-                let limit: i64 = sqlx::query_scalar(POSTGRES_CONNECTION_LIMIT)
-                    .fetch_one(&pool)
-                    .await
-                    .map_err(db_error)
-                    .map_err(prefix)?;
+                let make = |max| pool_options(config, &last_failure, max);
                 Pool::Postgres(
-                    fit_pool(pool, limit, |max| {
-                        pool_options(config, &last_failure, max).connect_lazy_with(options)
-                    })
-                    .await,
+                    fitted_pool(make, options, configured, POSTGRES_CONNECTION_LIMIT)
+                        .await
+                        .map_err(db_error)
+                        .map_err(prefix)?,
                 )
             }
             Dialect::MySql => {
@@ -377,21 +377,11 @@ impl SqlStore {
                         },
                     )
                 };
-                let pool = mysql_options(configured)
-                    .connect_with(options.clone())
-                    .await
-                    .map_err(db_error)
-                    .map_err(prefix)?;
-                let limit: i64 = sqlx::query_scalar(MYSQL_CONNECTION_LIMIT)
-                    .fetch_one(&pool)
-                    .await
-                    .map_err(db_error)
-                    .map_err(prefix)?;
                 Pool::MySql(
-                    fit_pool(pool, limit, |max| {
-                        mysql_options(max).connect_lazy_with(options)
-                    })
-                    .await,
+                    fitted_pool(mysql_options, options, configured, MYSQL_CONNECTION_LIMIT)
+                        .await
+                        .map_err(db_error)
+                        .map_err(prefix)?,
                 )
             }
         };
