@@ -7,7 +7,8 @@
 //! second branch answered. The live rate is 64 workers submitting the same sagas with
 //! `wait_result` to the same host for BENCH_SECONDS. On the shared stores, it then kills the
 //! host with 1,000 sagas in flight (branches answering after 2 s), starts another on the same
-//! store, and times how long that one takes to finish them (their leases end first).
+//! store, and times how long that one takes to finish them (their leases end first); and it
+//! drains the first backlog size with three hosts sharing the store, against one.
 //!
 //! Settings (environment): BENCH_STORES (default `embedded,postgres,mysql,redis`),
 //! BENCH_BACKLOGS (default `1000,10000`), BENCH_SECONDS (default 10), BENCH_LOG_LEVEL
@@ -158,6 +159,33 @@ fn main() {
                 print(&format!("{store} live"), &live);
             }
             let Some(backend) = backend else { continue };
+            // The same backlog drained by three hosts sharing the store, against one.
+            let backlog: usize = list("BENCH_BACKLOGS", "1000,10000")[0]
+                .parse()
+                .expect("BENCH_BACKLOGS: numbers");
+            let mut drains = Vec::new();
+            for hosts in [1, 3] {
+                let scope = StoreScope::new(backend, "recovery_hosts").expect("installed");
+                let mut env = scope.env(scope.port);
+                env.push(("TRANS_CRON_INTERVAL".into(), "1".into()));
+                let first = HostProcess::start_with(&log_level, &env).await;
+                let port = common::free_port();
+                let busi = format!("http://127.0.0.1:{port}");
+                submit(&client, &first, &busi, "shared", backlog).await;
+                let mut others = Vec::new();
+                for _ in 1..hosts {
+                    others.push(HostProcess::start_with(&log_level, &env).await);
+                }
+                let ended = start_busi_on(port, CALL).await;
+                drains.push(until_ended(&ended, backlog).await);
+            }
+            println!(
+                "{store:<9} backlog {backlog:>6} shared by 3 hosts: drained in {:.1} s, by 1 host \
+                 {:.1} s: 3 hosts / 1 host drain rate {:.2}",
+                drains[1].as_secs_f64(),
+                drains[0].as_secs_f64(),
+                drains[0].as_secs_f64() / drains[1].as_secs_f64()
+            );
             // A host killed with sagas in flight; another takes over on the same store.
             let scope = StoreScope::new(backend, "recovery_kill").expect("the server is installed");
             let mut env = scope.env(scope.port);
