@@ -32,6 +32,8 @@ const CALL: Duration = Duration::from_millis(100);
 /// How long each business call takes in the kill test: the sagas are in flight at the kill.
 const SLOW_CALL: Duration = Duration::from_secs(2);
 const IN_FLIGHT_AT_KILL: usize = 1_000;
+/// `Store.MaxOpenConns` of each host when three share a server.
+const SHARED_CONNECTIONS: u32 = 30;
 
 /// The sagas whose last branch has answered.
 type Ended = Arc<Mutex<HashSet<String>>>;
@@ -168,6 +170,9 @@ fn main() {
                 let scope = StoreScope::new(backend, "recovery_hosts").expect("installed");
                 let mut env = scope.env(scope.port);
                 env.push(("TRANS_CRON_INTERVAL".into(), "1".into()));
+                // Three hosts' pools must fit in the server's connections together (README:
+                // `MaxOpenConns`); one host gets the same, for a fair comparison.
+                env.push(("STORE_MAX_OPEN_CONNS".into(), SHARED_CONNECTIONS.to_string()));
                 let first = HostProcess::start_with(&log_level, &env).await;
                 let port = common::free_port();
                 let busi = format!("http://127.0.0.1:{port}");
