@@ -297,6 +297,8 @@ async fn on_shared(backend: Backend) {
     };
     let mut env = scope.env(scope.port);
     env.push((CRON_EVERY_SECOND.0.into(), CRON_EVERY_SECOND.1.into()));
+    // Two hosts' pools together stay under the server's connection limit (README).
+    env.push(("STORE_MAX_OPEN_CONNS".into(), "40".into()));
     // The first host creates the tables.
     let first = Host::start_with(&env).await;
     let second = Host::start_with(&env).await;

@@ -39,6 +39,10 @@ const LONG_DELAY: Duration = Duration::from_millis(3_500);
 /// timeout, so the coordinator gives up on it.
 const LATE_DELAY: Duration = Duration::from_secs(7);
 
+/// Each host's `Store.MaxOpenConns` where three share a server: together they stay under its
+/// connection limit (README: several hosts must), which a default pool of each alone fills.
+const HOSTS_SHARE_THE_SERVER: [&str; 2] = ["STORE_MAX_OPEN_CONNS", "40"];
+
 /// A name no other test (or other run) uses.
 fn unique(tag: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -383,9 +387,11 @@ fn log_lines(hosts: &[Host], gid: &str) -> String {
 
 async fn three_hosts_one_killed(shared: Arc<StoreScope>) {
     let busi = Busi::start().await;
+    let mut env = shared.env(shared.port);
+    env.push(HOSTS_SHARE_THE_SERVER.map(str::to_owned).into());
     // The first host creates the tables; the other two then start together.
-    let first = shared.start_host().await;
-    let (second, third) = tokio::join!(shared.start_host(), shared.start_host());
+    let first = Host::start_with(&env).await;
+    let (second, third) = tokio::join!(Host::start_with(&env), Host::start_with(&env));
     let mut hosts = vec![first, second, third];
     let victim = 2;
     let run = unique("kill");
@@ -821,6 +827,7 @@ async fn faults_under_load(backend: Backend) {
     let relay = Relay::new(scope.port);
     relay.open().await;
     let mut env = scope.env(relay.port);
+    env.push(HOSTS_SHARE_THE_SERVER.map(str::to_owned).into());
     env.push(("REQUEST_TIMEOUT".into(), FAULTS_REQUEST_TIMEOUT.to_string()));
     env.push(("TRANS_CRON_INTERVAL".into(), "1".into()));
     let busi = Busi::start().await;
