@@ -1,8 +1,9 @@
 //! The recovery loop: claims due unfinished transactions and runs a pass on each (engine.md
 //! §3.1), up to `TransCronConcurrency` passes at once (dtm runs one at a time, so a backlog
-//! drains at one transaction's duration per transaction). Each claim pushes its transaction's
-//! `next_cron_time` one RetryInterval ahead (a lease), so another coordinator on the same store
-//! does not take it meanwhile; claiming stops while every slot is taken.
+//! drains at one transaction's duration per transaction). A claim takes a batch, one due
+//! transaction per free slot, in one store round trip, and pushes each one's `next_cron_time`
+//! one RetryInterval ahead (a lease), so another coordinator on the same store does not take it
+//! meanwhile; claiming stops while every slot is taken.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,25 +16,49 @@ use super::destinations::{destination_of, Destinations};
 use super::passes::Entry;
 use super::Engine;
 use crate::metrics::RecoveryOutcome;
+use crate::model::TransGlobal;
+
+/// Most transactions one claim takes: one store round trip claims up to this many, or as many
+/// as there are free slots if fewer.
+const CLAIM_BATCH: usize = 64;
 
 impl Engine {
-    /// Claims one due transaction and runs its pass in the background, holding `slot` until
-    /// the pass ends; `false` when none was due.
-    async fn start_one_due(
+    /// Claims up to one due transaction per slot in `slots`, in one batch, and runs a pass on
+    /// each in the background, holding its slot until the pass ends; returns how many were
+    /// claimed (slots left over are given back).
+    async fn start_due(
         self: &Arc<Self>,
-        slot: OwnedSemaphorePermit,
+        mut slots: Vec<OwnedSemaphorePermit>,
         destinations: &Arc<Destinations>,
-    ) -> bool {
+    ) -> usize {
         let now = self.now();
         let lease_until = super::schedule::after_secs(now, self.conf.retry_interval);
-        let global = match self.store.claim_due(now, lease_until, now).await {
-            Ok(Some(global)) => global,
-            Ok(None) => return false,
+        let claimed = match self
+            .store
+            .claim_due(now, lease_until, now, slots.len())
+            .await
+        {
+            Ok(claimed) => claimed,
             Err(e) => {
-                warn!(error = %e, "cron: claiming a due transaction failed");
-                return false;
+                warn!(error = %e, "cron: claiming due transactions failed");
+                return 0;
             }
         };
+        let count = claimed.len();
+        for global in claimed {
+            let Some(slot) = slots.pop() else { break };
+            self.start_pass(global, slot, destinations);
+        }
+        count
+    }
+
+    /// Runs the pass of a claimed transaction in the background, holding `slot` until it ends.
+    fn start_pass(
+        self: &Arc<Self>,
+        global: TransGlobal,
+        slot: OwnedSemaphorePermit,
+        destinations: &Arc<Destinations>,
+    ) {
         let gid = global.gid.clone();
         debug!(gid, status = %global.status, "cron: claimed");
         let hold = match self.passes.enter(&gid, false) {
@@ -46,7 +71,7 @@ impl Engine {
                     gid,
                     "cron: claimed a transaction whose pass still runs here; left to it"
                 );
-                return true;
+                return;
             }
         };
         let engine = self.clone();
@@ -95,7 +120,6 @@ impl Engine {
             engine.metrics.recovery_pass_ended(outcome);
             drop(slot);
         });
-        true
     }
 
     /// Counts the recovery backlog for its gauge every `interval` until `stop` turns true.
@@ -134,7 +158,16 @@ impl Engine {
                     },
                     _ = stop.changed() => break,
                 };
-                if !self.start_one_due(slot, &destinations).await {
+                let mut batch = vec![slot];
+                while batch.len() < CLAIM_BATCH {
+                    match slots.clone().try_acquire_owned() {
+                        Ok(slot) => batch.push(slot),
+                        Err(_) => break,
+                    }
+                }
+                let wanted = batch.len();
+                // Fewer due than free slots: nothing more to claim until the next round.
+                if self.start_due(batch, &destinations).await < wanted {
                     break;
                 }
             }

@@ -153,15 +153,19 @@ pub trait Store: Send + Sync {
         now: Millis,
     ) -> StoreResult<()>;
 
-    /// Atomically claims one unfinished transaction with `next_cron_time < due_before`: pushes
-    /// its `next_cron_time` to `lease_until` and sets a fresh `owner` token, so no other claim
-    /// returns it before then.
+    /// Atomically claims up to `limit` unfinished transactions with `next_cron_time <
+    /// due_before`, in one store round trip where the backend allows (a batch): pushes each one's
+    /// `next_cron_time` to `lease_until` and sets a fresh `owner` token (one per batch; every
+    /// batch has its own), so no other claim returns them before then. Rows another
+    /// coordinator is claiming at that moment are skipped, not waited for; an empty batch means
+    /// none was free and due.
     async fn claim_due(
         &self,
         due_before: Millis,
         lease_until: Millis,
         now: Millis,
-    ) -> StoreResult<Option<TransGlobal>>;
+        limit: usize,
+    ) -> StoreResult<Vec<TransGlobal>>;
 
     /// How many unfinished transactions are due (`next_cron_time < due_before`) and not claimed
     /// (a claim moves `next_cron_time` to the end of its lease): the recovery backlog. (Redis

@@ -45,11 +45,12 @@
 //!
 //! # Claims
 //!
-//! `claim_due` starts at a random bucket and walks all 16. Per bucket one script takes the
-//! lowest-scored gid due before `due_before` and moves its score to `lease_until`, so no other
-//! claim sees it until the lease passes (then it is claimable again: a dead host's work is taken
-//! over). A second script on the transaction's slot checks that the record is unfinished and due,
-//! and stamps `next_cron_time` and a fresh `owner`.
+//! `claim_due` starts at a random bucket and walks the 16 until its batch is full. Per bucket one
+//! script takes the lowest-scored gids due before `due_before` and moves their scores to
+//! `lease_until`, so no other claim sees them until the lease passes (then they are claimable
+//! again: a dead host's work is taken over). Then one pipeline runs, on each transaction's slot,
+//! a second script that checks that the record is unfinished and due, and stamps
+//! `next_cron_time` and the batch's fresh `owner`.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -214,12 +215,12 @@ redis.call('HSET', KEYS[1], 'owner', '', 'update_time', ARGV[2])
 return 1
 "#;
 
-/// KEYS: cron bucket. ARGV: due_before, lease_until. The lowest-scored due gid, leased.
+/// KEYS: cron bucket. ARGV: due_before, lease_until, count. The `count` lowest-scored due gids,
+/// leased.
 const CLAIM_BUCKET: &str = r#"
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 1)
-if #due == 0 then return false end
-redis.call('ZADD', KEYS[1], ARGV[2], due[1])
-return due[1]
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, gid in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], gid) end
+return due
 "#;
 
 /// KEYS: g, b, m. ARGV: due_before, lease_until, owner, now, ttl, marker ttl (ms).
@@ -1289,7 +1290,8 @@ impl Store for RedisStore {
         due_before: Millis,
         lease_until: Millis,
         now: Millis,
-    ) -> StoreResult<Option<TransGlobal>> {
+        limit: usize,
+    ) -> StoreResult<Vec<TransGlobal>> {
         let owner = crate::gid::new_gid();
         // Three lease periods, at least a minute: the marker must outlive the lease so that the
         // next sighting of a record-less entry, after the lease, recognises the first.
@@ -1299,46 +1301,72 @@ impl Store for RedisStore {
             .saturating_mul(3)
             .max(60_000);
         let start = rand::rng().random_range(0..BUCKETS);
+        let mut claimed = Vec::new();
         let mut repairs = 0;
         for bucket in (start..start + BUCKETS).map(|b| b % BUCKETS) {
-            loop {
+            while claimed.len() < limit {
+                let wanted = limit - claimed.len();
                 let mut invocation = self.scripts.claim_bucket.key(self.keys.cron(bucket));
-                invocation.arg(due_before).arg(lease_until);
-                let gid: Option<String> = self.eval("claim", &invocation).await?;
-                let Some(gid) = gid else { break };
-                let mut invocation = self.scripts.claim_gid.key(self.keys.global(&gid));
-                invocation
-                    .key(self.keys.branches(&gid))
-                    .key(self.keys.marker(&gid))
-                    .arg(due_before)
-                    .arg(lease_until)
-                    .arg(&owner)
-                    .arg(now)
-                    .arg(self.data_expire)
-                    .arg(marker_ttl);
-                let reply: Vec<String> = self.eval("claim", &invocation).await?;
-                match verdict(&reply) {
-                    "claimed" => return claimed_record(&reply),
-                    // Left leased: looked at again after the lease, then dropped if still bare.
-                    "missing" => {}
-                    "gone" => self.settle(bucket, &gid, lease_until, "").await?,
-                    "later" => match reply.get(1) {
-                        Some(time) => self.settle(bucket, &gid, lease_until, time).await?,
-                        None => return Err(unexpected("claim", &reply)),
-                    },
-                    _ => return Err(unexpected("claim", &reply)),
+                invocation.arg(due_before).arg(lease_until).arg(wanted);
+                let gids: Vec<String> = self.eval("claim", &invocation).await?;
+                if gids.is_empty() {
+                    break;
                 }
-                repairs += 1;
-                if repairs == CLAIM_REPAIR_BUDGET {
-                    return Ok(None);
+                // Every gid's check and stamp, one pipeline (on a cluster, see `Connection`).
+                let mut pipe = redis::pipe();
+                for gid in &gids {
+                    pipe.cmd("EVALSHA")
+                        .arg(self.scripts.claim_gid.get_hash())
+                        .arg(3)
+                        .arg(self.keys.global(gid))
+                        .arg(self.keys.branches(gid))
+                        .arg(self.keys.marker(gid))
+                        .arg(due_before)
+                        .arg(lease_until)
+                        .arg(&owner)
+                        .arg(now)
+                        .arg(self.data_expire)
+                        .arg(marker_ttl);
+                }
+                let replies: Vec<Vec<String>> = self
+                    .eval_pipe("claim", &self.scripts.claim_gid, &pipe)
+                    .await?;
+                for (gid, reply) in gids.iter().zip(&replies) {
+                    match verdict(reply) {
+                        "claimed" => {
+                            claimed.extend(claimed_record(reply)?);
+                            continue;
+                        }
+                        // Left leased: looked at again after the lease, then dropped if still
+                        // bare.
+                        "missing" => {}
+                        "gone" => self.settle(bucket, gid, lease_until, "").await?,
+                        "later" => match reply.get(1) {
+                            Some(time) => self.settle(bucket, gid, lease_until, time).await?,
+                            None => return Err(unexpected("claim", reply)),
+                        },
+                        _ => return Err(unexpected("claim", reply)),
+                    }
+                    repairs += 1;
+                }
+                if repairs >= CLAIM_REPAIR_BUDGET {
+                    return Ok(claimed);
+                }
+                if gids.len() < wanted {
+                    break;
                 }
             }
+            if claimed.len() >= limit {
+                return Ok(claimed);
+            }
         }
-        // Nothing due: spend the idle moment on listing maintenance of one bucket.
-        if let Err(e) = self.trim_listing(start).await {
-            tracing::warn!(bucket = start, error = %e, "redis: trimming the listing index failed");
+        if claimed.is_empty() {
+            // Nothing due: spend the idle moment on listing maintenance of one bucket.
+            if let Err(e) = self.trim_listing(start).await {
+                tracing::warn!(bucket = start, error = %e, "redis: trimming the listing index failed");
+            }
         }
-        Ok(None)
+        Ok(claimed)
     }
 
     /// Per bucket, the entries later than `after`; per entry the record first (only if still
@@ -1685,14 +1713,16 @@ mod tests {
         let peer = Arc::new(t.peer().await);
         let claim_all = |store: Arc<RedisStore>| async move {
             let mut gids = Vec::new();
-            while let Some(g) = store
-                .claim_due(base + 1_000, base + 1_000_000, base)
-                .await
-                .unwrap()
-            {
-                gids.push(g.gid);
+            loop {
+                let batch = store
+                    .claim_due(base + 1_000, base + 1_000_000, base, 3)
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    return gids;
+                }
+                gids.extend(batch.into_iter().map(|g| g.gid));
             }
-            gids
         };
         let other = Arc::new(t.peer().await);
         let (a, b) = tokio::join!(
@@ -1720,21 +1750,24 @@ mod tests {
         t.store.save_new(&g, &[]).await.unwrap();
         let first = t
             .store
-            .claim_due(base + 1, base + 10_000, base)
+            .claim_due(base + 1, base + 10_000, base, 1)
             .await
-            .unwrap();
+            .unwrap()
+            .pop();
         let first = first.unwrap();
         let peer = t.peer().await;
         assert!(peer
-            .claim_due(base + 9_000, base + 20_000, base + 8_999)
+            .claim_due(base + 9_000, base + 20_000, base + 8_999, 1)
             .await
             .unwrap()
+            .pop()
             .is_none());
         // The first host died: once its lease has passed, the peer claims it.
         let second = peer
-            .claim_due(base + 10_001, base + 20_000, base + 10_000)
+            .claim_due(base + 10_001, base + 20_000, base + 10_000, 1)
             .await
             .unwrap()
+            .pop()
             .unwrap();
         assert_eq!(second.gid, "lease");
         assert_eq!(second.next_cron_time, base + 20_000);
@@ -1756,17 +1789,19 @@ mod tests {
         let _: () = redis.del(t.store.keys.global("expired")).await.unwrap();
         assert!(t
             .store
-            .claim_due(base + 1, base + 10, base)
+            .claim_due(base + 1, base + 10, base, 1)
             .await
             .unwrap()
+            .pop()
             .is_none());
         let score: Option<f64> = redis.zscore(cron("expired"), "expired").await.unwrap();
         assert_eq!(score, Some((base + 10) as f64), "kept after one sighting");
         assert!(t
             .store
-            .claim_due(base + 11, base + 20, base + 11)
+            .claim_due(base + 11, base + 20, base + 11, 1)
             .await
             .unwrap()
+            .pop()
             .is_none());
         let score: Option<f64> = redis.zscore(cron("expired"), "expired").await.unwrap();
         assert_eq!(score, None, "dropped after the second");
@@ -1778,9 +1813,10 @@ mod tests {
         let _: () = redis.zadd(cron("behind"), "behind", base).await.unwrap();
         assert!(t
             .store
-            .claim_due(base + 1, base + 10, base)
+            .claim_due(base + 1, base + 10, base, 1)
             .await
             .unwrap()
+            .pop()
             .is_none());
         let score: Option<f64> = redis.zscore(cron("behind"), "behind").await.unwrap();
         assert_eq!(score, Some((base + 500) as f64));
@@ -1791,9 +1827,10 @@ mod tests {
             .unwrap();
         assert!(t
             .store
-            .claim_due(base + 501, base + 600, base)
+            .claim_due(base + 501, base + 600, base, 1)
             .await
             .unwrap()
+            .pop()
             .is_none());
         let score: Option<f64> = redis.zscore(cron("behind"), "behind").await.unwrap();
         assert_eq!(score, None);
@@ -2051,9 +2088,10 @@ mod tests {
         assert_eq!(page.items[0].gid, "spread-29");
         let mut claimed = HashSet::new();
         while let Some(g) = store
-            .claim_due(base + 1, base + 1_000_000, base)
+            .claim_due(base + 1, base + 1_000_000, base, 1)
             .await
             .unwrap()
+            .pop()
         {
             claimed.insert(g.gid);
         }

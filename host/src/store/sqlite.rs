@@ -658,15 +658,20 @@ impl Store for SqliteStore {
         due_before: Millis,
         lease_until: Millis,
         now: Millis,
-    ) -> StoreResult<Option<TransGlobal>> {
+        limit: usize,
+    ) -> StoreResult<Vec<TransGlobal>> {
         let owner = crate::gid::new_gid();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.write(move |conn| {
             conn.prepare_cached(&format!(
                 "UPDATE trans_global SET next_cron_time = ?1, owner = ?2, update_time = ?3 \
-                 WHERE id = (SELECT id FROM trans_global WHERE {UNFINISHED} AND next_cron_time < ?4 \
-                 ORDER BY next_cron_time LIMIT 1) AND {UNFINISHED} RETURNING {GLOBAL_COLUMNS}"
+                 WHERE id IN (SELECT id FROM trans_global WHERE {UNFINISHED} AND next_cron_time < ?4 \
+                 ORDER BY next_cron_time LIMIT ?5) AND {UNFINISHED} RETURNING {GLOBAL_COLUMNS}"
             ))
-            .and_then(|mut s| s.query_row(params![lease_until, owner, now, due_before], read_global).optional())
+            .and_then(|mut s| {
+                s.query_map(params![lease_until, owner, now, due_before, limit], read_global)?
+                    .collect()
+            })
             .map_err(backend)
         })
         .await

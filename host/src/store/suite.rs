@@ -50,6 +50,7 @@ macro_rules! store_suite {
         $crate::store::suite::store_suite!(@cases $fresh;
             ping,
             claim_window,
+            claim_a_batch,
             create_if_absent,
             conditional_branch_append,
             branch_outcome_needs_unfinished_global,
@@ -586,23 +587,26 @@ pub async fn claim_window(store: &dyn Store) {
     g.next_cron_time = base + 10_000;
     store.save_new(&g, &[]).await.unwrap();
     assert!(store
-        .claim_due(base + 5_000, base + 100_000, base)
+        .claim_due(base + 5_000, base + 100_000, base, 1)
         .await
         .unwrap()
+        .pop()
         .is_none());
     let claimed = store
-        .claim_due(base + 20_000, base + 30_000, base)
+        .claim_due(base + 20_000, base + 30_000, base, 1)
         .await
         .unwrap()
+        .pop()
         .unwrap();
     assert_eq!(claimed.gid, g.gid);
     assert_eq!(claimed.next_cron_time, base + 30_000);
     assert!(!claimed.owner.is_empty());
     // The lease hides it from the next claim.
     assert!(store
-        .claim_due(base + 20_000, base + 30_000, base)
+        .claim_due(base + 20_000, base + 30_000, base, 1)
         .await
         .unwrap()
+        .pop()
         .is_none());
     store
         .touch_cron_time(
@@ -616,9 +620,10 @@ pub async fn claim_window(store: &dyn Store) {
         .await
         .unwrap();
     let again = store
-        .claim_due(base + 20_000, base + 30_000, base)
+        .claim_due(base + 20_000, base + 30_000, base, 1)
         .await
         .unwrap()
+        .pop()
         .unwrap();
     assert_ne!(
         again.owner, claimed.owner,
@@ -667,10 +672,70 @@ pub async fn claim_window(store: &dyn Store) {
         .await
         .unwrap();
     assert!(store
-        .claim_due(i64::MAX, base, base)
+        .claim_due(i64::MAX, base, base, 1)
         .await
         .unwrap()
+        .pop()
         .is_none());
+}
+
+/// One claim takes at most its limit of due, unfinished transactions, each once, and stamps
+/// them all with its lease and one token of its own; the next claim takes the rest.
+pub async fn claim_a_batch(store: &dyn Store) {
+    let base = 11_000_000_000_000;
+    for i in 0..5 {
+        let mut g = sample_global(&format!("suite-batch-due-{i}"), base);
+        g.next_cron_time = base + i;
+        store.save_new(&g, &[]).await.unwrap();
+    }
+    let mut later = sample_global("suite-batch-later", base);
+    later.next_cron_time = base + 50_000;
+    store.save_new(&later, &[]).await.unwrap();
+    let mut finished = sample_global("suite-batch-finished", base);
+    finished.status = GlobalStatus::Succeed;
+    store.save_new(&finished, &[]).await.unwrap();
+    let lease = base + 100_000;
+    let first = store.claim_due(base + 1_000, lease, base, 3).await.unwrap();
+    assert_eq!(first.len(), 3, "{first:?}");
+    let second = store
+        .claim_due(base + 1_000, lease, base, 10)
+        .await
+        .unwrap();
+    let mut gids: Vec<&str> = first
+        .iter()
+        .chain(&second)
+        .map(|g| g.gid.as_str())
+        .collect();
+    gids.sort_unstable();
+    let due: Vec<String> = (0..5).map(|i| format!("suite-batch-due-{i}")).collect();
+    assert_eq!(gids, due, "each due transaction once, nothing else");
+    for batch in [&first, &second] {
+        assert!(batch.iter().all(|g| g.next_cron_time == lease));
+        assert!(batch
+            .iter()
+            .all(|g| g.owner == batch[0].owner && !g.owner.is_empty()));
+    }
+    assert_ne!(
+        first[0].owner, second[0].owner,
+        "each batch has a token of its own"
+    );
+    for g in &first {
+        let stored = store.find_global(&g.gid).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.next_cron_time, stored.owner.as_str()),
+            (lease, g.owner.as_str())
+        );
+    }
+    assert!(store
+        .claim_due(base + 1_000, lease, base, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .claim_due(base + 1_000, lease, base, 0)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn reset_cron_times(store: &dyn Store) {

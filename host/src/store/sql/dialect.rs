@@ -245,7 +245,6 @@ pub(super) struct Statements {
     pub global_columns: String,
     pub kv_columns: String,
     pub find_global: String,
-    pub find_global_by_id: String,
     pub find_branches: String,
     pub insert_global: String,
     pub lock_global_status: String,
@@ -255,7 +254,6 @@ pub(super) struct Statements {
     change_status_template: String,
     pub touch_cron_time: String,
     pub claim_pick: String,
-    pub claim_take: String,
     pub count_due: String,
     pub claim_one: String,
     pub release: String,
@@ -315,7 +313,6 @@ impl Statements {
         Self {
             dialect,
             find_global: r(format!("SELECT {global_columns} FROM {g} WHERE gid = ?")),
-            find_global_by_id: r(format!("SELECT {global_columns} FROM {g} WHERE id = ?")),
             find_branches: r(format!(
                 "SELECT {branch_columns} FROM {b} WHERE gid = ? ORDER BY id"
             )),
@@ -333,11 +330,7 @@ impl Statements {
             // sorting every due row (or all of them, as dtm's ORDER BY rand() does) per claim.
             claim_pick: r(format!(
                 "SELECT id FROM {g} WHERE {UNFINISHED} AND next_cron_time < {ts} \
-                 LIMIT 1 FOR UPDATE SKIP LOCKED"
-            )),
-            claim_take: r(format!(
-                "UPDATE {g} SET next_cron_time = {ts}, owner = ?, update_time = {ts} \
-                 WHERE id = ? AND {UNFINISHED} AND next_cron_time < {ts}"
+                 LIMIT ? FOR UPDATE SKIP LOCKED"
             )),
             count_due: r(format!(
                 "SELECT COUNT(*) FROM {g} WHERE {UNFINISHED} AND next_cron_time < {ts}"
@@ -460,13 +453,33 @@ impl Statements {
     }
 
     /// Makes the `n` transactions picked by `reset_pick` due, if they still qualify.
+    /// Takes the `n` rows a claim picked (and holds locked): a lease and an owner token.
+    pub fn claim_take(&self, n: usize) -> String {
+        let ts = self.dialect.time_param();
+        self.dialect.render(&format!(
+            "UPDATE {} SET next_cron_time = {ts}, owner = ?, update_time = {ts} WHERE id IN ({})",
+            self.globals,
+            placeholders(n)
+        ))
+    }
+
+    /// The records of `n` rows, by id.
+    pub fn find_globals_by_ids(&self, n: usize) -> String {
+        self.dialect.render(&format!(
+            "SELECT {} FROM {} WHERE id IN ({})",
+            self.global_columns,
+            self.globals,
+            placeholders(n)
+        ))
+    }
+
     pub fn reset_apply(&self, n: usize) -> String {
         let ts = self.dialect.time_param();
         self.dialect.render(&format!(
             "UPDATE {} SET next_cron_time = {ts}, update_time = {ts} \
              WHERE id IN ({}) AND {UNFINISHED} AND next_cron_time > {ts} AND {UNHELD_FOR_RESET}",
             self.globals,
-            vec!["?"; n].join(", ")
+            placeholders(n)
         ))
     }
 
@@ -538,4 +551,9 @@ fn where_clause(conditions: &[String]) -> String {
     } else {
         format!(" WHERE {}", conditions.join(" AND "))
     }
+}
+
+/// `?, ?, …`: `n` placeholders for an `IN` list.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
 }

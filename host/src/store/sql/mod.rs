@@ -957,42 +957,41 @@ impl Store for SqlStore {
         due_before: Millis,
         lease_until: Millis,
         now: Millis,
-    ) -> StoreResult<Option<TransGlobal>> {
+        limit: usize,
+    ) -> StoreResult<Vec<TransGlobal>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let owner = crate::gid::new_gid();
         let due = self.time(due_before);
         self.run(|| async {
             on_pool!(self, pool => {
                 in_transaction!(pool, tx => {
-                    // Locks one due row that no other host holds; theirs are skipped, not
-                    // waited for.
-                    let picked: Option<i64> =
-                        sqlx::query_scalar(dynamic(self.sql.claim_pick.clone()))
-                            .bind(due)
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(db_error)?;
-                    let Some(id) = picked else {
-                        return Ok(None);
-                    };
-                    let taken = sqlx::query(dynamic(self.sql.claim_take.clone()))
-                        .bind(self.time(lease_until))
-                        .bind(&owner)
-                        .bind(self.time(now))
-                        .bind(id)
+                    // Locks due rows that no other host holds; theirs are skipped, not waited
+                    // for. They stay locked until the commit, so the update below takes each.
+                    let ids: Vec<i64> = sqlx::query_scalar(dynamic(self.sql.claim_pick.clone()))
                         .bind(due)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_error)?
-                        .rows_affected();
-                    if taken == 0 {
-                        return Ok(None);
-                    }
-                    let row = sqlx::query(dynamic(self.sql.find_global_by_id.clone()))
-                        .bind(id)
-                        .fetch_one(&mut *tx)
+                        .bind(limit_param(limit))
+                        .fetch_all(&mut *tx)
                         .await
                         .map_err(db_error)?;
-                    self.global_from(&row).map(Some)
+                    if ids.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let mut take = sqlx::query(dynamic(self.sql.claim_take(ids.len())))
+                        .bind(self.time(lease_until))
+                        .bind(&owner)
+                        .bind(self.time(now));
+                    for id in &ids {
+                        take = take.bind(*id);
+                    }
+                    take.execute(&mut *tx).await.map_err(db_error)?;
+                    let mut read = sqlx::query(dynamic(self.sql.find_globals_by_ids(ids.len())));
+                    for id in &ids {
+                        read = read.bind(*id);
+                    }
+                    let rows = read.fetch_all(&mut *tx).await.map_err(db_error)?;
+                    rows.iter().map(|row| self.global_from(row)).collect()
                 })
             })
         })

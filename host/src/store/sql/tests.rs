@@ -98,8 +98,8 @@ mod mysql_suite {
     crate::store::suite::store_suite!(super::fresh(super::Dialect::MySql));
 }
 
-/// Several hosts claiming from one database at once: every due transaction is claimed exactly
-/// once while its lease runs.
+/// Several hosts claiming batches from one database at once: every due transaction is claimed
+/// exactly once while its lease runs.
 async fn concurrent_claims_never_share_a_transaction(dialect: Dialect) {
     const DUE: usize = 60;
     with_stores(dialect, 2, &[], |stores| async move {
@@ -117,11 +117,20 @@ async fn concurrent_claims_never_share_a_transaction(dialect: Dialect) {
                 let (store, claimed) = (store.clone(), claimed.clone());
                 workers.push(tokio::spawn(async move {
                     while claimed.lock().unwrap().len() < DUE && Instant::now() < deadline {
-                        match store.claim_due(base, base + 3_600_000, base).await.unwrap() {
-                            Some(g) => claimed.lock().unwrap().push(g.gid),
+                        // Batches of a few, so batches overlap in time and in the rows they
+                        // look at.
+                        let batch = store
+                            .claim_due(base, base + 3_600_000, base, 3)
+                            .await
+                            .unwrap();
+                        if batch.is_empty() {
                             // Rows locked by the other claimers are skipped: try again.
-                            None => tokio::time::sleep(Duration::from_millis(2)).await,
+                            tokio::time::sleep(Duration::from_millis(2)).await;
                         }
+                        claimed
+                            .lock()
+                            .unwrap()
+                            .extend(batch.into_iter().map(|g| g.gid));
                     }
                 }));
             }
@@ -134,9 +143,10 @@ async fn concurrent_claims_never_share_a_transaction(dialect: Dialect) {
         assert_eq!(distinct.len(), claimed.len(), "claimed twice: {claimed:?}");
         assert_eq!(claimed.len(), DUE);
         assert!(stores[1]
-            .claim_due(base, base + 3_600_000, base)
+            .claim_due(base, base + 3_600_000, base, 1)
             .await
             .unwrap()
+            .pop()
             .is_none());
     })
     .await;
@@ -160,23 +170,26 @@ async fn an_expired_claim_is_taken_over(dialect: Dialect) {
         g.next_cron_time = base;
         stores[0].save_new(&g, &[]).await.unwrap();
         let first = stores[0]
-            .claim_due(base + 1_000, base + 10_000, base + 1)
+            .claim_due(base + 1_000, base + 10_000, base + 1, 1)
             .await
             .unwrap()
+            .pop()
             .unwrap();
         assert_eq!(first.next_cron_time, base + 10_000);
         assert!(
             stores[1]
-                .claim_due(base + 5_000, base + 15_000, base + 5_000)
+                .claim_due(base + 5_000, base + 15_000, base + 5_000, 1)
                 .await
                 .unwrap()
+                .pop()
                 .is_none(),
             "claimed during the lease"
         );
         let second = stores[1]
-            .claim_due(base + 10_001, base + 20_000, base + 10_001)
+            .claim_due(base + 10_001, base + 20_000, base + 10_001, 1)
             .await
             .unwrap()
+            .pop()
             .unwrap();
         assert_eq!(second.gid, "lease");
         assert_ne!(second.owner, first.owner);
@@ -265,9 +278,10 @@ async fn works_on_tables_dtm_created(dialect: Dialect, setup: &[&str]) {
         );
         store.save_new(&g, &[branch]).await.unwrap();
         let claimed = store
-            .claim_due(base + 1_000, base + 20_000, base)
+            .claim_due(base + 1_000, base + 20_000, base, 1)
             .await
             .unwrap()
+            .pop()
             .unwrap();
         assert_eq!(claimed.create_time, base, "rounded to the second");
         assert_eq!(claimed.next_cron_time, base + 20_000);
