@@ -1,4 +1,4 @@
-//! The admin UI (engine.md §8) in a real headless Chromium, driven over WebDriver, against the
+//! The admin UI (docs/engine.md §8) in a real headless Chromium, driven over WebDriver, against the
 //! real binary: the list, a transaction's branches, force stop, topics, drivers, and the admin
 //! token. The browser tests are skipped, with a message, only where Chromium is not installed.
 //! Screenshots of the pages land in `target/admin-ui-screenshots/`.

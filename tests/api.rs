@@ -1,4 +1,4 @@
-//! dtm's HTTP API surface against the real binary (api.md §11 checklist).
+//! dtm's HTTP API surface against the real binary (docs/api.md §11 checklist).
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! The gozero, kratos and sponge drivers against Consul and Nacos (drivers.md §4.3.2, §4.5,
+//! The gozero, kratos and sponge drivers against Consul and Nacos (docs/drivers.md §4.3.2, §4.5,
 //! §4.9, §5.2, §5.3), which cannot run on this machine: the fakes of `common::fakes` stand in
 //! for them, record every request, and answer in the real servers' shapes. Checked: the exact
 //! registration bodies, heartbeats and beats, deregistration on orderly shutdown, and sagas

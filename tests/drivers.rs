@@ -18,7 +18,7 @@ const VECTORS: &str = concat!(
     "/../tests/data/parse-vectors.json"
 );
 
-/// Every dtm driver passes all of its cases in drivers.md's vectors (dapr's with the
+/// Every dtm driver passes all of its cases in docs/drivers.md §8's vectors (dapr's with the
 /// environment variables they name), and each driver has some.
 #[test]
 fn driver_check_runs_the_conformance_vectors() {

@@ -1,4 +1,4 @@
-//! The kratos, sponge and ego drivers against a real etcd (drivers.md §4.5, §4.6, §4.9, §5.1):
+//! The kratos, sponge and ego drivers against a real etcd (docs/drivers.md §4.5, §4.6, §4.9, §5.1):
 //! the key and JSON each registers the coordinator under, how it is kept (lease renewed, put
 //! again when lost; ego's permanent key), its removal on orderly shutdown, and sagas over gRPC
 //! whose branches resolve through etcd.

@@ -1,4 +1,4 @@
-//! JSON-RPC 2.0 at /api/json-rpc and JSON-RPC branches against the real binary (api.md §6).
+//! JSON-RPC 2.0 at /api/json-rpc and JSON-RPC branches against the real binary (docs/api.md §6).
 
 mod common;
 

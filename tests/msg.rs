@@ -1,4 +1,4 @@
-//! 2-phase messages and topics against the real binary (engine.md §9, msg).
+//! 2-phase messages and topics against the real binary (docs/engine.md §9, msg).
 
 mod common;
 

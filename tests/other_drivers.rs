@@ -79,7 +79,7 @@ struct PolarisState {
     instances: Mutex<Vec<Value>>,
 }
 
-/// Just enough of Polaris' HTTP API (drivers.md §5.4): registration answers with an id, the
+/// Just enough of Polaris' HTTP API (docs/drivers.md §5.4): registration answers with an id, the
 /// second heartbeat is refused as for an instance Polaris forgot (code 400141).
 #[derive(Clone)]
 struct FakePolaris {

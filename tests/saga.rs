@@ -1,4 +1,4 @@
-//! Saga behaviour against the real binary and a real HTTP business service (engine.md §9, saga).
+//! Saga behaviour against the real binary and a real HTTP business service (docs/engine.md §9).
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! TCC and XA against the real binary (engine.md §9, TCC and XA).
+//! TCC and XA against the real binary (docs/engine.md §9, TCC and XA).
 
 mod common;
 

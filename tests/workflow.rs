@@ -1,4 +1,4 @@
-//! Workflow over HTTP against the real binary (engine.md §9, workflow): progress recorded by
+//! Workflow over HTTP against the real binary (docs/engine.md §9, workflow): progress recorded by
 //! the client, the final status from its submit, and the resume callback after a crash.
 
 mod common;

@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::etcd::Etcd;
-use dtm_host::call::grpc::{Balancing, GrpcCaller};
+use dtm_host::call::grpc::GrpcCaller;
+use dtm_host::config::Balancing;
 use dtm_host::drivers::{Driver, Grants, HttpPolicy, WasmDriver};
 use support::{
     env_or, grpc_channel, grpc_saga, measure, print, start_grpc_busi, Figures, HostProcess,

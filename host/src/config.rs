@@ -1,6 +1,6 @@
 //! Configuration with dtm's key names, so an existing dtm `conf.yml` works.
 //!
-//! Loading (engine.md §6.1): defaults, then one environment variable per key (dtm's naming rule:
+//! Loading (docs/engine.md §6.1): defaults, then an environment variable per key (dtm's naming rule:
 //! `MicroService.EndPoint` → `MICRO_SERVICE_END_POINT`), then the YAML file on top. Values of the
 //! wrong type and invalid settings are refused with a message naming the key; unknown keys are
 //! reported back so the caller can warn about them.
@@ -154,12 +154,63 @@ pub struct Config {
     pub admin_token: String,
     #[serde(rename = "GrpcServiceConfig")]
     pub grpc_service_config: String,
+    /// The load-balancing policy `GrpcServiceConfig` names, read from it by [`load`].
+    #[serde(skip)]
+    pub grpc_balancing: Balancing,
     /// Largest request body accepted, in bytes (dtm-host extension).
     #[serde(rename = "MaxBodyBytes")]
     pub max_body_bytes: i64,
 }
 
 const DEFAULT_GRPC_SERVICE_CONFIG: &str = r#"{"loadBalancingConfig": [{"round_robin":{}}]}"#;
+
+/// How gRPC branch calls spread over the endpoints a server resolved to (`GrpcServiceConfig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balancing {
+    /// Each call takes the next endpoint (gRPC's `round_robin`, dtm's default).
+    #[default]
+    RoundRobin,
+    /// Every call takes the first endpoint (gRPC's `pick_first`).
+    PickFirst,
+}
+
+impl Balancing {
+    /// Reads the policy of a gRPC service config such as dtm's default
+    /// `{"loadBalancingConfig": [{"round_robin":{}}]}` (config key `GrpcServiceConfig`).
+    pub fn from_service_config(json: &str) -> Result<Self, String> {
+        let config: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+        let policy = config["loadBalancingConfig"][0]
+            .as_object()
+            .and_then(|p| p.keys().next().cloned())
+            .unwrap_or_else(|| "round_robin".into());
+        match policy.as_str() {
+            "round_robin" => Ok(Self::RoundRobin),
+            "pick_first" => Ok(Self::PickFirst),
+            other => Err(format!(
+                "load balancing policy '{other}' is not supported (round_robin, pick_first)"
+            )),
+        }
+    }
+}
+
+/// `AdminBasePath` must be empty or an absolute URL path of plain characters: it is written
+/// into the page's HTML and into route patterns as it is. It must stay out of `/api`, where
+/// the pages' routes would clash with the host's own (merging them panics at start).
+fn check_base_path(path: &str) -> Result<(), String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-._~/".contains(c);
+    if !(path.is_empty() || (path.starts_with('/') && path.chars().all(plain))) {
+        return Err(format!(
+            "expected an empty value or a path such as /dtm-admin (letters, digits, - . _ ~ /), got '{path}'"
+        ));
+    }
+    if path.trim_end_matches('/') == "/api" || path.starts_with("/api/") {
+        return Err(format!(
+            "'{path}' is under /api, which holds the coordinator's own routes; choose a path such as /dtm-admin"
+        ));
+    }
+    Ok(())
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -222,6 +273,7 @@ impl Default for Config {
             admin_base_path: String::new(),
             admin_token: String::new(),
             grpc_service_config: DEFAULT_GRPC_SERVICE_CONFIG.into(),
+            grpc_balancing: Balancing::RoundRobin,
             max_body_bytes: 4 * 1024 * 1024,
         }
     }
@@ -309,9 +361,9 @@ pub fn load(
             _ => return Err(ConfigError::NotAMapping(path.into())),
         }
     }
-    let config: Config =
+    let mut config: Config =
         serde_yaml::from_value(tree).map_err(|e| key_error("(config)", e.to_string()))?;
-    validate(&config)?;
+    validate(&mut config)?;
     Ok(Loaded {
         config,
         unknown_keys,
@@ -420,7 +472,8 @@ fn describe(v: &Value) -> String {
         .unwrap_or_else(|_| "an unreadable value".into())
 }
 
-fn validate(c: &Config) -> Result<(), ConfigError> {
+/// Checks every value, and reads the typed ones out of their text.
+fn validate(c: &mut Config) -> Result<(), ConfigError> {
     if c.retry_interval < 10 {
         return Err(key_error(
             "RetryInterval",
@@ -479,7 +532,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             ),
         ));
     }
-    if let Err(problem) = crate::api::admin::check_base_path(&c.admin_base_path) {
+    if let Err(problem) = check_base_path(&c.admin_base_path) {
         return Err(key_error("AdminBasePath", problem));
     }
     // The token a request presents is trimmed; this one never would match. Not echoed: secret.
@@ -489,10 +542,8 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             "must not begin or end with whitespace (a trailing newline from a secret file?)",
         ));
     }
-    if let Err(problem) = crate::call::grpc::Balancing::from_service_config(&c.grpc_service_config)
-    {
-        return Err(key_error("GrpcServiceConfig", problem));
-    }
+    c.grpc_balancing = Balancing::from_service_config(&c.grpc_service_config)
+        .map_err(|problem| key_error("GrpcServiceConfig", problem))?;
     if c.max_body_bytes < 1024 {
         return Err(key_error(
             "MaxBodyBytes",
@@ -644,6 +695,61 @@ mod tests {
         assert!(load(Some(f.path()), no_env).is_err());
         let get = |k: &str| (k == "ADMIN_TOKEN").then(|| "s3 cret".to_string());
         assert_eq!(load(None, get).unwrap().config.admin_token, "s3 cret");
+    }
+
+    #[test]
+    fn base_paths() {
+        for ok in [
+            "",
+            "/",
+            "/dtm",
+            "/ops/dtm-admin/",
+            "/a_b.c~d",
+            "/apis",
+            "/ops/api",
+        ] {
+            assert_eq!(check_base_path(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "dtm",
+            "/dtm admin",
+            "/\"><script>",
+            "/dtm?x=1",
+            "/dtm#x",
+            "/{x}",
+            "/api",
+            "/api/",
+            "/api/ping",
+            "/api/metrics",
+            "/api/admin",
+            "/api/dtmsvr/x",
+        ] {
+            assert!(check_base_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn grpc_service_configs() {
+        let default = r#"{"loadBalancingConfig": [{"round_robin":{}}]}"#;
+        assert_eq!(
+            Balancing::from_service_config(default),
+            Ok(Balancing::RoundRobin)
+        );
+        assert_eq!(
+            Balancing::from_service_config(r#"{"loadBalancingConfig":[{"pick_first":{}}]}"#),
+            Ok(Balancing::PickFirst)
+        );
+        assert!(
+            Balancing::from_service_config(r#"{"loadBalancingConfig":[{"grpclb":{}}]}"#).is_err()
+        );
+        assert!(Balancing::from_service_config("{").is_err());
+        let f = file("GrpcServiceConfig: '{\"loadBalancingConfig\":[{\"pick_first\":{}}]}'\n");
+        let loaded = load(Some(f.path()), no_env).unwrap().config;
+        assert_eq!(loaded.grpc_balancing, Balancing::PickFirst);
+        assert_eq!(
+            load(None, no_env).unwrap().config.grpc_balancing,
+            Balancing::RoundRobin
+        );
     }
 
     #[test]

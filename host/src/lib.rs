@@ -14,6 +14,8 @@ pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod proto;
+pub mod protocol;
 pub mod reload;
 pub mod server;
+pub mod shutdown;
 pub mod store;

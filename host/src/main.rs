@@ -56,7 +56,7 @@ enum DriverAction {
     Check {
         /// A `.wasm` driver, or `default`.
         driver: String,
-        /// The vectors file (drivers.md §8).
+        /// The vectors file (docs/drivers.md §8).
         #[arg(long, value_name = "FILE")]
         vectors: PathBuf,
     },

@@ -1,4 +1,4 @@
-//! The coordinator's Prometheus metrics: dtm's families (engine.md §7), with dtm's names and
+//! The coordinator's Prometheus metrics: dtm's families (docs/engine.md §7), with dtm's names and
 //! labels, plus the microservice driver's. One [`Metrics`] is made at start and handed to
 //! whoever records (the API edges, the engine, the gRPC caller, the driver); `GET /api/metrics`
 //! renders it.
@@ -11,8 +11,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
-
-use crate::drivers::DriverError;
 
 /// The content type of what [`Metrics::render`] returns (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -89,6 +87,19 @@ impl RecoveryOutcome {
             Self::Deferred => "deferred",
         }
     }
+}
+
+/// How one call into a microservice driver ended, as the driver families count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverOutcome {
+    /// It answered (counted in `dtm_driver_calls_total` only).
+    Ok,
+    /// It failed otherwise (the driver refused).
+    Error,
+    /// It trapped in the sandbox.
+    Trap,
+    /// It ran out of time and was stopped.
+    Timeout,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -335,22 +346,17 @@ impl Metrics {
     }
 
     /// One call into driver `driver`, and how it ended.
-    pub fn driver_called<T>(
-        &self,
-        driver: &str,
-        operation: &'static str,
-        outcome: &Result<T, DriverError>,
-    ) {
+    pub fn driver_called(&self, driver: &str, operation: &'static str, outcome: DriverOutcome) {
         let labels = DriverLabels {
             driver: driver.to_owned(),
             operation,
         };
         self.driver_calls.get_or_create(&labels).inc();
         let failures = match outcome {
-            Ok(_) => return,
-            Err(DriverError::Trap { .. }) => &self.driver_traps,
-            Err(DriverError::Timeout { .. }) => &self.driver_timeouts,
-            Err(_) => &self.driver_errors,
+            DriverOutcome::Ok => return,
+            DriverOutcome::Trap => &self.driver_traps,
+            DriverOutcome::Timeout => &self.driver_timeouts,
+            DriverOutcome::Error => &self.driver_errors,
         };
         failures.get_or_create(&labels).inc();
     }
@@ -388,8 +394,7 @@ mod tests {
         metrics.api_request(ApiKind::Http, "submit", true, Duration::from_millis(3));
         metrics.pass_done("saga", false, Duration::from_secs(1));
         metrics.branch_called("saga", "01", "action", true);
-        let refused: Result<(), _> = Err(DriverError::Refused("no".into()));
-        metrics.driver_called("dtm-driver-x", "resolve", &refused);
+        metrics.driver_called("dtm-driver-x", "resolve", DriverOutcome::Error);
         metrics.resolve_refreshed("dtm-driver-x");
         let text = metrics.render();
         for line in [

@@ -17,7 +17,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::call::Caller;
 use crate::drivers::{self, Driver, DriverError, DriverSpec, Registration};
-use crate::server::stopped;
+use crate::shutdown::{self, stopped, Shutdown};
 
 /// How often the driver file is looked at. A change is loaded once the file has looked the
 /// same for one more interval, so a file still being written is not tried half-way.
@@ -92,8 +92,8 @@ impl Kept {
             endpoint = registry.endpoint,
             "registered with the microservice registry"
         );
-        let (stop, stopped) = watch::channel(false);
-        let keeper = tokio::spawn(drivers::keep_alive(driver.clone(), registration, stopped));
+        let (stop, until) = shutdown::channel();
+        let keeper = tokio::spawn(drivers::keep_alive(driver.clone(), registration, until));
         Ok(Self {
             driver,
             stop,
@@ -318,7 +318,7 @@ impl DriverReloader {
     /// Reloads on `SIGHUP` and on changes of the driver file until `stop`. The `SIGHUP`
     /// handler is installed before this returns: from then on the signal no longer ends the
     /// process (its default action).
-    pub fn spawn_triggers(self: &Arc<Self>, stop: watch::Receiver<bool>) -> std::io::Result<()> {
+    pub fn spawn_triggers(self: &Arc<Self>, stop: Shutdown) -> std::io::Result<()> {
         use tokio::signal::unix::{signal, SignalKind};
         let mut hangups = signal(SignalKind::hangup())?;
         let reloader = self.clone();
@@ -342,7 +342,7 @@ impl DriverReloader {
 
     /// Polls the driver file's size, modification time and inode; reloads once a change has
     /// settled. A refused file is not tried again until it changes again.
-    async fn watch_file(self: Arc<Self>, stop: watch::Receiver<bool>) {
+    async fn watch_file(self: Arc<Self>, stop: Shutdown) {
         // The file may have been replaced since it was read at start (registering took a
         // network call meanwhile). Looked at before its content is compared: a version that
         // is not the running driver's, or one that comes after the look, counts as a change.

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
@@ -17,7 +16,6 @@ use crate::api::admin::{AdminState, DriverStatus, DriverStatusFn};
 use crate::api::http::{router, HttpState, StartingApp};
 use crate::api::metered::MeteredLayer;
 use crate::call::alert::AlertHook;
-use crate::call::grpc::Balancing;
 use crate::call::Caller;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -28,7 +26,8 @@ use crate::engine::{BranchWrites, Engine, Observers};
 use crate::health::Readiness;
 use crate::metrics::{ApiKind, Metrics};
 use crate::reload::DriverReloader;
-use crate::store::{Store, StoreError};
+use crate::shutdown::{self, stopped, Shutdown};
+use crate::store::{Store, StoreError, StoreKind, StoreOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -56,11 +55,7 @@ pub struct RunOptions {
 }
 
 pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
+    let stop_rx = shutdown::on_terminate();
     let mut http = HttpPort {
         app: StartingApp::new(&config.store.driver),
         port: config.http_port,
@@ -76,9 +71,8 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
     let metrics = Arc::new(Metrics::new());
     let driver_spec = driver_spec(&config, &data_dir, clock.clone(), metrics.clone());
     let driver = load_driver(&driver_spec)?;
-    let balancing =
-        Balancing::from_service_config(&config.grpc_service_config).map_err(ServerError::Setup)?;
-    let caller = Caller::new(driver, balancing, metrics.clone()).map_err(ServerError::Setup)?;
+    let caller =
+        Caller::new(driver, config.grpc_balancing, metrics.clone()).map_err(ServerError::Setup)?;
     let schedule = ScheduleConfig {
         retry_interval: config.retry_interval,
         timeout_to_fail: config.timeout_to_fail,
@@ -192,7 +186,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
 struct HttpPort {
     app: Arc<StartingApp>,
     port: i64,
-    stop: watch::Receiver<bool>,
+    stop: Shutdown,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
 
@@ -227,18 +221,17 @@ async fn open_store(
     http: &mut HttpPort,
 ) -> Result<Arc<dyn Store>, ServerError> {
     const RETRY: Duration = Duration::from_secs(2);
+    let options = StoreOptions::from(&config.store);
     let mut stop = std::pin::pin!(stopped(http.stop.clone()));
     loop {
         let attempt = async {
-            let store = crate::store::open(&config.store, data_dir, reset).await?;
+            let store = crate::store::open(&options, data_dir, reset).await?;
             store.ping().await?;
             Ok::<_, StoreError>(store)
         };
         match attempt.await {
             Ok(store) => return Ok(store),
-            Err(e) if config.store.driver == "embedded" || config.store.driver == "boltdb" => {
-                return Err(e.into())
-            }
+            Err(e) if options.kind == StoreKind::Embedded => return Err(e.into()),
             Err(e) => {
                 http.app.store_unreachable(e.to_string());
                 warn!(driver = config.store.driver, error = %e, retry_in_s = RETRY.as_secs(), "store unreachable; retrying");
@@ -325,27 +318,4 @@ async fn listen(key: &'static str, port: i64) -> Result<TcpListener, ServerError
     TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Listen { key, addr, source })
-}
-
-/// Resolves once `stop` turns true.
-pub(crate) async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }

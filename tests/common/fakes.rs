@@ -1,6 +1,6 @@
 //! Fake Consul and Nacos registries, each a real HTTP server on a free `127.0.0.1` port. They
 //! stand in for registries that cannot run on this machine (no Consul or Nacos binary, no
-//! containers), implementing only the endpoints of drivers.md §5.2 and §5.3 that dtm's drivers
+//! containers), implementing only the endpoints of docs/drivers.md §5.2 and §5.3 that dtm's drivers
 //! use, with the shapes the real servers answer in. Every request is recorded (method, path,
 //! decoded query and form parameters, headers, body) so tests can assert what a driver sent.
 //!

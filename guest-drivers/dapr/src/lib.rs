@@ -1,4 +1,4 @@
-//! `dtm-driver-dapr` (drivers.md §4.7): branches reach their services through a Dapr sidecar.
+//! `dtm-driver-dapr` (docs/drivers.md §4.7): branches reach their services through a Dapr sidecar.
 //! A branch URL `<schema>://<host>/<app id>/<method name>` names the sidecar (`DAPR_ENV` for
 //! `localhost` and the port Dapr gives the app), the target app and what to call there:
 //! `daprhttp` invokes through the sidecar's invocation API, `daprphttp` and `daprpgrpc` use the

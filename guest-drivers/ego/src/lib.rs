@@ -1,4 +1,4 @@
-//! `dtm-driver-ego` (drivers.md §4.6): ego's etcd registry and resolver.
+//! `dtm-driver-ego` (docs/drivers.md §4.6): ego's etcd registry and resolver.
 //!
 //! * Schemes: `etcd` (servers `etcd:///<name>`, read from the etcd cluster of
 //!   `MicroService.Target`) and `k8s`, which is claimed only so that a `k8s:///` branch fails

@@ -1,4 +1,4 @@
-//! The parts of Go's `net/url.Parse` that dtm's drivers depend on (drivers.md §2.1), and the
+//! The parts of Go's `net/url.Parse` that dtm's drivers depend on (docs/drivers.md §2.1), and the
 //! two split procedures several drivers share (§3). Go's rules differ from WHATWG URLs in many
 //! corners, and the drivers' conformance vectors pin Go's.
 

@@ -1,4 +1,4 @@
-//! zero-contrib's consul registration and resolver (drivers.md §4.3.2, §4.3.4, §5.2).
+//! zero-contrib's consul registration and resolver (docs/drivers.md §4.3.2, §4.3.4, §5.2).
 
 use gourl::Url;
 use regkit::consul::Consul;

@@ -1,4 +1,4 @@
-//! go-zero's etcd publisher and subscriber (`etcd://` and `discov://`, drivers.md §4.3.2,
+//! go-zero's etcd publisher and subscriber (`etcd://` and `discov://`, docs/drivers.md §4.3.2,
 //! §4.3.3): the coordinator is key `<key>/<lease ID>` = its endpoint under a 10 s lease;
 //! a server `etcd://h1,h2/<key>` resolves to the values under `<key>/`.
 

@@ -1,4 +1,4 @@
-//! `dtm-driver-gozero` (drivers.md §4.3): go-zero's service discovery as dtm's gozero driver
+//! `dtm-driver-gozero` (docs/drivers.md §4.3): go-zero's service discovery as dtm's gozero driver
 //! links it.
 //!
 //! * Schemes: `etcd` and `discov` (go-zero's etcd publisher and subscriber), `consul` and

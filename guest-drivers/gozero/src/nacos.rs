@@ -1,4 +1,4 @@
-//! zero-contrib's nacos registration and resolver over Nacos' v1 open API (drivers.md §4.3.2,
+//! zero-contrib's nacos registration and resolver over Nacos' v1 open API (docs/drivers.md §4.3.2,
 //! §4.3.5, §5.3).
 
 use gourl::Url;

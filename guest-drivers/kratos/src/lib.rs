@@ -1,4 +1,4 @@
-//! `dtm-driver-kratos` (drivers.md §4.5): kratos' registries and resolvers as dtm's kratos
+//! `dtm-driver-kratos` (docs/drivers.md §4.5): kratos' registries and resolvers as dtm's kratos
 //! driver links them.
 //!
 //! * Schemes: `discovery` (looked up in the registry the coordinator registered into, i.e.

@@ -1,10 +1,10 @@
-//! `dtm-driver-polaris` (drivers.md §4.4): gRPC branches `polaris://<service>/<method>?namespace=…`
+//! `dtm-driver-polaris` (docs/drivers.md §4.4): gRPC URLs `polaris://<svc>/<method>?namespace=…`
 //! are resolved through Polaris' discovery, and the coordinator registers itself as an instance
 //! with a 5 s heartbeat.
 //!
 //! Deviations from Go, which talks gRPC to a Polaris server named in `polaris.yaml` (v0.0.5) or
 //! in environment variables (v0.0.6):
-//! * The Polaris server is reached over its HTTP API (drivers.md §5.4) at the address in the
+//! * The Polaris server is reached over its HTTP API (docs/drivers.md §5.4) at the address in the
 //!   target's query parameter `polaris` (`polaris://<ip>:<port>/<service>?namespace=<ns>&polaris=<host:port>`),
 //!   default `127.0.0.1:8090`. Resolution reads it from `MicroService.Target` the same way.
 //!   The host may only reach it when `MicroService.RegistryAddresses` names it.

@@ -1,4 +1,4 @@
-//! `dtm-driver-protocol1` (drivers.md §4.2): scheme `protocol1`; a URL without `//` splits at
+//! `dtm-driver-protocol1` (docs/drivers.md §4.2): scheme `protocol1`; a URL without `//` splits at
 //! its first slash, any other by its first path segment; `protocol1:///host:port` and
 //! `protocol1://host:port` resolve to `host:port`. It registers nothing.
 

@@ -1,4 +1,4 @@
-//! Consul's agent and health HTTP API (drivers.md §5.2).
+//! Consul's agent and health HTTP API (docs/drivers.md §5.2).
 
 use base64::Engine as _;
 

@@ -1,4 +1,4 @@
-//! etcd through its v3 JSON gateway (drivers.md §5.1): every call is a `POST` of a JSON body
+//! etcd through its v3 JSON gateway (docs/drivers.md §5.1): every call is a `POST` of a JSON body
 //! under `/v3/`, keys and values travel as standard base64, 64-bit integers (lease IDs, TTLs)
 //! come back as decimal strings.
 

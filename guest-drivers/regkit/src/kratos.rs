@@ -1,4 +1,4 @@
-//! What the kratos and sponge drivers share (drivers.md §4.5, §4.9): kratos' service instance,
+//! What the kratos and sponge drivers share (docs/drivers.md §4.5, §4.9): kratos' service instance,
 //! its etcd registry (a leased key under `/microservices/<name>/`, renewed every 5 s and put
 //! again when the lease is lost) and discovery from etcd or Consul, ending in kratos' pick of
 //! the first insecure `grpc://` endpoint of each instance.

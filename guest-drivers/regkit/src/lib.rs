@@ -1,5 +1,5 @@
 //! What guest drivers share beyond URL parsing: clients for the registries dtm's frameworks use
-//! (drivers.md §5), written against [`Host`] — the host's `send-http`, `env` and `local-ipv4`
+//! (docs/drivers.md §5), written against [`Host`] — the host's `send-http`, `env` and `local-ipv4`
 //! imports — so they can be unit-tested natively with a fake host.
 //!
 //! A guest gets its [`Host`] from [`wit_host!`], which forwards to its own wit-bindgen imports,
@@ -134,7 +134,7 @@ pub fn merged(addresses: impl IntoIterator<Item = String>) -> Vec<String> {
 }
 
 /// An endpoint's host for a registry: `0.0.0.0` or nothing becomes `POD_IP`, else the local
-/// IPv4 address (go-zero's consul and nacos rule, drivers.md §4.3.2). Returns `(host, port)`.
+/// IPv4 address (go-zero's consul and nacos rule, docs/drivers.md §4.3.2). Returns `(host, port)`.
 pub fn listen_address(host: &dyn Host, endpoint: &str) -> Result<(String, u16), String> {
     let (name, port) = endpoint
         .rsplit_once(':')

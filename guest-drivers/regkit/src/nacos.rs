@@ -1,4 +1,4 @@
-//! Nacos open API v1 (drivers.md §5.3).
+//! Nacos open API v1 (docs/drivers.md §5.3).
 
 use serde::{Deserialize, Serialize};
 
@@ -56,7 +56,7 @@ pub struct Nacos<'h> {
     token: Option<String>,
 }
 
-/// The beat Nacos expects, fields in the Go SDK's order (drivers.md §5.3 worked example).
+/// The beat Nacos expects, fields in the Go SDK's order (docs/drivers.md §5.3 worked example).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct BeatInfo<'a> {

@@ -1,4 +1,4 @@
-//! Polaris' HTTP client-access API (drivers.md §5.4, default port 8090). Go's driver speaks
+//! Polaris' HTTP client-access API (docs/drivers.md §5.4, default port 8090). Go's driver speaks
 //! gRPC to port 8091; the HTTP API carries the same protobuf messages as JSON. Polaris answers
 //! with an HTTP status derived from its own `code`, so the `code` in the body decides.
 

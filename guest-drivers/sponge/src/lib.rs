@@ -1,4 +1,4 @@
-//! `dtm-driver-sponge` (drivers.md §4.9): sponge's registries (kratos-style etcd and Consul,
+//! `dtm-driver-sponge` (docs/drivers.md §4.9): sponge's registries (kratos-style etcd and Consul,
 //! and Nacos) and its `discovery` resolver.
 //!
 //! * Scheme: `discovery`, looked up in the registry of `MicroService.Target`.

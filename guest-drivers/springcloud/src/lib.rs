@@ -1,4 +1,4 @@
-//! `dtm-driver-springcloud` (drivers.md §4.8): an HTTP-only driver backed by Nacos. The
+//! `dtm-driver-springcloud` (docs/drivers.md §4.8): an HTTP-only driver backed by Nacos. The
 //! coordinator registers itself as a Nacos instance described by a JSON target, and every HTTP
 //! branch URL that is not already `http(s)://` names a Nacos service as its host: the call goes
 //! to one of that service's instances, picked by weighted random choice.

@@ -1,5 +1,5 @@
 //! Counts and times every API request for `dtm_server_process_total` and
-//! `dtm_server_response_duration` (engine.md §7): one tower layer, under the HTTP router and
+//! `dtm_server_response_duration` (docs/engine.md §7): one tower layer, under the HTTP router and
 //! the gRPC server alike.
 
 use std::future::Future;

@@ -1,4 +1,4 @@
-//! The alert webhook (engine.md §3.6): a branch that keeps failing is reported to
+//! The alert webhook (docs/engine.md §3.6): a branch that keeps failing is reported to
 //! `AlertWebHook`. Alerts are posted by one background task behind a bounded queue, each POST
 //! with a timeout, so a slow or failing hook never holds up a pass; its failures are logged.
 

@@ -1,4 +1,4 @@
-//! gRPC branch calls (api.md §4.7): the stored payload bytes go out as the request message
+//! gRPC branch calls (docs/api.md §4.7): the stored payload bytes go out as the request message
 //! unchanged (a pass-through codec, no re-encoding), with dtm's metadata; the reply is ignored
 //! and the status code classified (§3.5). One lazily connected channel per server, reused.
 
@@ -14,6 +14,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use super::{BranchCall, CallResult};
+use crate::config::Balancing;
 use crate::drivers::{needs_resolving, Driver, DriverError, GrpcCall, Resolution, ServerMethod};
 use crate::metrics::Metrics;
 
@@ -24,36 +25,6 @@ const PARSE_CACHE_LIMIT: usize = 65_536;
 /// Most servers with a channel or a resolution kept; the caches start over when full (calls
 /// under way keep their channel).
 const SERVER_CACHE_LIMIT: usize = 4_096;
-
-/// How calls spread over the endpoints a server resolved to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Balancing {
-    /// Each call takes the next endpoint (gRPC's `round_robin`, dtm's default).
-    #[default]
-    RoundRobin,
-    /// Every call takes the first endpoint (gRPC's `pick_first`).
-    PickFirst,
-}
-
-impl Balancing {
-    /// Reads the policy of a gRPC service config such as dtm's default
-    /// `{"loadBalancingConfig": [{"round_robin":{}}]}` (config key `GrpcServiceConfig`).
-    pub fn from_service_config(json: &str) -> Result<Self, String> {
-        let config: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
-        let policy = config["loadBalancingConfig"][0]
-            .as_object()
-            .and_then(|p| p.keys().next().cloned())
-            .unwrap_or_else(|| "round_robin".into());
-        match policy.as_str() {
-            "round_robin" => Ok(Self::RoundRobin),
-            "pick_first" => Ok(Self::PickFirst),
-            other => Err(format!(
-                "load balancing policy '{other}' is not supported (round_robin, pick_first)"
-            )),
-        }
-    }
-}
 
 /// The endpoints a server with a driver scheme resolved to.
 struct Resolved {
@@ -555,19 +526,6 @@ mod tests {
             .collect();
         assert_eq!(picks, ["a:1", "b:2", "a:1", "b:2"]);
         assert_eq!(resolved.pick(Balancing::PickFirst).unwrap(), "a:1");
-        let default = r#"{"loadBalancingConfig": [{"round_robin":{}}]}"#;
-        assert_eq!(
-            Balancing::from_service_config(default),
-            Ok(Balancing::RoundRobin)
-        );
-        assert_eq!(
-            Balancing::from_service_config(r#"{"loadBalancingConfig":[{"pick_first":{}}]}"#),
-            Ok(Balancing::PickFirst)
-        );
-        assert!(
-            Balancing::from_service_config(r#"{"loadBalancingConfig":[{"grpclb":{}}]}"#).is_err()
-        );
-        assert!(Balancing::from_service_config("{").is_err());
         assert!(!resolved.is_stale());
         resolved.mark_stale();
         assert!(resolved.is_stale());

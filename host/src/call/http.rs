@@ -1,4 +1,4 @@
-//! Plain HTTP branch calls (api.md §4.2) and the classification of their responses (§3.4).
+//! Plain HTTP branch calls (docs/api.md §4.2) and the classification of their responses (§3.4).
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
@@ -8,8 +8,8 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 use serde_json::{json, Value};
 
 use super::{BranchCall, CallResult};
-use crate::api::jsonrpc::{FAILURE_CODE, ONGOING_CODE};
 use crate::model::TransType;
+use crate::protocol::jsonrpc::{FAILURE_CODE, ONGOING_CODE};
 
 #[derive(Clone)]
 pub struct HttpCaller {
@@ -42,7 +42,7 @@ impl HttpCaller {
         }
     }
 
-    /// A JSON-RPC branch (api.md §4.6): POST to the URL as stored, method from its `method`
+    /// A JSON-RPC branch (docs/api.md §4.6): POST to the URL as stored, method from its `method`
     /// parameter, params = the payload object plus gid, trans_type, branch_id and op.
     pub async fn call_json_rpc(&self, call: &BranchCall) -> CallResult {
         match self.try_json_rpc(call).await {

@@ -1,5 +1,5 @@
 //! Calling business branches: choosing the transport for a URL and classifying what came back
-//! as SUCCESS, FAILURE, ONGOING or another (retried) error (api.md §3–4).
+//! as SUCCESS, FAILURE, ONGOING or another (retried) error (docs/api.md §3–4).
 
 pub mod alert;
 pub mod grpc;
@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::Balancing;
 use crate::drivers::Driver;
 use crate::metrics::Metrics;
 use crate::model::{Protocol, TransType};
@@ -87,7 +88,7 @@ impl Caller {
 impl Caller {
     pub fn new(
         driver: Arc<dyn Driver>,
-        balancing: grpc::Balancing,
+        balancing: Balancing,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
         Ok(Self {

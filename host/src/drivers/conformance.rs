@@ -1,4 +1,4 @@
-//! `dtm-host driver check`: runs the parse conformance vectors (`parse-vectors.json`, drivers.md
+//! `dtm-host driver check`: runs the conformance vectors (`parse-vectors.json`, docs/drivers.md
 //! §8) that name a driver against it.
 
 use std::collections::BTreeMap;

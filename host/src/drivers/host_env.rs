@@ -1,5 +1,5 @@
 //! The `env` and `local-ipv4` capabilities: the few facts about the coordinator's machine that
-//! dtm's drivers read (drivers.md §1.3), passed in by name instead of granting WASI's
+//! dtm's drivers read (docs/drivers.md §1.3), passed in by name instead of granting WASI's
 //! environment.
 
 use std::collections::BTreeMap;

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use super::{
     Activation, Driver, DriverError, GrpcCall, HttpTarget, Registration, Resolution, ServerMethod,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{DriverOutcome, Metrics};
 
 pub struct MeteredDriver {
     inner: Arc<dyn Driver>,
@@ -25,8 +25,14 @@ impl MeteredDriver {
         operation: &'static str,
         outcome: Result<T, DriverError>,
     ) -> Result<T, DriverError> {
+        let counted = match &outcome {
+            Ok(_) => DriverOutcome::Ok,
+            Err(DriverError::Trap { .. }) => DriverOutcome::Trap,
+            Err(DriverError::Timeout { .. }) => DriverOutcome::Timeout,
+            Err(_) => DriverOutcome::Error,
+        };
         self.metrics
-            .driver_called(self.inner.name(), operation, &outcome);
+            .driver_called(self.inner.name(), operation, counted);
         outcome
     }
 }

@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::shutdown::{stopped, Shutdown};
+
 pub use cache::sha256_hex;
 pub use host_env::{driver_env, local_ipv4, DRIVER_ENV};
 pub use host_http::HttpPolicy;
@@ -234,12 +236,8 @@ impl DriverSpec {
 pub async fn keep_alive(
     driver: Arc<dyn Driver>,
     mut registration: Registration,
-    stop: tokio::sync::watch::Receiver<bool>,
+    stop: Shutdown,
 ) -> Registration {
-    // `()` rather than the watch's guard, which must not live across an await.
-    async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
-        let _ = stop.wait_for(|stop| *stop).await;
-    }
     while let Some(period) = registration.keep_alive {
         tokio::select! {
             _ = tokio::time::sleep(period) => match driver.keep_alive(&registration.state).await {

@@ -1,4 +1,4 @@
-//! The built-in `default` driver (drivers.md §4.1): servers are plain `host:port`; a URL with a
+//! The built-in `default` driver (docs/drivers.md §4.1): servers are `host:port`; a URL with a
 //! custom scheme needs a driver that knows it.
 
 use async_trait::async_trait;

@@ -1,4 +1,4 @@
-//! The recovery loop: claims due unfinished transactions and runs a pass on each (engine.md
+//! The recovery loop: claims due unfinished transactions and runs a pass on each (docs/engine.md
 //! §3.1), up to `TransCronConcurrency` passes at once (dtm runs one at a time, so a backlog
 //! drains at one transaction's duration per transaction). A claim takes a batch, one due
 //! transaction per free slot, in one store round trip, and pushes each one's `next_cron_time`

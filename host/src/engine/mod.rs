@@ -466,7 +466,7 @@ impl Pass {
             .await
     }
 
-    /// Applies engine.md §3.3 after the call of branch record `index`: success renews the
+    /// Applies docs/engine.md §3.3 after the call of branch record `index`: success renews the
     /// lease now and then, ONGOING polls at the same interval, anything else backs off (and
     /// may alert).
     async fn after_call(

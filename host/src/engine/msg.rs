@@ -1,5 +1,5 @@
 //! 2-phase message: check back with the application once a prepared message times out, then
-//! deliver every action until all succeed; a message never rolls back (engine.md §1.6).
+//! deliver every action until all succeed; a message never rolls back (docs/engine.md §1.6).
 
 use serde::Deserialize;
 use tokio::sync::mpsc;

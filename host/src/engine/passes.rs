@@ -1,5 +1,5 @@
 //! At most one pass per transaction in this process: a request that would start a pass while
-//! one runs here joins it instead (engine.md's one-pass rule, see README "Storage and
+//! one runs here joins it instead (docs/engine.md §3.10, and README "Storage and
 //! recovery"). Between processes the store's claim decides (a lease with an owner token); this
 //! registry answers first what this host already knows, without a store round trip.
 

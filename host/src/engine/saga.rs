@@ -1,4 +1,4 @@
-//! Saga: actions forward, compensations backward (engine.md §1.5.3).
+//! Saga: actions forward, compensations backward (docs/engine.md §1.5.3).
 //!
 //! Records are stored as `[compensate, action]` per step, so record `2k` is step k's
 //! compensation and `2k + 1` its action. Sequential sagas run one step at a time; concurrent

@@ -1,4 +1,4 @@
-//! When a transaction is next looked at: retry intervals, backoff and timeouts (engine.md §3.3,
+//! When a transaction is next looked at: retry intervals, backoff, timeouts (docs/engine.md §3.3,
 //! §1.3). Pure functions, so the rules are tested once here rather than at every use.
 
 use crate::clock::Millis;
@@ -53,7 +53,7 @@ pub fn next_interval(global: &TransGlobal, touch: Touch, conf: &ScheduleConfig) 
 }
 
 /// How many times in a row a transaction's branch calls failed, read from its backed-off
-/// interval as dtm reads it (engine.md §3.6): floor(log2(interval ÷ base interval)).
+/// interval as dtm reads it (docs/engine.md §3.6): floor(log2(interval ÷ base interval)).
 pub fn retry_count(interval: i64, base: i64) -> i64 {
     match interval.checked_div(base) {
         Some(ratio) if ratio > 0 => i64::from(ratio.ilog2()),

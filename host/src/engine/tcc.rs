@@ -1,6 +1,6 @@
 //! TCC: the application registers branches and calls try itself; the coordinator confirms
 //! (after submit) or cancels (after abort or a prepared-state timeout), walking the records
-//! from the last registered to the first (engine.md §1.7).
+//! from the last registered to the first (docs/engine.md §1.7).
 
 use super::{call_error, Pass};
 use crate::call::CallResult;

@@ -1,5 +1,5 @@
 //! Topics for msg fan-out: subscriber lists kept in the key-value store under category
-//! `topics`, changed with a version check (engine.md §4.7). Subscribers are read from the store
+//! `topics`, changed by version check (docs/engine.md §4.7). Subscribers are read from the store
 //! when a message is created, so a change is seen at once (dtm caches them for seconds).
 
 use serde::{Deserialize, Serialize};

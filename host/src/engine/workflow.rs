@@ -1,6 +1,6 @@
 //! Workflow: the client SDK runs the workflow and records each step's definite outcome; the
 //! coordinator stores that progress and, when a workflow stops half-way, calls the application
-//! back so it resumes (engine.md §1.9). The coordinator never changes a workflow's status itself.
+//! back so it resumes (docs/engine.md §1.9). The coordinator never sets a workflow's status itself.
 
 use std::sync::Arc;
 

@@ -1,5 +1,5 @@
 //! XA: like TCC, but one URL per branch serves commit and rollback, and the records are walked
-//! in registration order (engine.md §1.8).
+//! in registration order (docs/engine.md §1.8).
 
 use super::{tcc::phase2, Pass};
 use crate::error::DtmResult;

@@ -4,6 +4,7 @@
 //! method (atomic create-if-absent, status compare-and-set, status-guarded branch writes, atomic
 //! claims), which is what lets several coordinators share one store.
 
+pub mod options;
 pub mod redis;
 pub mod sql;
 pub mod sqlite;
@@ -17,6 +18,8 @@ use async_trait::async_trait;
 
 use crate::clock::Millis;
 use crate::model::{Branch, GlobalStatus, KvEntry, ScanFilter, TransGlobal};
+
+pub use options::{StoreKind, StoreOptions};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum StoreError {
@@ -36,18 +39,18 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Opens the store `config.driver` names: the embedded one in `data_dir` (wiped first with
+/// Opens the store `options.kind` names: the embedded one in `data_dir` (wiped first with
 /// `reset`), or a connection to a shared PostgreSQL, MySQL or Redis server.
 pub async fn open(
-    config: &crate::config::StoreConfig,
+    options: &StoreOptions,
     data_dir: &Path,
     reset: bool,
 ) -> StoreResult<Arc<dyn Store>> {
-    let store: Arc<dyn Store> = match config.driver.as_str() {
-        "postgres" => sql::open(sql::Dialect::Postgres, config).await?,
-        "mysql" => sql::open(sql::Dialect::MySql, config).await?,
-        "redis" => redis::open(config).await?,
-        _ => Arc::new(sqlite::SqliteStore::open(data_dir)?),
+    let store: Arc<dyn Store> = match options.kind {
+        StoreKind::Postgres => sql::open(sql::Dialect::Postgres, options).await?,
+        StoreKind::MySql => sql::open(sql::Dialect::MySql, options).await?,
+        StoreKind::Redis => redis::open(options).await?,
+        StoreKind::Embedded => Arc::new(sqlite::SqliteStore::open(data_dir)?),
     };
     if reset {
         store.wipe_all().await?;

@@ -1,5 +1,5 @@
 //! The Redis store: every state change is one Lua script on the keys of one transaction, and the
-//! keys are spread over hash slots so a Redis Cluster can share the load (engine.md §4.4,
+//! keys are spread over hash slots so a Redis Cluster can share the load (docs/engine.md §4.4,
 //! improved: dtm puts every key under `{a}`, one slot).
 //!
 //! # Key layout
@@ -65,9 +65,8 @@ mod connection;
 
 use connection::Connection;
 
-use super::{BranchOutcome, Page, StatusChange, Store, StoreError, StoreResult};
+use super::{BranchOutcome, Page, StatusChange, Store, StoreError, StoreOptions, StoreResult};
 use crate::clock::Millis;
-use crate::config::StoreConfig;
 use crate::model::{Branch, GlobalStatus, KvEntry, ScanFilter, TransGlobal, TransOptions};
 
 /// Buckets of the schedule and listing indexes. Part of the layout: every host on one Redis must
@@ -651,12 +650,12 @@ pub struct RedisStore {
 }
 
 /// Connects to the Redis server `config` names.
-pub async fn open(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
+pub async fn open(config: &StoreOptions) -> StoreResult<Arc<dyn Store>> {
     Ok(Arc::new(RedisStore::connect(config).await?))
 }
 
 impl RedisStore {
-    pub async fn connect(config: &StoreConfig) -> StoreResult<Self> {
+    pub async fn connect(config: &StoreOptions) -> StoreResult<Self> {
         let conn = Connection::open(config).await?;
         Ok(Self {
             conn,
@@ -1606,9 +1605,9 @@ mod tests {
 
     static NEXT_PREFIX: AtomicUsize = AtomicUsize::new(0);
 
-    fn config(prefix: &str, port: u16) -> StoreConfig {
-        let mut config = crate::config::Config::default().store;
-        config.driver = "redis".into();
+    fn config(prefix: &str, port: u16) -> StoreOptions {
+        let mut config = StoreOptions::from(&crate::config::Config::default().store);
+        config.kind = crate::store::StoreKind::Redis;
         config.host = "127.0.0.1".into();
         config.port = i64::from(port);
         config.redis_prefix = prefix.into();

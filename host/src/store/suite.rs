@@ -1,4 +1,4 @@
-//! The one test suite every [`Store`] backend must pass (engine.md §4.8, checklist 68–72).
+//! The one test suite every [`Store`] backend must pass (docs/engine.md §4.8, §9 items 68–72).
 
 use super::{BranchOutcome, StatusChange, Store, StoreError};
 use crate::model::{

@@ -1,4 +1,4 @@
-//! Stored objects as dtm's HTTP API shows them (api.md §2.7).
+//! Stored objects as dtm's HTTP API shows them (docs/api.md §2.7).
 
 use base64::Engine as _;
 use serde_json::{json, Value};

@@ -19,8 +19,7 @@ use redis::{
     RedisFuture, RedisResult, Value,
 };
 
-use crate::config::StoreConfig;
-use crate::store::{StoreError, StoreResult};
+use crate::store::{StoreError, StoreOptions, StoreResult};
 
 /// Waiting for a node to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -112,7 +111,7 @@ impl Connection {
     /// One node when `Store.Host` names one, a Redis Cluster reached through the seeds it lists
     /// when it names several. Both give up on a node after the same timeouts and reconnect on a
     /// later call once it answers again.
-    pub async fn open(config: &StoreConfig) -> StoreResult<Self> {
+    pub async fn open(config: &StoreOptions) -> StoreResult<Self> {
         let nodes = parse_nodes(&config.host, config.port)?;
         let shown = nodes
             .iter()

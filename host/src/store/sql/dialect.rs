@@ -5,7 +5,7 @@
 use chrono::{DateTime, Local, TimeZone};
 
 use crate::clock::Millis;
-use crate::config::StoreConfig;
+use crate::store::StoreOptions;
 
 use super::Dialect;
 
@@ -30,7 +30,7 @@ impl Dialect {
 
     /// The schema (PostgreSQL, `Store.Schema`) or database (MySQL, `Store.Db`) holding dtm's
     /// tables, as dtm names them. Only plain names are accepted: they are spliced into SQL.
-    pub(super) fn scope(self, config: &StoreConfig) -> Result<String, String> {
+    pub(super) fn scope(self, config: &StoreOptions) -> Result<String, String> {
         let (key, name) = match self {
             // Unquoted, as dtm's `search_path=<Schema>` reads it: PostgreSQL folds it to lower case.
             Dialect::Postgres => ("Store.Schema", config.schema.to_ascii_lowercase()),
@@ -146,7 +146,7 @@ impl Dialect {
         }
     }
 
-    /// dtm's schema script (engine.md §4.3) without its DROPs, each statement creating only what
+    /// dtm's schema script (docs/engine.md §4.3) minus its DROPs, each statement creating only what
     /// is missing. One change: times keep milliseconds (dtm's columns keep seconds, which
     /// dtm-host also works with, rounding times to the second).
     pub(super) fn schema_ddl(self, scope: &str) -> Vec<String> {

@@ -1,11 +1,11 @@
 //! PostgreSQL and MySQL/MariaDB stores: one implementation, two dialects, with dtm's table names
-//! (engine.md §4.3) so dtm-host can run on a database dtm already uses.
+//! (docs/engine.md §4.3) so dtm-host can run on a database dtm already uses.
 //!
 //! The statements are the same for both servers except where their SQL differs (`dialect.rs`);
 //! sqlx's types differ per server, so each method body is written once and expanded for both
 //! pools by `on_pool!`.
 //!
-//! Claims (engine.md §3.2) lock the picked row with `FOR UPDATE SKIP LOCKED`: hosts sharing the
+//! Claims (docs/engine.md §3.2) lock picked rows with `FOR UPDATE SKIP LOCKED`: hosts sharing the
 //! database each skip the rows the others are claiming, instead of all racing for one.
 
 mod dialect;
@@ -21,9 +21,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgRow, PgSslMode};
 use sqlx::{AssertSqlSafe, Connection, Database, Row};
 
 use self::dialect::{ScanConditions, Statements};
-use super::{BranchOutcome, Page, StatusChange, Store, StoreError, StoreResult};
+use super::{BranchOutcome, Page, StatusChange, Store, StoreError, StoreOptions, StoreResult};
 use crate::clock::Millis;
-use crate::config::StoreConfig;
 use crate::model::{Branch, GlobalStatus, KvEntry, ScanFilter, TransGlobal, TransOptions};
 
 /// Which SQL server a store talks to.
@@ -67,7 +66,7 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_REASON_CHARS: usize = 1024;
 
 /// Connects to the database `config` names and creates dtm's tables when absent.
-pub async fn open(dialect: Dialect, config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
+pub async fn open(dialect: Dialect, config: &StoreOptions) -> StoreResult<Arc<dyn Store>> {
     Ok(Arc::new(SqlStore::open(dialect, config).await?))
 }
 
@@ -274,7 +273,7 @@ where
 
 /// The pool's settings, for at most `max` connections.
 fn pool_options<DB: Database>(
-    config: &StoreConfig,
+    config: &StoreOptions,
     last_failure: &LastFailure,
     max: u32,
 ) -> PoolOptions<DB> {
@@ -303,7 +302,7 @@ fn pool_options<DB: Database>(
 }
 
 /// The server's address from the config, with the server's usual port when none is set.
-fn address(dialect: Dialect, config: &StoreConfig) -> StoreResult<(String, u16)> {
+fn address(dialect: Dialect, config: &StoreOptions) -> StoreResult<(String, u16)> {
     let host = if config.host.is_empty() {
         "localhost".to_owned()
     } else {
@@ -320,7 +319,7 @@ fn address(dialect: Dialect, config: &StoreConfig) -> StoreResult<(String, u16)>
 }
 
 impl SqlStore {
-    pub async fn open(dialect: Dialect, config: &StoreConfig) -> StoreResult<Self> {
+    pub async fn open(dialect: Dialect, config: &StoreOptions) -> StoreResult<Self> {
         let prefix = |e: StoreError| match e {
             StoreError::Backend(m) => StoreError::Backend(format!("{}: {m}", dialect.name())),
             other => other,

@@ -21,9 +21,12 @@ fn kind(dialect: Dialect) -> Kind {
 }
 
 /// The store settings for `scope` on the server listening on `port`.
-fn config(dialect: Dialect, port: u16, scope: &str) -> StoreConfig {
-    let mut c = crate::config::Config::default().store;
-    c.driver = dialect.name().into();
+fn config(dialect: Dialect, port: u16, scope: &str) -> StoreOptions {
+    let mut c = StoreOptions::from(&crate::config::Config::default().store);
+    c.kind = match dialect {
+        Dialect::Postgres => crate::store::StoreKind::Postgres,
+        Dialect::MySql => crate::store::StoreKind::MySql,
+    };
     c.host = "127.0.0.1".into();
     c.port = port.into();
     c.max_open_conns = 8;
@@ -42,7 +45,7 @@ fn config(dialect: Dialect, port: u16, scope: &str) -> StoreConfig {
 }
 
 /// The settings of a fresh scope on this process's server; `None` when it is not installed.
-fn fresh_config(dialect: Dialect) -> Option<StoreConfig> {
+fn fresh_config(dialect: Dialect) -> Option<StoreOptions> {
     static NEXT_SCOPE: AtomicUsize = AtomicUsize::new(0);
     let server = Server::shared(kind(dialect))?;
     let scope = format!("dtm_test_{}", NEXT_SCOPE.fetch_add(1, Ordering::Relaxed));
@@ -261,7 +264,7 @@ async fn mysql_a_refused_write_leaves_no_lock() {
     a_refused_write_leaves_no_lock(Dialect::MySql).await;
 }
 
-/// dtm's own scripts (engine.md §4.3, second-precision times) made the tables: dtm-host uses them.
+/// dtm's scripts (docs/engine.md §4.3, second-precision times) made the tables: dtm-host uses them.
 async fn works_on_tables_dtm_created(dialect: Dialect, setup: &[&str]) {
     with_stores(dialect, 1, setup, |stores| async move {
         let store = &stores[0];
