@@ -18,7 +18,11 @@ pub enum DtmError {
     /// an unknown trans type.
     #[error("{0}")]
     InvalidInput(String),
-    /// Anything else (HTTP 500); dtm uses it for unknown gids and trans types as well.
+    /// What dtm raises as a panic, which its edges recover (HTTP 500, gRPC Internal, JSON-RPC
+    /// `result` null): an unknown gid, a step without its payload, a request it cannot read.
+    #[error("{0}")]
+    Internal(String),
+    /// Anything else: an error dtm returns (HTTP 500, gRPC Unknown, JSON-RPC `result` `{}`).
     #[error("{0}")]
     Other(String),
     #[error(transparent)]

@@ -24,6 +24,16 @@ impl Program {
     pub const ETCD: Program = Program::new("etcd", "etcd-server");
     pub const CHROMIUM: Program = Program::new("chromium", "chromium");
     pub const CHROMEDRIVER: Program = Program::new("chromedriver", "chromium-driver");
+    /// The Go toolchain, to build dtm itself for the side-by-side tests (Debian's `golang-go`
+    /// is older than dtm needs; Go fetches a newer toolchain itself, or install from go.dev).
+    pub const GO: Program = Program::new("go", "golang-go");
+    /// Python 3 with `venv`, to build the Python drivers (`componentize-py` is installed from PyPI
+    /// into a venv under `target/`).
+    pub const PYTHON: Program = Program::new("python3", "python3-venv");
+    /// Node.js and npm, to build the JavaScript drivers (`@bytecodealliance/componentize-js` is
+    /// installed from npm under `target/`).
+    pub const NODE: Program = Program::new("node", "nodejs");
+    pub const NPM: Program = Program::new("npm", "npm");
 
     pub const fn new(name: &'static str, package: &'static str) -> Self {
         Program { name, package }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod driver;
+pub mod dtm;
 pub mod etcd;
 pub mod fakes;
 pub mod grpc;

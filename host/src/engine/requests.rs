@@ -1,4 +1,4 @@
-//! What each API request does (engine.md §2.1): validate, build the records, store them, and
+//! What each API request does (docs/engine.md §2.1): validate, build the records, store them, and
 //! start a pass. Every check that can refuse a request runs before anything is written.
 
 use std::collections::BTreeMap;
@@ -111,13 +111,13 @@ fn parse_trans_type(text: &str) -> DtmResult<TransType> {
 }
 
 fn unknown_gid(gid: &str) -> DtmError {
-    DtmError::Other(format!("no TransGlobal with gid: {gid} found"))
+    DtmError::Internal(format!("no TransGlobal with gid: {gid} found"))
 }
 
 /// The error a `wait_result` request answers when the pass stopped on a branch result.
 fn unexpected_result(e: DtmError) -> DtmError {
     const HELP: &str = "your http/grpc result should be specified as in:\n\
-        https://dtm.pub/practice/arch.html#proto\nunkown result will be retried: ";
+        http://d.dtm.pub/practice/arch.html#proto\nunkown result will be retried: ";
     match e {
         DtmError::Ongoing(_) => DtmError::Ongoing("ONGOING".into()),
         DtmError::Failure(text) => DtmError::Failure(format!("{HELP}{text}")),
@@ -567,7 +567,7 @@ fn step_payloads(req: &TransRequest) -> DtmResult<Vec<Vec<u8>>> {
             .map(|d| d.clone().into_bytes()),
     );
     if payloads.len() < req.steps.len() {
-        return Err(DtmError::Other(format!(
+        return Err(DtmError::Internal(format!(
             "{} steps but only {} payloads: give one payload per step",
             req.steps.len(),
             payloads.len()

@@ -1,4 +1,4 @@
-//! dtm's gRPC API on `GrpcPort`: service `dtmgimp.Dtm` plus server reflection (api.md §5).
+//! dtm's gRPC API on `GrpcPort`: service `dtmgimp.Dtm` plus server reflection (docs/api.md §5).
 //! Handlers only translate: protobuf → engine request, engine result → gRPC status (§3.2).
 
 pub mod codec;
@@ -25,6 +25,7 @@ pub fn status(e: DtmError) -> Status {
         DtmError::Failure(m) => Status::aborted(m),
         DtmError::Ongoing(m) => Status::failed_precondition(m),
         DtmError::BadRequest(m) | DtmError::InvalidInput(m) => Status::invalid_argument(m),
+        DtmError::Internal(m) => Status::internal(m),
         e @ (DtmError::Other(_) | DtmError::Store(_)) => Status::unknown(e.to_string()),
     }
 }

@@ -1,4 +1,4 @@
-//! The one mapping from engine errors to dtm's HTTP result envelope (api.md §2.1).
+//! The one mapping from engine errors to dtm's HTTP result envelope (docs/api.md §2.1).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -36,7 +36,10 @@ impl IntoResponse for ApiError {
                 (StatusCode::BAD_REQUEST, json!({"message": m}))
             }
             Self::Engine(
-                e @ (DtmError::Other(_) | DtmError::InvalidInput(_) | DtmError::Store(_)),
+                e @ (DtmError::Internal(_)
+                | DtmError::Other(_)
+                | DtmError::InvalidInput(_)
+                | DtmError::Store(_)),
             ) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({"message": e.to_string()}),

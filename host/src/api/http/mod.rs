@@ -1,4 +1,4 @@
-//! dtm's HTTP API on `HttpPort`: routes under `/api/dtmsvr`, plus `/api/ping` (api.md §2) and
+//! dtm's HTTP API on `HttpPort`: routes under `/api/dtmsvr`, plus `/api/ping` (docs/api.md §2) and
 //! the operating endpoints of `ops`.
 //! Handlers only translate: wire → engine request, engine result → dtm's JSON envelope.
 
@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, delete, get, post};
+use axum::routing::{any, delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -41,40 +41,105 @@ pub struct HttpState {
 }
 
 pub fn router(state: HttpState) -> Router {
-    let dtm = Router::new()
-        .route("/version", get(version))
-        .route("/newGid", get(new_gid))
-        .route("/prepare", post(prepare))
-        .route("/submit", post(submit))
-        .route("/abort", post(abort))
-        .route("/forceStop", post(force_stop))
-        .route("/resetNextCronTime", post(reset_next_cron_time))
-        .route("/registerBranch", post(register_branch))
-        .route("/registerXaBranch", post(register_branch))
-        .route("/registerTccBranch", post(register_branch))
-        .route("/prepareWorkflow", post(prepare_workflow))
-        .route("/query", get(query))
-        .route("/all", get(all))
-        .route("/resetCronTime", get(reset_cron_time))
-        .route("/subscribe", get(subscribe))
-        .route("/unsubscribe", get(unsubscribe))
-        .route("/topic/{name}", delete(delete_topic))
-        .route("/scanKV", get(scan_kv))
-        .route("/queryKV", get(query_kv));
-    let mut app = Router::new()
-        .nest("/api/dtmsvr", dtm)
-        .route("/api/ping", any(|| async { Json(json!({"msg": "pong"})) }))
-        .route("/api/json-rpc", post(json_rpc))
-        .route("/api/metrics", get(ops::metrics))
-        .route("/api/health", get(ops::health))
-        .route("/api/ready", get(ops::ready));
+    let dtm: Vec<(&str, MethodRouter<HttpState>)> = vec![
+        ("/version", get(version)),
+        ("/newGid", get(new_gid)),
+        ("/prepare", post(prepare)),
+        ("/submit", post(submit)),
+        ("/abort", post(abort)),
+        ("/forceStop", post(force_stop)),
+        ("/resetNextCronTime", post(reset_next_cron_time)),
+        ("/registerBranch", post(register_branch)),
+        ("/registerXaBranch", post(register_branch)),
+        ("/registerTccBranch", post(register_branch)),
+        ("/prepareWorkflow", post(prepare_workflow)),
+        ("/query", get(query)),
+        ("/all", get(all)),
+        ("/resetCronTime", get(reset_cron_time)),
+        ("/subscribe", get(subscribe)),
+        ("/unsubscribe", get(unsubscribe)),
+        ("/topic/{name}", delete(delete_topic)),
+        ("/scanKV", get(scan_kv)),
+        ("/queryKV", get(query_kv)),
+    ];
+    let mut routes: Vec<(String, MethodRouter<HttpState>)> = dtm
+        .into_iter()
+        .map(|(path, route)| (format!("/api/dtmsvr{path}"), route))
+        .collect();
+    routes.extend([
+        (
+            "/api/ping".to_owned(),
+            any(|| async { Json(json!({"msg": "pong"})) }),
+        ),
+        ("/api/json-rpc".to_owned(), post(json_rpc)),
+        ("/api/metrics".to_owned(), get(ops::metrics)),
+        ("/api/health".to_owned(), get(ops::health)),
+        ("/api/ready".to_owned(), get(ops::ready)),
+    ]);
     if state.test_clock {
-        app = app.route("/api/test/clock/advance", post(advance_clock));
+        routes.push(("/api/test/clock/advance".to_owned(), post(advance_clock)));
     }
-    app.fallback(not_found).with_state(state)
+    let paths: Arc<Vec<String>> = Arc::new(routes.iter().map(|(path, _)| path.clone()).collect());
+    let mut app = Router::new();
+    for (path, route) in routes {
+        app = app.route(&path, route);
+    }
+    app.fallback(move |method: Method, uri: Uri| {
+        let paths = paths.clone();
+        async move { redirect_or_not_found(&paths, &method, &uri) }
+    })
+    // As dtm's router (gin): a known path with another method is not found.
+    .method_not_allowed_fallback(not_found)
+    .with_state(state)
+}
+
+/// dtm's router (gin) redirects a path with a trailing slash to the route without it: 301 for
+/// GET, 307 (the method and body kept) otherwise; any other unknown path is not found.
+fn redirect_or_not_found(paths: &[String], method: &Method, uri: &Uri) -> Response {
+    let Some(trimmed) = uri.path().strip_suffix('/').filter(|p| !p.is_empty()) else {
+        return not_found_page();
+    };
+    if !paths.iter().any(|route| route_matches(route, trimmed)) {
+        return not_found_page();
+    }
+    let location = match uri.query() {
+        Some(query) => format!("{trimmed}?{query}"),
+        None => trimmed.to_owned(),
+    };
+    if method == Method::GET {
+        // Go's http.Redirect writes this body for a GET.
+        let body = format!("<a href=\"{location}\">Moved Permanently</a>.\n\n");
+        (
+            StatusCode::MOVED_PERMANENTLY,
+            [
+                (header::LOCATION, location),
+                (header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
+            ],
+            body,
+        )
+            .into_response()
+    } else {
+        (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, location)]).into_response()
+    }
+}
+
+/// Whether `path` is served by the route `pattern` (whose `{name}` segments match any one).
+fn route_matches(pattern: &str, path: &str) -> bool {
+    let (mut pattern, mut path) = (pattern.split('/'), path.split('/'));
+    loop {
+        match (pattern.next(), path.next()) {
+            (None, None) => return true,
+            (Some(p), Some(s)) if p == s || (p.starts_with('{') && !s.is_empty()) => {}
+            _ => return false,
+        }
+    }
 }
 
 async fn not_found() -> Response {
+    not_found_page()
+}
+
+fn not_found_page() -> Response {
     (
         StatusCode::NOT_FOUND,
         [(header::CONTENT_TYPE, "text/plain")],

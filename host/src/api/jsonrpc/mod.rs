@@ -1,5 +1,5 @@
 //! JSON-RPC 2.0 at `POST /api/json-rpc` on the HTTP port, with dtm's method names, envelope
-//! and error codes (api.md §6). Unlike the REST routes, gids are used exactly as sent.
+//! and error codes (docs/api.md §6). Unlike the REST routes, gids are used exactly as sent.
 
 use std::sync::Arc;
 
@@ -11,21 +11,19 @@ use serde_json::{json, Value};
 use crate::api::http::decode;
 use crate::engine::Engine;
 use crate::error::DtmError;
+use crate::protocol::jsonrpc::FAILURE_CODE;
 
-/// A handler error carrying FAILURE.
-pub const FAILURE_CODE: i64 = -32901;
-/// What a branch answers for ONGOING (the server itself never sends it).
-pub const ONGOING_CODE: i64 = -32902;
-
+/// dtm's envelope, its fields in dtm's order: a refused envelope is quoted back re-encoded.
 #[derive(Debug, Deserialize, Serialize)]
 struct Envelope {
     #[serde(default)]
-    jsonrpc: String,
-    id: String,
-    #[serde(default)]
     method: String,
     #[serde(default)]
+    jsonrpc: String,
+    #[serde(default)]
     params: Value,
+    #[serde(default)]
+    id: String,
 }
 
 fn reply(id: &str, result: Value, error: Option<(i64, String)>) -> Json<Value> {
@@ -34,6 +32,16 @@ fn reply(id: &str, result: Value, error: Option<(i64, String)>) -> Json<Value> {
         |(code, message)| json!({"code": code, "message": message}),
     );
     Json(json!({"jsonrpc": "2.0", "id": id, "result": result, "error": error}))
+}
+
+/// dtm answers an error it returned with that error marshalled (an object without fields), and
+/// one it raised as a panic (see `DtmError::Internal`; an unknown trans type is a nil
+/// dereference there) with no result.
+fn result_of_error(e: &DtmError) -> Value {
+    match e {
+        DtmError::Internal(_) | DtmError::InvalidInput(_) => Value::Null,
+        _ => json!({}),
+    }
 }
 
 fn error_code(e: &DtmError) -> i64 {
@@ -69,7 +77,7 @@ pub async fn handle(engine: &Arc<Engine>, body: &[u8]) -> (StatusCode, Json<Valu
         "submit" => run(decode::trans_request_as_sent(&params), |r| engine.submit(r)).await,
         "abort" => run(decode::trans_request_as_sent(&params), |r| engine.abort(r)).await,
         "registerBranch" => {
-            let request = decode::branch_request(&params).map_err(DtmError::Other);
+            let request = decode::branch_request(&params).map_err(DtmError::Internal);
             run(request, |r| engine.register_branch(r)).await
         }
         other => {
@@ -81,7 +89,7 @@ pub async fn handle(engine: &Arc<Engine>, body: &[u8]) -> (StatusCode, Json<Valu
         Ok(result) => reply(&envelope.id, result, None),
         Err(e) => reply(
             &envelope.id,
-            json!({}),
+            result_of_error(&e),
             Some((error_code(&e), e.to_string())),
         ),
     };
@@ -93,5 +101,10 @@ where
     F: FnOnce(R) -> Fut,
     Fut: std::future::Future<Output = Result<(), DtmError>>,
 {
-    call(request?).await.map(|()| Value::Null)
+    // dtm reads the params with a panic on failure.
+    let request = request.map_err(|e| match e {
+        DtmError::BadRequest(_) => e,
+        other => DtmError::Internal(other.to_string()),
+    })?;
+    call(request).await.map(|()| Value::Null)
 }

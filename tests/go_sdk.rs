@@ -1,0 +1,156 @@
+//! dtm's own Go SDK (`github.com/dtm-labs/client`: dtmcli, dtmgrpc, workflow, the branch
+//! barrier) against the real binary. The Go tests in `tests/go-sdk` start their own HTTP and
+//! gRPC business services and check what a user of the SDK sees: its returned errors, the
+//! balances in the business databases, barrier rows, the order of the calls, and the final
+//! status from the query API. Each test here runs one group of them against a host of its own,
+//! with throwaway MariaDB, PostgreSQL and Redis servers.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use common::Host;
+use test_servers::{Kind, Program, Server};
+
+fn module_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/go-sdk")
+}
+
+/// The Go tests, compiled once per run (`go test -c`) outside the source tree; Go keeps its
+/// module and build caches where it always does (GOPATH, GOCACHE).
+fn go_tests(go: &Path) -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-sdk/gosdk.test");
+        let started = Instant::now();
+        let output = Command::new(go)
+            .args(["test", "-c", "-o"])
+            .arg(&out)
+            .arg(".")
+            .current_dir(module_dir())
+            .output()
+            .expect("run go");
+        assert!(
+            output.status.success(),
+            "building tests/go-sdk failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        println!("go test -c took {:?}", started.elapsed());
+        out
+    })
+}
+
+/// PostgreSQL with prepared transactions enabled (XA needs them), shared by the tests here.
+fn postgres() -> Option<&'static Server> {
+    static SERVER: OnceLock<Option<Server>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| Server::start_with(Kind::Postgres, &["-c", "max_prepared_transactions=50"]))
+        .as_ref()
+}
+
+/// Runs the Go tests matching `pattern` (`go test -run`) against a fresh host, with the servers
+/// of `kinds`; returns at once (skipped) when Go or a server program is not installed.
+async fn go_test(group: &str, pattern: &str, kinds: &[Kind]) {
+    let Some(go) = Program::GO.require() else {
+        return;
+    };
+    let mut env = vec![("GOSDK_SCOPE".to_owned(), format!("gosdk_{group}"))];
+    for &kind in kinds {
+        let (server, var) = match kind {
+            Kind::Postgres => (postgres(), "POSTGRES_ADDR"),
+            Kind::MariaDb => (Server::shared(kind), "MYSQL_ADDR"),
+            Kind::Redis => (Server::shared(kind), "REDIS_ADDR"),
+        };
+        let Some(server) = server else {
+            return;
+        };
+        env.push((var.to_owned(), format!("127.0.0.1:{}", server.port())));
+    }
+    let binary = go_tests(&go);
+    let host = Host::start().await;
+    env.push(("DTM_HTTP".to_owned(), host.api("")));
+    env.push((
+        "DTM_GRPC".to_owned(),
+        format!("127.0.0.1:{}", host.grpc_port),
+    ));
+
+    let started = Instant::now();
+    let output = tokio::process::Command::new(binary)
+        .args(["-test.run", pattern, "-test.v", "-test.timeout", "5m"])
+        .current_dir(module_dir())
+        .envs(env)
+        .output()
+        .await
+        .expect("run the Go tests");
+    let go_output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "the Go SDK's {group} tests failed ({}):\n{go_output}\n--- host log (last 200 lines):\n{}",
+        output.status,
+        tail(&host.log(), 200)
+    );
+    assert!(
+        go_output.contains("--- PASS"),
+        "no Go test matched {pattern}:\n{go_output}"
+    );
+    println!("{go_output}\n{group}: {:?}", started.elapsed());
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[tokio::test]
+async fn saga() {
+    go_test("saga", "^TestSaga", &[Kind::MariaDb, Kind::Postgres]).await;
+}
+
+#[tokio::test]
+async fn msg() {
+    go_test(
+        "msg",
+        "^TestMsg",
+        &[Kind::MariaDb, Kind::Postgres, Kind::Redis],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn tcc() {
+    go_test("tcc", "^TestTcc", &[Kind::MariaDb, Kind::Postgres]).await;
+}
+
+#[tokio::test]
+async fn xa() {
+    go_test("xa", "^TestXa", &[Kind::MariaDb, Kind::Postgres]).await;
+}
+
+#[tokio::test]
+async fn workflow() {
+    go_test(
+        "workflow",
+        "^TestWorkflow",
+        &[Kind::MariaDb, Kind::Postgres],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn barrier() {
+    go_test(
+        "barrier",
+        "^TestBarrier",
+        &[Kind::MariaDb, Kind::Postgres, Kind::Redis],
+    )
+    .await;
+}
