@@ -1,6 +1,6 @@
 //! Wiring: store, engine, listeners and the cron loop; graceful shutdown on SIGTERM / Ctrl-C.
 
-use std::future::IntoFuture;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,15 +54,11 @@ pub struct RunOptions {
     pub test_clock: bool,
 }
 
+/// Sets the coordinator up, serves until told to stop, then shuts down. Each step is a function
+/// below, in the order they run.
 pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
-    let stop_rx = shutdown::on_terminate();
-    let mut http = HttpPort {
-        app: StartingApp::new(&config.store.driver),
-        port: config.http_port,
-        stop: stop_rx.clone(),
-        server: None,
-    };
-
+    let stop = shutdown::on_terminate();
+    let mut http = HttpPort::new(&config, stop.clone());
     let data_dir = PathBuf::from(&config.store.data_dir);
     let store = open_store(&config, &data_dir, options.reset, &mut http).await?;
     info!(driver = config.store.driver, data_dir = %data_dir.display(), "store ready");
@@ -70,9 +66,41 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
     let clock = Arc::new(Clock::default());
     let metrics = Arc::new(Metrics::new());
     let driver_spec = driver_spec(&config, &data_dir, clock.clone(), metrics.clone());
-    let driver = load_driver(&driver_spec)?;
-    let caller =
-        Caller::new(driver, config.grpc_balancing, metrics.clone()).map_err(ServerError::Setup)?;
+    let caller = Caller::new(
+        load_driver(&driver_spec)?,
+        config.grpc_balancing,
+        metrics.clone(),
+    )
+    .map_err(ServerError::Setup)?;
+    let readiness = Readiness::new(store.clone(), &config.store.driver, caller.clone());
+    let engine = build_engine(&config, store, caller.clone(), clock, metrics.clone())?;
+
+    let grpc = grpc_server(
+        config.grpc_port,
+        engine.clone(),
+        metrics.clone(),
+        stop.clone(),
+    )
+    .await?;
+    let cron = start_cron(&config, &engine, stop.clone());
+    let reloader = start_reloader(&config, driver_spec, &caller, stop).await?;
+    let app = http_app(
+        &config, &options, &engine, readiness, &caller, &reloader, metrics,
+    );
+    serve(&config, http, app, grpc).await?;
+
+    shut_down(&config, cron, &engine, &reloader).await;
+    Ok(())
+}
+
+/// The engine, with the schedule, branch-write mode and alert webhook the configuration sets.
+fn build_engine(
+    config: &Config,
+    store: Arc<dyn Store>,
+    caller: Caller,
+    clock: Arc<Clock>,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<Engine>, ServerError> {
     let schedule = ScheduleConfig {
         retry_interval: config.retry_interval,
         timeout_to_fail: config.timeout_to_fail,
@@ -84,29 +112,27 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         Duration::from_secs(config.request_timeout as u64),
     )
     .map_err(ServerError::Setup)?;
-    let readiness = Readiness::new(store.clone(), &config.store.driver, caller.clone());
-    let observers = Observers {
-        metrics: metrics.clone(),
-        alerts,
-    };
+    let observers = Observers { metrics, alerts };
     let branch_writes = BranchWrites::from_update_branch_sync(config.update_branch_sync);
-    let engine = Engine::new(
+    Ok(Engine::new(
         store,
-        caller.clone(),
+        caller,
         clock,
         schedule,
         branch_writes,
         observers,
-    );
+    ))
+}
 
-    let grpc_listener = listen("GrpcPort", config.grpc_port).await?;
-    let state = HttpState {
-        engine: engine.clone(),
-        max_body_bytes: config.max_body_bytes as usize,
-        test_clock: options.test_clock,
-        metrics: metrics.clone(),
-        readiness: Arc::new(readiness),
-    };
+/// Listens on the gRPC port and returns the server (service `dtmgimp.Dtm` plus reflection),
+/// which serves once awaited and stops with `stop`.
+async fn grpc_server(
+    port: i64,
+    engine: Arc<Engine>,
+    metrics: Arc<Metrics>,
+    stop: Shutdown,
+) -> Result<impl Future<Output = Result<(), tonic::transport::Error>>, ServerError> {
+    let listener = listen("GrpcPort", port).await?;
     let reflection = |builder: tonic_reflection::server::Builder<'static>| {
         builder.register_encoded_file_descriptor_set(crate::proto::DESCRIPTORS)
     };
@@ -116,25 +142,66 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
     let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
         .build_v1alpha()
         .map_err(|e| ServerError::Setup(format!("gRPC reflection: {e}")))?;
+    Ok(tonic::transport::Server::builder()
+        .layer(MeteredLayer::new(ApiKind::Grpc, metrics))
+        .add_service(crate::api::grpc::service(engine))
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            stopped(stop),
+        ))
+}
 
-    let cron = tokio::spawn(engine.clone().run_cron(
+/// Starts the recovery loop (`TransCronInterval`, `TransCronConcurrency`).
+fn start_cron(config: &Config, engine: &Arc<Engine>, stop: Shutdown) -> JoinHandle<()> {
+    tokio::spawn(engine.clone().run_cron(
         CronSettings {
             interval: Duration::from_secs(config.trans_cron_interval as u64),
             concurrency: usize::try_from(config.trans_cron_concurrency).unwrap_or(1),
         },
-        stop_rx.clone(),
-    ));
+        stop,
+    ))
+}
+
+/// Registers the coordinator through the driver and starts reloading the driver on a file
+/// change or SIGHUP.
+async fn start_reloader(
+    config: &Config,
+    spec: DriverSpec,
+    caller: &Caller,
+    stop: Shutdown,
+) -> Result<Arc<DriverReloader>, ServerError> {
     let ms = &config.micro_service;
-    let reloader = Arc::new(
-        DriverReloader::start(driver_spec, caller.clone(), &ms.target, &ms.end_point).await?,
-    );
+    let reloader =
+        Arc::new(DriverReloader::start(spec, caller.clone(), &ms.target, &ms.end_point).await?);
     reloader
-        .spawn_triggers(stop_rx.clone())
+        .spawn_triggers(stop)
         .map_err(|e| ServerError::Setup(format!("cannot watch for SIGHUP: {e}")))?;
+    Ok(reloader)
+}
+
+/// The HTTP API and the admin UI, metered as a whole (labels come from the matched routes).
+fn http_app(
+    config: &Config,
+    options: &RunOptions,
+    engine: &Arc<Engine>,
+    readiness: Readiness,
+    caller: &Caller,
+    reloader: &Arc<DriverReloader>,
+    metrics: Arc<Metrics>,
+) -> axum::Router {
+    let state = HttpState {
+        engine: engine.clone(),
+        max_body_bytes: config.max_body_bytes as usize,
+        test_clock: options.test_clock,
+        metrics: metrics.clone(),
+        readiness: Arc::new(readiness),
+    };
     let admin = AdminState::new(
         &config.admin_base_path,
         &config.admin_token,
-        driver_status(&config, caller.clone()),
+        driver_status(config, caller.clone()),
         reloader.clone(),
     );
     info!(
@@ -142,33 +209,41 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         token_required = admin.token_required(),
         "admin UI ready"
     );
+    router(state)
+        .merge(crate::api::admin::router(admin))
+        .layer(MeteredLayer::new(ApiKind::Http, metrics))
+}
+
+/// Serves `app` on the HTTP port (open already if the store kept us waiting) and the gRPC
+/// server until both stop.
+async fn serve(
+    config: &Config,
+    mut http: HttpPort,
+    app: axum::Router,
+    grpc: impl Future<Output = Result<(), tonic::transport::Error>>,
+) -> Result<(), ServerError> {
     info!(
         http_port = config.http_port,
         grpc_port = config.grpc_port,
         "dtm-host serving"
     );
-
-    // Metered as a whole, the admin UI included; labels come from the matched routes.
-    http.app.serve(
-        router(state)
-            .merge(crate::api::admin::router(admin))
-            .layer(MeteredLayer::new(ApiKind::Http, metrics.clone())),
-    );
+    http.app.serve(app);
     let http = http.open().await?;
-    let grpc = tonic::transport::Server::builder()
-        .layer(MeteredLayer::new(ApiKind::Grpc, metrics))
-        .add_service(crate::api::grpc::service(engine.clone()))
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-            stopped(stop_rx),
-        );
     let (http, grpc) = tokio::join!(http, grpc);
     http.map_err(|e| ServerError::Setup(format!("HTTP server stopped: {e}")))?
         .map_err(|e| ServerError::Setup(format!("HTTP server failed: {e}")))?;
     grpc.map_err(|e| ServerError::Setup(format!("gRPC server failed: {e}")))?;
+    Ok(())
+}
 
+/// After the listeners stopped: waits for the cron loop, lets running passes finish (up to
+/// RequestTimeout + 2 s) and deregisters the coordinator.
+async fn shut_down(
+    config: &Config,
+    cron: JoinHandle<()>,
+    engine: &Engine,
+    reloader: &DriverReloader,
+) {
     info!("shutting down: no new requests; finishing running passes");
     if cron.await.is_err() {
         warn!("cron loop ended abnormally");
@@ -178,7 +253,6 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         .await;
     reloader.deregister().await;
     info!("stopped");
-    Ok(())
 }
 
 /// The HTTP port. It opens once the coordinator is set up, or earlier when it has to wait for
@@ -191,6 +265,17 @@ struct HttpPort {
 }
 
 impl HttpPort {
+    /// The port `HttpPort` names, not open yet; what it serves before setup ends depends on the
+    /// store.
+    fn new(config: &Config, stop: Shutdown) -> Self {
+        Self {
+            app: StartingApp::new(&config.store.driver),
+            port: config.http_port,
+            stop,
+            server: None,
+        }
+    }
+
     /// Listens and serves, unless it does already; returns the server.
     async fn open(&mut self) -> Result<&mut JoinHandle<std::io::Result<()>>, ServerError> {
         let server = match self.server.take() {

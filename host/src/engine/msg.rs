@@ -4,11 +4,13 @@
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use super::input::{parse_custom_data, TransRequest, MAX_SECONDS};
+use super::pass::{call_error, Pass};
 use super::schedule::Touch;
-use super::{call_error, parse_custom_data, Pass};
+use super::Engine;
 use crate::call::CallResult;
 use crate::error::{DtmError, DtmResult};
-use crate::model::{branch_status, op, GlobalStatus, CHECK_BRANCH_ID};
+use crate::model::{branch_status, op, Branch, GlobalStatus, CHECK_BRANCH_ID};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -20,14 +22,50 @@ struct MsgCustomData {
 /// Checks a message's `custom_data` before anything is stored.
 pub(super) fn validate(custom_data: &str) -> Result<(), String> {
     let data: MsgCustomData = parse_custom_data(custom_data)?;
-    if data.delay > super::requests::MAX_SECONDS as u64 {
+    if data.delay > MAX_SECONDS as u64 {
         return Err(format!(
             "custom_data delay {} is more than {} seconds",
-            data.delay,
-            super::requests::MAX_SECONDS
+            data.delay, MAX_SECONDS
         ));
     }
     Ok(())
+}
+
+/// The records a message request creates: one `action` per step, or one per subscriber of a
+/// `topic://` step.
+pub(super) async fn branches(
+    engine: &Engine,
+    req: &TransRequest,
+    now: i64,
+) -> DtmResult<Vec<Branch>> {
+    let payloads = req.step_payloads()?;
+    let mut branches = Vec::new();
+    for (i, (step, payload)) in req.steps.iter().zip(payloads).enumerate() {
+        let id = format!("{:02}", i + 1);
+        let action = step.get("action").cloned().unwrap_or_default();
+        let Some(topic) = action.strip_prefix("topic://") else {
+            branches.push(Branch::new(&req.gid, id, op::ACTION, action, payload, now));
+            continue;
+        };
+        let urls = engine.topic_subscribers(topic).await?;
+        let fan_out = urls.len() > 1;
+        for (k, url) in urls.into_iter().enumerate() {
+            let branch_id = if fan_out {
+                format!("{id}-{:02}", k + 1)
+            } else {
+                id.clone()
+            };
+            branches.push(Branch::new(
+                &req.gid,
+                branch_id,
+                op::ACTION,
+                url,
+                payload.clone(),
+                now,
+            ));
+        }
+    }
+    Ok(branches)
 }
 
 pub(super) async fn run(pass: &mut Pass) -> DtmResult<()> {

@@ -1,69 +1,14 @@
-//! What each API request does (docs/engine.md §2.1): validate, build the records, store them, and
-//! start a pass. Every check that can refuse a request runs before anything is written.
+//! What each API request does (docs/engine.md §2.1): validate, build the records (each type's
+//! in its own file: `saga::branches`, `msg::branches`), store them, and start a pass
+//! (`drive.rs`). Every check that can refuse a request runs before anything is written.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use super::passes::{Entry, Hold};
-use super::{msg, saga, schedule, workflow, Engine};
+use super::input::{check_id, BranchRequest, TransRequest, MAX_SECONDS};
+use super::{msg, saga, schedule, unknown_gid, workflow, Engine};
 use crate::error::{DtmError, DtmResult};
-use crate::model::{
-    op, Branch, GlobalStatus, KvEntry, Protocol, ScanFilter, TransGlobal, TransOptions, TransType,
-};
-use crate::store::{Page, StatusChange, StoreError};
-
-/// How often a `wait_result` request looks whether a pass on another host has ended.
-const HELD_ELSEWHERE_POLL: Duration = Duration::from_millis(100);
-/// Longest gid or branch id accepted (the SQL stores' column width).
-const MAX_ID_LEN: usize = 128;
-/// Longest duration, in seconds, a request may ask for (ten years): keeps schedule arithmetic
-/// far from overflow.
-pub(super) const MAX_SECONDS: i64 = 10 * 365 * 24 * 3600;
-
-/// A prepare / submit / abort request, as every edge hands it to the engine.
-#[derive(Debug, Clone, Default)]
-pub struct TransRequest {
-    pub gid: String,
-    pub trans_type: String,
-    /// saga: `action` and `compensate` per step; msg: `action`. A legacy `data` carries the payload.
-    pub steps: Vec<BTreeMap<String, String>>,
-    pub payloads: Vec<Vec<u8>>,
-    pub custom_data: String,
-    pub query_prepared: String,
-    pub protocol: Option<Protocol>,
-    pub options: TransOptions,
-    pub rollback_reason: String,
-    /// workflow submit: `status`, `rollback_reason`, `result`.
-    pub req_extra: BTreeMap<String, String>,
-}
-
-/// A registerBranch request: `data` holds tcc `confirm`/`cancel` or xa `url`.
-#[derive(Debug, Clone, Default)]
-pub struct BranchRequest {
-    pub gid: String,
-    pub trans_type: String,
-    pub branch_id: String,
-    pub payload: Vec<u8>,
-    pub data: BTreeMap<String, String>,
-}
-
-pub(super) fn check_id(what: &str, id: &str) -> DtmResult<()> {
-    if id.is_empty() {
-        return Err(DtmError::BadRequest(format!("{what} is empty")));
-    }
-    if id.len() > MAX_ID_LEN {
-        return Err(DtmError::BadRequest(format!(
-            "{what} is longer than {MAX_ID_LEN} bytes"
-        )));
-    }
-    if id.chars().any(char::is_control) {
-        return Err(DtmError::BadRequest(format!(
-            "{what} contains control characters"
-        )));
-    }
-    Ok(())
-}
+use crate::model::{op, Branch, GlobalStatus, Protocol, TransGlobal, TransOptions, TransType};
+use crate::store::{StatusChange, StoreError};
 
 /// Durations within [0, MAX_SECONDS], counts not negative, and header names and values that
 /// can go on the wire.
@@ -108,22 +53,6 @@ fn parse_trans_type(text: &str) -> DtmResult<TransType> {
             "unknown trans_type '{text}': expected saga, msg, tcc, xa or workflow"
         ))
     })
-}
-
-fn unknown_gid(gid: &str) -> DtmError {
-    DtmError::Internal(format!("no TransGlobal with gid: {gid} found"))
-}
-
-/// The error a `wait_result` request answers when the pass stopped on a branch result.
-fn unexpected_result(e: DtmError) -> DtmError {
-    const HELP: &str = "your http/grpc result should be specified as in:\n\
-        http://d.dtm.pub/practice/arch.html#proto\nunkown result will be retried: ";
-    match e {
-        DtmError::Ongoing(_) => DtmError::Ongoing("ONGOING".into()),
-        DtmError::Failure(text) => DtmError::Failure(format!("{HELP}{text}")),
-        DtmError::Other(text) => DtmError::Other(format!("{HELP}{text}")),
-        other => other,
-    }
 }
 
 impl Engine {
@@ -343,103 +272,6 @@ impl Engine {
             .await?)
     }
 
-    pub async fn query(&self, gid: &str) -> DtmResult<(Option<TransGlobal>, Vec<Branch>)> {
-        if gid.is_empty() {
-            return Err(DtmError::Other("no gid specified".into()));
-        }
-        let global = self.store.find_global(gid).await?;
-        let branches = self.store.find_branches(gid).await?;
-        Ok((global, branches))
-    }
-
-    pub async fn find(&self, gid: &str) -> DtmResult<Option<TransGlobal>> {
-        Ok(self.store.find_global(gid).await?)
-    }
-
-    pub async fn list(
-        &self,
-        position: &str,
-        limit: usize,
-        filter: &ScanFilter,
-    ) -> DtmResult<Page<TransGlobal>> {
-        Ok(self.store.scan_globals(position, limit, filter).await?)
-    }
-
-    pub async fn scan_kv(
-        &self,
-        cat: &str,
-        position: &str,
-        limit: usize,
-    ) -> DtmResult<Page<KvEntry>> {
-        Ok(self.store.scan_kv(cat, position, limit).await?)
-    }
-
-    pub async fn query_kv(&self, cat: &str, key: &str) -> DtmResult<Vec<KvEntry>> {
-        Ok(self.store.find_kv(cat, key).await?)
-    }
-
-    /// Runs the pass that `hold` allows, in the background, or inline for `wait_result`: then
-    /// the transaction as the pass left it, or the branch result that stopped it.
-    async fn run_or_spawn(
-        self: &Arc<Self>,
-        hold: Hold,
-        global: TransGlobal,
-        branches: Vec<Branch>,
-        wait: bool,
-    ) -> DtmResult<Option<TransGlobal>> {
-        if !wait {
-            self.spawn_held(hold, global, branches);
-            return Ok(None);
-        }
-        let end = self.run_held(hold, global, branches).await;
-        end.outcome.map_err(unexpected_result)?;
-        Ok(Some(end.global))
-    }
-
-    /// Runs a pass on existing transaction `gid` for a request, unless a pass runs already:
-    /// then, without `wait`, that pass runs once more when it ends if it runs on this host (on
-    /// another host, the transaction's schedule brings the next one) and the request is
-    /// answered at once; with `wait`, the request waits for that pass, then runs one itself if
-    /// the transaction still needs it. `None` when not waited for; else the transaction as
-    /// its pass left it (after [`Self::wait_limit`], as it stands then).
-    async fn drive(self: &Arc<Self>, gid: &str, wait: bool) -> DtmResult<Option<TransGlobal>> {
-        let give_up = Instant::now() + self.wait_limit();
-        loop {
-            let hold = match self.passes.enter(gid, !wait) {
-                Entry::Mine(hold) => hold,
-                Entry::Busy(_) if !wait => return Ok(None),
-                Entry::Busy(busy) => {
-                    busy.ended().await;
-                    continue;
-                }
-            };
-            if let Some((global, branches)) = self.reclaim(gid, &crate::gid::new_gid()).await? {
-                return self.run_or_spawn(hold, global, branches, wait).await;
-            }
-            drop(hold);
-            // Finished, or a pass on another host holds it.
-            let stored = self
-                .store
-                .find_global(gid)
-                .await?
-                .ok_or_else(|| unknown_gid(gid))?;
-            if !wait {
-                return Ok(None);
-            }
-            if stored.status.is_finished() || Instant::now() >= give_up {
-                return Ok(Some(stored));
-            }
-            tokio::time::sleep(HELD_ELSEWHERE_POLL).await;
-        }
-    }
-
-    /// How long a `wait_result` request waits for a pass on another host: long enough for a
-    /// few branch calls of that pass.
-    fn wait_limit(&self) -> Duration {
-        let call = u64::try_from(self.conf.request_timeout.max(1)).unwrap_or(1) + 2;
-        Duration::from_secs(3 * call)
-    }
-
     /// Builds the global record and the branch records a request creates.
     pub(super) async fn build(
         &self,
@@ -454,7 +286,7 @@ impl Engine {
         let branches = match trans_type {
             TransType::Saga => {
                 saga::validate(&req.custom_data, req.steps.len()).map_err(DtmError::BadRequest)?;
-                saga_branches(req, now)?
+                saga::branches(req, now)?
             }
             TransType::Workflow => {
                 workflow::validate(&req.custom_data).map_err(DtmError::BadRequest)?;
@@ -468,7 +300,7 @@ impl Engine {
                 self.caller
                     .check_url(&req.query_prepared, protocol)
                     .map_err(DtmError::BadRequest)?;
-                self.msg_branches(req, now).await?
+                msg::branches(self, req, now).await?
             }
             _ => Vec::new(),
         };
@@ -510,37 +342,6 @@ impl Engine {
         };
         Ok((global, branches))
     }
-
-    async fn msg_branches(&self, req: &TransRequest, now: i64) -> DtmResult<Vec<Branch>> {
-        let payloads = step_payloads(req)?;
-        let mut branches = Vec::new();
-        for (i, (step, payload)) in req.steps.iter().zip(payloads).enumerate() {
-            let id = format!("{:02}", i + 1);
-            let action = step.get("action").cloned().unwrap_or_default();
-            let Some(topic) = action.strip_prefix("topic://") else {
-                branches.push(Branch::new(&req.gid, id, op::ACTION, action, payload, now));
-                continue;
-            };
-            let urls = self.topic_subscribers(topic).await?;
-            let fan_out = urls.len() > 1;
-            for (k, url) in urls.into_iter().enumerate() {
-                let branch_id = if fan_out {
-                    format!("{id}-{:02}", k + 1)
-                } else {
-                    id.clone()
-                };
-                branches.push(Branch::new(
-                    &req.gid,
-                    branch_id,
-                    op::ACTION,
-                    url,
-                    payload.clone(),
-                    now,
-                ));
-            }
-        }
-        Ok(branches)
-    }
 }
 
 /// Submit's answer: with `wait_result`, success only if the transaction succeeded.
@@ -554,45 +355,4 @@ fn submitted_answer(end: Option<TransGlobal>) -> DtmResult<()> {
         )),
         _ => Ok(()),
     }
-}
-
-/// One payload per step: `payloads` first, then the legacy non-empty `steps[i].data`.
-fn step_payloads(req: &TransRequest) -> DtmResult<Vec<Vec<u8>>> {
-    let mut payloads = req.payloads.clone();
-    payloads.extend(
-        req.steps
-            .iter()
-            .filter_map(|s| s.get("data"))
-            .filter(|d| !d.is_empty())
-            .map(|d| d.clone().into_bytes()),
-    );
-    if payloads.len() < req.steps.len() {
-        return Err(DtmError::Internal(format!(
-            "{} steps but only {} payloads: give one payload per step",
-            req.steps.len(),
-            payloads.len()
-        )));
-    }
-    payloads.truncate(req.steps.len());
-    Ok(payloads)
-}
-
-fn saga_branches(req: &TransRequest, now: i64) -> DtmResult<Vec<Branch>> {
-    let payloads = step_payloads(req)?;
-    let mut branches = Vec::with_capacity(req.steps.len() * 2);
-    for (i, (step, payload)) in req.steps.iter().zip(payloads).enumerate() {
-        let id = format!("{:02}", i + 1);
-        for op in [op::COMPENSATE, op::ACTION] {
-            let url = step.get(op).cloned().unwrap_or_default();
-            branches.push(Branch::new(
-                &req.gid,
-                id.clone(),
-                op,
-                url,
-                payload.clone(),
-                now,
-            ));
-        }
-    }
-    Ok(branches)
 }

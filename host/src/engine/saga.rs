@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::{parse_custom_data, Pass, Report};
+use super::input::{parse_custom_data, TransRequest};
+use super::pass::{Pass, Report};
 use crate::call::CallResult;
 use crate::error::DtmResult;
-use crate::model::{branch_status::*, GlobalStatus};
+use crate::model::{branch_status::*, op, Branch, GlobalStatus};
 
 /// The saga options carried in `custom_data`.
 #[derive(Debug, Default, Deserialize)]
@@ -37,6 +38,27 @@ struct Plan {
 /// Checks a saga's `custom_data` before anything is stored.
 pub(super) fn validate(custom_data: &str, steps: usize) -> Result<(), String> {
     Plan::parse(custom_data, steps).map(|_| ())
+}
+
+/// The records a saga request creates: `[compensate, action]` per step.
+pub(super) fn branches(req: &TransRequest, now: i64) -> DtmResult<Vec<Branch>> {
+    let payloads = req.step_payloads()?;
+    let mut branches = Vec::with_capacity(req.steps.len() * 2);
+    for (i, (step, payload)) in req.steps.iter().zip(payloads).enumerate() {
+        let id = format!("{:02}", i + 1);
+        for op in [op::COMPENSATE, op::ACTION] {
+            let url = step.get(op).cloned().unwrap_or_default();
+            branches.push(Branch::new(
+                &req.gid,
+                id.clone(),
+                op,
+                url,
+                payload.clone(),
+                now,
+            ));
+        }
+    }
+    Ok(branches)
 }
 
 impl Plan {

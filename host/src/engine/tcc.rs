@@ -2,7 +2,7 @@
 //! (after submit) or cancels (after abort or a prepared-state timeout), walking the records
 //! from the last registered to the first (docs/engine.md §1.7).
 
-use super::{call_error, Pass};
+use super::pass::{call_error, Pass};
 use crate::call::CallResult;
 use crate::error::DtmResult;
 use crate::model::{branch_status, op, GlobalStatus};

@@ -8,14 +8,14 @@ use base64::Engine as _;
 use prost::Message;
 use serde::Deserialize;
 
-use super::{call_error, parse_custom_data, requests::check_id, Engine, Pass};
+use super::input::{check_id, parse_custom_data, BranchRequest, TransRequest};
+use super::pass::{call_error, Pass};
+use super::Engine;
 use crate::call::goes_over_http;
 use crate::error::{DtmError, DtmResult};
 use crate::model::{Branch, GlobalStatus, TransGlobal, TransType, CHECK_BRANCH_ID};
 use crate::proto::workflow::WorkflowData;
 use crate::store::{StatusChange, StoreError};
-
-use super::requests::{BranchRequest, TransRequest};
 
 /// A workflow's `custom_data`: its registered name and its input (base64, as Go encodes bytes).
 #[derive(Debug, Default, Deserialize)]

@@ -1,186 +1,25 @@
 //! gRPC branch calls (docs/api.md §4.7): the stored payload bytes go out as the request message
-//! unchanged (a pass-through codec, no re-encoding), with dtm's metadata; the reply is ignored
-//! and the status code classified (§3.5). One lazily connected channel per server, reused.
+//! unchanged (a pass-through codec, no re-encoding: `codec.rs`), with dtm's metadata; the reply
+//! is ignored and the status code classified (§3.5). One lazily connected channel per server,
+//! reused. Where a call goes (the driver's URL split, resolution, balancing) is `resolve.rs`.
+
+mod codec;
+mod resolve;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+pub use codec::RawCodec;
+use resolve::{Routing, SERVER_CACHE_LIMIT};
+
 use super::{BranchCall, CallResult};
 use crate::config::Balancing;
-use crate::drivers::{needs_resolving, Driver, DriverError, GrpcCall, Resolution, ServerMethod};
+use crate::drivers::{Driver, GrpcCall, ServerMethod};
 use crate::metrics::Metrics;
-
-/// How long resolved endpoints are used when the driver suggests no interval.
-const DEFAULT_REFRESH: Duration = Duration::from_secs(30);
-/// Most parsed URLs remembered; the cache starts over when full.
-const PARSE_CACHE_LIMIT: usize = 65_536;
-/// Most servers with a channel or a resolution kept; the caches start over when full (calls
-/// under way keep their channel).
-const SERVER_CACHE_LIMIT: usize = 4_096;
-
-/// The endpoints a server with a driver scheme resolved to.
-struct Resolved {
-    endpoints: Vec<String>,
-    next: AtomicUsize,
-    fresh_until: Mutex<Instant>,
-    refreshing: AtomicBool,
-}
-
-impl Resolved {
-    fn new(resolution: Resolution) -> Self {
-        Self {
-            fresh_until: Mutex::new(Instant::now() + resolution.refresh.unwrap_or(DEFAULT_REFRESH)),
-            endpoints: resolution.endpoints,
-            next: AtomicUsize::new(0),
-            refreshing: AtomicBool::new(false),
-        }
-    }
-
-    fn pick(&self, balancing: Balancing) -> Option<&String> {
-        let n = self.endpoints.len();
-        let at = match balancing {
-            Balancing::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed) % n.max(1),
-            Balancing::PickFirst => 0,
-        };
-        self.endpoints.get(at)
-    }
-
-    fn is_stale(&self) -> bool {
-        self.fresh_until
-            .lock()
-            .map_or(true, |until| Instant::now() >= *until)
-    }
-
-    fn mark_stale(&self) {
-        if let Ok(mut until) = self.fresh_until.lock() {
-            *until = Instant::now();
-        }
-    }
-}
-
-/// A driver with what was learned through it: its URL splits and the endpoints its schemes
-/// resolved to. Replaced as one, so a new driver never serves what the old one's rules
-/// produced, and a call keeps the routing it started with.
-struct Routing {
-    driver: Arc<dyn Driver>,
-    metrics: Arc<Metrics>,
-    parsed: Mutex<HashMap<String, ServerMethod>>,
-    resolved: Mutex<HashMap<String, Arc<Resolved>>>,
-}
-
-impl Routing {
-    fn new(driver: Arc<dyn Driver>, metrics: Arc<Metrics>) -> Arc<Self> {
-        Arc::new(Self {
-            driver,
-            metrics,
-            parsed: Mutex::default(),
-            resolved: Mutex::default(),
-        })
-    }
-
-    /// The driver's split of a branch URL, remembered.
-    fn server_method(&self, url: &str) -> Result<ServerMethod, String> {
-        if let Some(found) = self.parsed.lock().ok().and_then(|p| p.get(url).cloned()) {
-            return Ok(found);
-        }
-        let split = self
-            .driver
-            .parse_server_method(url)
-            .map_err(|e| e.to_string())?;
-        if split.server.is_empty() {
-            return Err(format!(
-                "driver {} found no server in '{url}'",
-                self.driver.name()
-            ));
-        }
-        if let Ok(mut parsed) = self.parsed.lock() {
-            if parsed.len() >= PARSE_CACHE_LIMIT {
-                parsed.clear();
-            }
-            parsed.insert(url.to_owned(), split.clone());
-        }
-        Ok(split)
-    }
-
-    /// The endpoint to call for `server`: itself, or the next of those its driver scheme
-    /// resolves to. Stale lists are refreshed in the background; the last good list is kept
-    /// while resolving fails.
-    async fn endpoint(
-        self: &Arc<Self>,
-        server: &str,
-        balancing: Balancing,
-    ) -> Result<(String, Option<Arc<Resolved>>), String> {
-        if !needs_resolving(self.driver.as_ref(), server) {
-            return Ok((server.to_owned(), None));
-        }
-        let known = self
-            .resolved
-            .lock()
-            .ok()
-            .and_then(|r| r.get(server).cloned());
-        let resolved = match known {
-            Some(resolved) => {
-                if resolved.is_stale() && !resolved.refreshing.swap(true, Ordering::AcqRel) {
-                    self.metrics.resolve_refreshed(self.driver.name());
-                    let (routing, server) = (self.clone(), server.to_owned());
-                    tokio::spawn(async move { routing.resolve(&server).await });
-                }
-                resolved
-            }
-            None => self.resolve(server).await?,
-        };
-        let endpoint = resolved
-            .pick(balancing)
-            .cloned()
-            .ok_or_else(|| format!("'{server}' resolved to no endpoint"))?;
-        Ok((endpoint, Some(resolved)))
-    }
-
-    async fn resolve(&self, server: &str) -> Result<Arc<Resolved>, String> {
-        // An empty list is kept out like a failure: a registry between deregistration and
-        // re-registration (or briefly inconsistent) must not strand calls with no endpoint.
-        let resolved = self.driver.resolve(server).await.and_then(|resolution| {
-            if resolution.endpoints.is_empty() {
-                Err(DriverError::Refused("no endpoint registered".into()))
-            } else {
-                Ok(resolution)
-            }
-        });
-        match resolved {
-            Ok(resolution) => {
-                tracing::debug!(server, endpoints = ?resolution.endpoints, "resolved");
-                let resolved = Arc::new(Resolved::new(resolution));
-                if let Ok(mut all) = self.resolved.lock() {
-                    if all.len() >= SERVER_CACHE_LIMIT {
-                        all.clear();
-                    }
-                    all.insert(server.to_owned(), resolved.clone());
-                }
-                Ok(resolved)
-            }
-            Err(e) => {
-                let known = self
-                    .resolved
-                    .lock()
-                    .ok()
-                    .and_then(|r| r.get(server).cloned());
-                if let Some(known) = &known {
-                    known.refreshing.store(false, Ordering::Release);
-                }
-                tracing::warn!(server, error = %e, kept = known.is_some(), "resolving failed");
-                known.ok_or_else(|| format!("resolving '{server}' failed: {e}"))
-            }
-        }
-    }
-}
 
 pub struct GrpcCaller {
     balancing: Balancing,
@@ -339,49 +178,12 @@ pub fn classify(status: Status) -> CallResult {
     }
 }
 
-/// Sends bytes as the message and reads the reply as bytes: no protobuf on either side.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = Status;
-
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        let mut bytes = vec![0; src.remaining()];
-        src.copy_to_slice(&mut bytes);
-        Ok(Some(bytes))
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::drivers::{DriverError, Resolution};
 
     #[test]
     fn the_default_driver_splits_urls_and_results_are_remembered() {
@@ -397,7 +199,7 @@ mod tests {
             (split.server.as_str(), split.method.as_str()),
             ("localhost:58081", "/busi.Busi/TransOut")
         );
-        assert_eq!(caller.routing().parsed.lock().unwrap().len(), 1);
+        assert_eq!(caller.routing().remembered_splits(), 1);
         assert!(caller
             .server_method("localhost:58081")
             .unwrap_err()
@@ -513,22 +315,6 @@ mod tests {
             caller.next_endpoint("other://svc").await.unwrap(),
             "10.0.0.3:3"
         );
-    }
-
-    #[test]
-    fn resolved_endpoints_are_used_round_robin() {
-        let resolved = Resolved::new(Resolution {
-            endpoints: vec!["a:1".into(), "b:2".into()],
-            refresh: None,
-        });
-        let picks: Vec<_> = (0..4)
-            .map(|_| resolved.pick(Balancing::RoundRobin).unwrap().clone())
-            .collect();
-        assert_eq!(picks, ["a:1", "b:2", "a:1", "b:2"]);
-        assert_eq!(resolved.pick(Balancing::PickFirst).unwrap(), "a:1");
-        assert!(!resolved.is_stale());
-        resolved.mark_stale();
-        assert!(resolved.is_stale());
     }
 
     #[test]
