@@ -4,6 +4,7 @@
 //! method (atomic create-if-absent, status compare-and-set, status-guarded branch writes, atomic
 //! claims), which is what lets several coordinators share one store.
 
+mod common;
 pub mod options;
 pub mod redis;
 pub mod sql;

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Local, TimeZone};
 
 use crate::clock::Millis;
+use crate::store::common::UNFINISHED;
 use crate::store::StoreOptions;
 
 use super::Dialect;
@@ -14,8 +15,6 @@ use super::Dialect;
 const MIN_TIME: Millis = -30_610_137_600_000;
 const MAX_TIME: Millis = 253_402_214_400_000;
 
-/// Only these statuses are ever claimed or pulled in.
-const UNFINISHED: &str = "status IN ('prepared', 'submitted', 'aborting')";
 /// No pass holds the transaction. A bulk reset makes due only those whose next look is far
 /// ahead, where a lease that has passed cannot be, so an empty owner is the whole condition.
 const UNHELD_FOR_RESET: &str = "COALESCE(owner, '') = ''";

@@ -11,19 +11,18 @@
 mod dialect;
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlRow, MySqlSslMode};
-use sqlx::pool::PoolOptions;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgRow, PgSslMode};
-use sqlx::{AssertSqlSafe, Connection, Database, Row};
+use sqlx::AssertSqlSafe;
 
 use self::dialect::{ScanConditions, Statements};
+use self::pool::{LastFailure, Pool};
+use super::common::{backend, page, parse_position};
 use super::{BranchOutcome, Page, StatusChange, Store, StoreError, StoreOptions, StoreResult};
 use crate::clock::Millis;
-use crate::model::{Branch, GlobalStatus, KvEntry, ScanFilter, TransGlobal, TransOptions};
+use crate::model::{Branch, GlobalStatus, KvEntry, ScanFilter, TransGlobal};
 
 /// Which SQL server a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,23 +31,8 @@ pub enum Dialect {
     MySql,
 }
 
-/// How long to wait for a connection (also when the server is down or unreachable): a request
-/// then fails with a clear error instead of hanging.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Under MySQL's default REPEATABLE READ, a claim's locking scan of the `(status,
-/// next_cron_time)` index also locks the gaps between the entries it passes; a status change
-/// or reschedule, which moves its row's entry into such a gap, then waits on the claim while
-/// the claim waits on its row: InnoDB reports a deadlock and one of them fails. READ COMMITTED
-/// takes no gap locks. Nothing here relies on repeatable reads: every decision is a locking
-/// read or a conditional write.
-const READ_COMMITTED: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
 /// The message of a request that got no connection in time, until [`SqlStore::run`] says why.
 const NO_CONNECTION: &str = "no connection";
-/// How many connections PostgreSQL accepts from a user that is not a superuser.
-const POSTGRES_CONNECTION_LIMIT: &str = "SELECT current_setting('max_connections')::bigint \
-     - current_setting('superuser_reserved_connections')::bigint";
-/// How many connections MySQL accepts (one more is kept for an administrator).
-const MYSQL_CONNECTION_LIMIT: &str = "SELECT CAST(@@max_connections AS SIGNED)";
 /// SQLSTATEs of an operation the server rolled back because it deadlocked with another (MySQL's
 /// 1213 is 40001; PostgreSQL: 40P01 deadlock detected, 40001 serialization failure).
 const DEADLOCK_CODES: [&str; 2] = ["40001", "40P01"];
@@ -56,8 +40,6 @@ const DEADLOCK_CODES: [&str; 2] = ["40001", "40P01"];
 const DEADLOCK: &str = "deadlock, rolled back: ";
 /// How often an operation is run while it deadlocks.
 const DEADLOCK_ATTEMPTS: u32 = 4;
-/// A pooled connection idle for longer is checked with a ping before use.
-const IDLE_BEFORE_CHECK: Duration = Duration::from_secs(1);
 /// Longest one store operation may take, lock waits included: a server that stops answering
 /// without closing its connections would otherwise hold requests forever.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -70,20 +52,12 @@ pub async fn open(dialect: Dialect, config: &StoreOptions) -> StoreResult<Arc<dy
     Ok(Arc::new(SqlStore::open(dialect, config).await?))
 }
 
-enum Pool {
-    Postgres(PgPool),
-    MySql(MySqlPool),
-}
-
 /// A store in dtm's tables on a PostgreSQL or MySQL/MariaDB server.
 pub struct SqlStore {
     pool: Pool,
     sql: Statements,
     last_failure: LastFailure,
 }
-
-/// When a store call last failed.
-type LastFailure = Arc<Mutex<Option<Instant>>>;
 
 /// Evaluates `$body` with `$pool` bound to the store's pool, once per server type.
 macro_rules! on_pool {
@@ -94,6 +68,10 @@ macro_rules! on_pool {
         }
     };
 }
+
+// Below `on_pool!`, which `pool.rs` uses.
+mod pool;
+mod rows;
 
 /// Runs `$body` in a transaction `$tx` begun on `$pool`, and ends it before going on: committed
 /// when `$body` gives `Ok`, rolled back when it gives `Err` (a `return` or `?` in `$body` leaves
@@ -211,10 +189,6 @@ fn by_status(outcomes: &[BranchOutcome]) -> Vec<(&'static str, Vec<&BranchOutcom
     groups
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
 fn db_error(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::Database(db) if db.code().is_some_and(|c| DEADLOCK_CODES.contains(&&*c)) => {
@@ -239,85 +213,6 @@ fn dynamic(sql: String) -> AssertSqlSafe<String> {
     AssertSqlSafe(sql)
 }
 
-/// A pool of at most `configured` connections (with the settings `make` gives), and never more
-/// than the server accepts (`limit_sql` asks it): a connection the server refuses is retried by
-/// its request until the request gives up, never handed one that another request gives back, so
-/// with more connections than the server accepts, requests failed that could have waited.
-async fn fitted_pool<DB>(
-    make: impl Fn(u32) -> PoolOptions<DB>,
-    options: <DB::Connection as sqlx::Connection>::Options,
-    configured: u32,
-    limit_sql: &'static str,
-) -> Result<sqlx::Pool<DB>, sqlx::Error>
-where
-    DB: Database,
-    i64: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB>,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-    usize: sqlx::ColumnIndex<DB::Row>,
-{
-    let pool = make(configured).connect_with(options.clone()).await?;
-    let limit: i64 = sqlx::query_scalar(limit_sql).fetch_one(&pool).await?;
-    let max = u32::try_from(limit.max(1)).unwrap_or(u32::MAX);
-    if max >= configured {
-        return Ok(pool);
-    }
-    tracing::info!(
-        max_open_conns = configured,
-        server_accepts = max,
-        "store: at most as many connections as the server accepts"
-    );
-    pool.close().await;
-    Ok(make(max).connect_lazy_with(options))
-}
-
-/// The pool's settings, for at most `max` connections.
-fn pool_options<DB: Database>(
-    config: &StoreOptions,
-    last_failure: &LastFailure,
-    max: u32,
-) -> PoolOptions<DB> {
-    let lifetime = u64::try_from(config.conn_max_life_time)
-        .ok()
-        .filter(|&minutes| minutes > 0)
-        .map(|minutes| Duration::from_secs(minutes * 60));
-    let last_failure = last_failure.clone();
-    PoolOptions::new()
-        .max_connections(max)
-        .acquire_timeout(CONNECT_TIMEOUT)
-        .max_lifetime(lifetime)
-        // sqlx pings every connection it takes back, so pinging again on every hand-out would add
-        // a round trip to each store call. Only a connection that may have gone bad while idle
-        // is checked: one idle for a while, or since before the last failed call (after a
-        // server restart, all of them).
-        .test_before_acquire(false)
-        .before_acquire(move |conn: &mut DB::Connection, meta| {
-            let suspect = meta.idle_for >= IDLE_BEFORE_CHECK
-                || last_failure
-                    .lock()
-                    .map(|at| at.is_some_and(|at| at.elapsed() <= meta.idle_for))
-                    .unwrap_or(true);
-            Box::pin(async move { Ok(!suspect || conn.ping().await.is_ok()) })
-        })
-}
-
-/// The server's address from the config, with the server's usual port when none is set.
-fn address(dialect: Dialect, config: &StoreOptions) -> StoreResult<(String, u16)> {
-    let host = if config.host.is_empty() {
-        "localhost".to_owned()
-    } else {
-        config.host.clone()
-    };
-    let port = match config.port {
-        0 => match dialect {
-            Dialect::Postgres => 5432,
-            Dialect::MySql => 3306,
-        },
-        p => u16::try_from(p).map_err(|_| backend(format!("Store.Port {p} is not a TCP port")))?,
-    };
-    Ok((host, port))
-}
-
 impl SqlStore {
     pub async fn open(dialect: Dialect, config: &StoreOptions) -> StoreResult<Self> {
         let prefix = |e: StoreError| match e {
@@ -325,65 +220,10 @@ impl SqlStore {
             other => other,
         };
         let scope = dialect.scope(config).map_err(backend).map_err(prefix)?;
-        let (host, port) = address(dialect, config).map_err(prefix)?;
         let last_failure = LastFailure::default();
-        let configured = u32::try_from(config.max_open_conns.max(1)).unwrap_or(u32::MAX);
-        let pool = match dialect {
-            Dialect::Postgres => {
-                // dtm connects with sslmode=disable; the tables live in Store.Schema of Store.Db.
-                let mut options = PgConnectOptions::new()
-                    .host(&host)
-                    .port(port)
-                    .database(&config.db)
-                    .ssl_mode(PgSslMode::Disable)
-                    .application_name("dtm-host");
-                if !config.user.is_empty() {
-                    options = options.username(&config.user);
-                }
-                if !config.password.is_empty() {
-                    options = options.password(&config.password);
-                }
-                let make = |max| pool_options(config, &last_failure, max);
-                Pool::Postgres(
-                    fitted_pool(make, options, configured, POSTGRES_CONNECTION_LIMIT)
-                        .await
-                        .map_err(db_error)
-                        .map_err(prefix)?,
-                )
-            }
-            Dialect::MySql => {
-                // No default database: Store.Db may not exist yet, and every table is qualified.
-                let mut options = MySqlConnectOptions::new()
-                    .host(&host)
-                    .port(port)
-                    .ssl_mode(MySqlSslMode::Disabled)
-                    .charset("utf8mb4");
-                if !config.user.is_empty() {
-                    options = options.username(&config.user);
-                }
-                // An empty password must not be sent: the server then expects none.
-                if !config.password.is_empty() {
-                    options = options.password(&config.password);
-                }
-                let mysql_options = |max| {
-                    pool_options(config, &last_failure, max).after_connect(
-                        |conn: &mut sqlx::MySqlConnection, _| {
-                            Box::pin(async move {
-                                sqlx::Executor::execute(conn, READ_COMMITTED)
-                                    .await
-                                    .map(drop)
-                            })
-                        },
-                    )
-                };
-                Pool::MySql(
-                    fitted_pool(mysql_options, options, configured, MYSQL_CONNECTION_LIMIT)
-                        .await
-                        .map_err(db_error)
-                        .map_err(prefix)?,
-                )
-            }
-        };
+        let pool = Pool::connect(dialect, config, &last_failure)
+            .await
+            .map_err(prefix)?;
         let store = SqlStore {
             pool,
             sql: Statements::new(dialect, &scope),
@@ -395,29 +235,6 @@ impl SqlStore {
 
     fn dialect(&self) -> Dialect {
         self.sql.dialect
-    }
-
-    /// Why a request got no connection within [`CONNECT_TIMEOUT`]: every connection of the
-    /// pool was busy (more store calls at once than it serves: back-pressure, not an outage),
-    /// or opening one failed.
-    fn why_no_connection(&self) -> String {
-        let (open, idle, max) = on_pool!(self, pool => (
-            pool.size(),
-            pool.num_idle(),
-            pool.options().get_max_connections()
-        ));
-        let waited = CONNECT_TIMEOUT.as_secs();
-        if open >= max && idle == 0 {
-            format!(
-                "all {max} connections were busy for {waited} s: more store calls at once than \
-                 Store.MaxOpenConns (or the server's connection limit) lets through"
-            )
-        } else {
-            format!(
-                "no connection could be opened within {waited} s: the server is down, \
-                 unreachable, or refuses more connections"
-            )
-        }
     }
 
     /// Runs one store operation with the time limit, naming the server in backend errors.
@@ -502,131 +319,12 @@ impl SqlStore {
         })
     }
 
-    fn global_from(&self, row: &impl Columns) -> StoreResult<TransGlobal> {
-        let d = self.dialect();
-        let time = |i| Ok::<_, StoreError>(row.int(i)?.map(|v| d.decode_time(v)));
-        let parsed = |i, what: &str| -> StoreResult<String> {
-            row.text(i)?
-                .ok_or_else(|| backend(format!("trans_global.{what} is NULL")))
-        };
-        let bad = |what: &str, value: &str| backend(format!("unknown {what} '{value}'"));
-        let trans_type = parsed(2, "trans_type")?;
-        let status = parsed(3, "status")?;
-        let protocol = parsed(5, "protocol")?;
-        Ok(TransGlobal {
-            id: row.int(0)?.unwrap_or_default() as u64,
-            gid: row.text(1)?.unwrap_or_default(),
-            trans_type: trans_type
-                .parse()
-                .map_err(|_| bad("trans_type", &trans_type))?,
-            status: status.parse().map_err(|_| bad("status", &status))?,
-            query_prepared: row.text(4)?.unwrap_or_default(),
-            protocol: protocol.parse().map_err(|_| bad("protocol", &protocol))?,
-            create_time: time(6)?.unwrap_or_default(),
-            update_time: time(7)?.unwrap_or_default(),
-            finish_time: time(8)?,
-            rollback_time: time(9)?,
-            options: TransOptions::from_json(&row.text(10)?.unwrap_or_default()),
-            custom_data: row.text(11)?.unwrap_or_default(),
-            next_cron_interval: row.int32(12)?.unwrap_or_default().into(),
-            next_cron_time: time(13)?.unwrap_or_default(),
-            owner: row.text(14)?.unwrap_or_default(),
-            ext_data: row.text(15)?.unwrap_or_default(),
-            result: row.text(16)?.unwrap_or_default(),
-            rollback_reason: row.text(17)?.unwrap_or_default(),
-        })
-    }
-
-    fn branch_from(&self, row: &impl Columns) -> StoreResult<Branch> {
-        let d = self.dialect();
-        let time = |i| Ok::<_, StoreError>(row.int(i)?.map(|v| d.decode_time(v)));
-        Ok(Branch {
-            id: row.int(0)?.unwrap_or_default() as u64,
-            gid: row.text(1)?.unwrap_or_default(),
-            url: row.text(2)?.unwrap_or_default(),
-            bin_data: row.bytes(3)?.unwrap_or_default(),
-            branch_id: row.text(4)?.unwrap_or_default(),
-            op: row.text(5)?.unwrap_or_default(),
-            status: row.text(6)?.unwrap_or_default(),
-            finish_time: time(7)?,
-            create_time: time(8)?.unwrap_or_default(),
-            update_time: time(9)?.unwrap_or_default(),
-        })
-    }
-
-    fn kv_from(&self, row: &impl Columns) -> StoreResult<KvEntry> {
-        let d = self.dialect();
-        let time = |i| Ok::<_, StoreError>(row.int(i)?.map(|v| d.decode_time(v)));
-        Ok(KvEntry {
-            id: row.int(0)?.unwrap_or_default() as u64,
-            cat: row.text(1)?.unwrap_or_default(),
-            k: row.text(2)?.unwrap_or_default(),
-            v: row.text(3)?.unwrap_or_default(),
-            version: row.int(4)?.unwrap_or(1),
-            create_time: time(5)?.unwrap_or_default(),
-            update_time: time(6)?.unwrap_or_default(),
-        })
-    }
-
     fn time(&self, ms: Millis) -> i64 {
         self.dialect().encode_time(ms)
     }
 
     fn opt_time(&self, ms: Option<Millis>) -> Option<i64> {
         ms.map(|ms| self.time(ms))
-    }
-}
-
-/// Reads a column by position; every column may be NULL in tables dtm created.
-trait Columns {
-    fn int(&self, i: usize) -> StoreResult<Option<i64>>;
-    fn int32(&self, i: usize) -> StoreResult<Option<i32>>;
-    fn text(&self, i: usize) -> StoreResult<Option<String>>;
-    fn bytes(&self, i: usize) -> StoreResult<Option<Vec<u8>>>;
-}
-
-macro_rules! columns_of {
-    ($row:ty) => {
-        impl Columns for $row {
-            fn int(&self, i: usize) -> StoreResult<Option<i64>> {
-                self.try_get(i).map_err(db_error)
-            }
-            fn int32(&self, i: usize) -> StoreResult<Option<i32>> {
-                self.try_get(i).map_err(db_error)
-            }
-            fn text(&self, i: usize) -> StoreResult<Option<String>> {
-                self.try_get(i).map_err(db_error)
-            }
-            fn bytes(&self, i: usize) -> StoreResult<Option<Vec<u8>>> {
-                self.try_get(i).map_err(db_error)
-            }
-        }
-    };
-}
-
-columns_of!(PgRow);
-columns_of!(MySqlRow);
-
-/// Parses a listing cursor: the decimal id of the last row returned (`""` or 0 = from the start).
-fn parse_position(position: &str) -> StoreResult<Option<i64>> {
-    if position.is_empty() {
-        return Ok(None);
-    }
-    match position.parse::<i64>() {
-        Ok(0) => Ok(None),
-        Ok(id) => Ok(Some(id)),
-        Err(_) => Err(StoreError::BadCursor(position.to_owned())),
-    }
-}
-
-fn page<T>(items: Vec<T>, limit: usize, last_id: impl Fn(&T) -> u64) -> Page<T> {
-    let next_position = match items.last() {
-        Some(last) if items.len() == limit => last_id(last).to_string(),
-        _ => String::new(),
-    };
-    Page {
-        items,
-        next_position,
     }
 }
 

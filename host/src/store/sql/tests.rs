@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use test_servers::{Kind, Server};
 
+use super::pool::CONNECT_TIMEOUT;
 use super::*;
 use crate::store::suite::sample_global;
 

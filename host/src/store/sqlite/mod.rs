@@ -1,10 +1,12 @@
 //! The embedded default store: SQLite in WAL mode with `synchronous=FULL`, so a write that
 //! returned is on disk (fsync) before the coordinator answers.
 //!
-//! All writes go through one writer thread that **group-commits**: it takes every write waiting
-//! in its queue, runs each inside its own savepoint of one transaction, commits once (one fsync
-//! for the whole batch) and only then answers each caller. Reads use a small pool of separate
-//! connections, which WAL lets run beside the writer.
+//! All writes go through one writer thread (`writer.rs`) that **group-commits**: it takes every
+//! write waiting in its queue, runs each inside its own savepoint of one transaction, commits
+//! once (one fsync for the whole batch) and only then answers each caller. Reads use a small pool
+//! of separate connections, which WAL lets run beside the writer.
+
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -12,14 +14,12 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use tokio::sync::oneshot;
 
+use self::writer::WriteOp;
+use super::common::{backend, page, parse_position, UNFINISHED};
 use super::{BranchOutcome, Page, StatusChange, Store, StoreError, StoreResult};
 use crate::clock::Millis;
 use crate::model::{Branch, GlobalStatus, KvEntry, ScanFilter, TransGlobal, TransOptions};
-
-/// Most writes folded into one commit.
-const MAX_BATCH: usize = 1024;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS trans_global (
@@ -74,21 +74,6 @@ const GLOBAL_COLUMNS: &str = "id, gid, trans_type, status, query_prepared, proto
     update_time, finish_time, rollback_time, options, custom_data, next_cron_interval, \
     next_cron_time, owner, ext_data, result, rollback_reason";
 
-const UNFINISHED: &str = "status IN ('prepared', 'submitted', 'aborting')";
-
-/// Answers one caller once the batch holding its write has committed (or failed to).
-type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
-/// One write: runs on the connection (or, given none, only prepares its answer: the batch
-/// failed before it), says whether to keep it, and how to answer.
-type WriteFn = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
-
-struct WriteOp {
-    /// Runs several statements, so it gets a savepoint to undo them all on error. A single
-    /// statement that fails changes nothing by itself.
-    multi_statement: bool,
-    run: WriteFn,
-}
-
 pub struct SqliteStore {
     writer: mpsc::Sender<WriteOp>,
     readers: Arc<ReaderPool>,
@@ -97,10 +82,6 @@ pub struct SqliteStore {
 struct ReaderPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
-}
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -130,61 +111,14 @@ impl SqliteStore {
         let path = data_dir.join("dtm.sqlite");
         let conn = open(&path)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || run_writer(conn, rx))
-            .map_err(backend)?;
+        let writer = writer::spawn(conn)?;
         Ok(Self {
-            writer: tx,
+            writer,
             readers: Arc::new(ReaderPool {
                 path,
                 idle: Mutex::new(Vec::new()),
             }),
         })
-    }
-
-    /// A write made of one statement.
-    async fn write<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
-    ) -> StoreResult<T> {
-        self.submit(false, f).await
-    }
-
-    /// A write made of several statements: all of them or none.
-    async fn write_all_or_none<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
-    ) -> StoreResult<T> {
-        self.submit(true, f).await
-    }
-
-    async fn submit<T: Send + 'static>(
-        &self,
-        multi_statement: bool,
-        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
-    ) -> StoreResult<T> {
-        let (tx, rx) = oneshot::channel();
-        let run: WriteFn = Box::new(move |conn| {
-            let result = match conn {
-                Some(conn) => f(conn),
-                None => Err(backend("not run")),
-            };
-            let keep = result.is_ok();
-            let done: Completion = Box::new(move |commit| {
-                let _ = tx.send(commit.and(result));
-            });
-            (keep, done)
-        });
-        let closed = || backend("the store writer has stopped");
-        self.writer
-            .send(WriteOp {
-                multi_statement,
-                run,
-            })
-            .map_err(|_| closed())?;
-        rx.await.map_err(|_| closed())?
     }
 
     async fn read<T: Send + 'static>(
@@ -204,85 +138,6 @@ impl SqliteStore {
         })
         .await
         .map_err(backend)?
-    }
-}
-
-/// Runs a parameterless statement through the statement cache (no re-parsing per batch).
-fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(|_| ())
-}
-
-/// The writer thread: one commit (one fsync) per batch of queued writes.
-fn run_writer(conn: Connection, rx: mpsc::Receiver<WriteOp>) {
-    while let Ok(first) = rx.recv() {
-        // Everything that queued up while the last commit was being fsynced goes into this one.
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        let mut completions = Vec::with_capacity(batch.len());
-        if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
-            let error = backend(e);
-            for op in batch {
-                let (_, done) = (op.run)(None);
-                done(Err(error.clone()));
-            }
-            continue;
-        }
-        // Set when SQLite rolled the whole transaction back (an I/O error, a full disk): the
-        // rest of the batch is not run, and nothing of it is reported as written.
-        let mut broken: Option<StoreError> = None;
-        for op in batch {
-            if let Some(error) = &broken {
-                let (_, done) = (op.run)(None);
-                completions.push((done, Some(error.clone())));
-                continue;
-            }
-            if op.multi_statement {
-                if let Err(e) = exec(&conn, "SAVEPOINT op") {
-                    let (_, done) = (op.run)(None);
-                    completions.push((done, Some(backend(e))));
-                    continue;
-                }
-            }
-            let (keep, done) = (op.run)(Some(&conn));
-            let mut op_error = None;
-            if op.multi_statement && !conn.is_autocommit() {
-                let undone = if keep {
-                    Ok(())
-                } else {
-                    exec(&conn, "ROLLBACK TO op")
-                };
-                op_error = undone
-                    .and_then(|()| exec(&conn, "RELEASE op"))
-                    .err()
-                    .map(backend);
-            }
-            if conn.is_autocommit() {
-                broken = Some(backend("the store rolled back a batch of writes after an error; none of them was written"));
-            }
-            completions.push((done, op_error));
-        }
-        let commit = match &broken {
-            Some(error) => Err(error.clone()),
-            None => {
-                let commit = exec(&conn, "COMMIT").map_err(backend);
-                if commit.is_err() {
-                    let _ = exec(&conn, "ROLLBACK");
-                }
-                commit
-            }
-        };
-        for (done, op_error) in completions {
-            done(match (&commit, op_error) {
-                (Err(e), _) => Err(e.clone()),
-                (Ok(()), Some(e)) => Err(e),
-                (Ok(()), None) => Ok(()),
-            });
-        }
     }
 }
 
@@ -354,16 +209,6 @@ fn read_kv(row: &Row<'_>) -> rusqlite::Result<KvEntry> {
     })
 }
 
-/// Parses a listing cursor: the decimal id of the last row returned (`""` = from the start).
-fn parse_position(position: &str) -> StoreResult<i64> {
-    if position.is_empty() {
-        return Ok(0);
-    }
-    position
-        .parse()
-        .map_err(|_| StoreError::BadCursor(position.to_owned()))
-}
-
 /// Inserts branch records at positions `first_pos`, `first_pos + 1`, …
 fn insert_branches(conn: &Connection, branches: &[Branch], first_pos: i64) -> StoreResult<()> {
     let mut stmt = conn
@@ -421,17 +266,6 @@ fn update_branches(
     Ok(())
 }
 
-fn page<T>(items: Vec<T>, limit: usize, last_id: impl Fn(&T) -> u64) -> Page<T> {
-    let next_position = match items.last() {
-        Some(last) if items.len() == limit => last_id(last).to_string(),
-        _ => String::new(),
-    };
-    Page {
-        items,
-        next_position,
-    }
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -467,7 +301,8 @@ impl Store for SqliteStore {
         limit: usize,
         filter: &ScanFilter,
     ) -> StoreResult<Page<TransGlobal>> {
-        let before = parse_position(position)?;
+        // 0: from the start (the query tests `= 0`).
+        let before = parse_position(position)?.unwrap_or(0);
         let filter = filter.clone();
         self.read(move |conn| {
             let sql = format!(
@@ -773,7 +608,8 @@ impl Store for SqliteStore {
     }
 
     async fn scan_kv(&self, cat: &str, position: &str, limit: usize) -> StoreResult<Page<KvEntry>> {
-        let before = parse_position(position)?;
+        // 0: from the start (the query tests `= 0`).
+        let before = parse_position(position)?.unwrap_or(0);
         let cat = cat.to_owned();
         self.read(move |conn| {
             let rows = conn
