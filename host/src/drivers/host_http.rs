@@ -61,6 +61,32 @@ fn authority(address: &str) -> Option<String> {
     (!host_port.is_empty()).then(|| host_port.to_ascii_lowercase())
 }
 
+/// Why a driver's request was refused or failed; the text is what the driver receives.
+#[derive(Debug, thiserror::Error)]
+pub enum SendHttpError {
+    #[error("bad url '{url}': {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("'{0}' is not an http(s) URL with a host")]
+    NotHttp(String),
+    #[error("send-http refused: {destination} is not a configured registry address (allowed: {allowed})")]
+    NotAllowed {
+        destination: String,
+        allowed: String,
+    },
+    #[error("send-http refused: method '{0}' (allowed: {allowed})", allowed = METHODS.join(", "))]
+    Method(String),
+    #[error("send-http refused: header '{0}' is the host's to set")]
+    Header(String),
+    #[error("send-http needs the coordinator's runtime")]
+    NoRuntime,
+    #[error("request failed: {0}")]
+    Request(reqwest::Error),
+    #[error("reading the response failed: {0}")]
+    Read(reqwest::Error),
+    #[error("the response is larger than {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge,
+}
+
 impl HttpPolicy {
     /// Allows the hosts of `addresses` (`host:port`, or URLs such as `MicroService.Target`;
     /// a comma-separated host list counts each host).
@@ -80,31 +106,37 @@ impl HttpPolicy {
     }
 
     /// The request's URL if its destination is allowed, else why not.
-    pub fn check(&self, url: &str) -> Result<reqwest::Url, String> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad url '{url}': {e}"))?;
+    pub fn check(&self, url: &str) -> Result<reqwest::Url, SendHttpError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| SendHttpError::BadUrl {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
         let port = parsed.port().or_else(|| default_port(parsed.scheme()));
         let (Some(host), Some(port)) = (parsed.host_str(), port) else {
-            return Err(format!("'{url}' is not an http(s) URL with a host"));
+            return Err(SendHttpError::NotHttp(url.to_owned()));
         };
         let destination = format!("{}:{port}", host.to_ascii_lowercase());
         if self.allowed.contains(&destination) {
             Ok(parsed)
         } else {
-            Err(format!(
-                "send-http refused: {destination} is not a configured registry address (allowed: {})",
-                if self.allowed.is_empty() { "none".to_owned() } else { self.allowed.join(", ") }
-            ))
+            Err(SendHttpError::NotAllowed {
+                destination,
+                allowed: if self.allowed.is_empty() {
+                    "none".to_owned()
+                } else {
+                    self.allowed.join(", ")
+                },
+            })
         }
     }
 
     /// The client drivers' requests go out on. It follows no redirect: the allow-list is
     /// checked on the URL a driver names, and a registry's 3xx would lead anywhere, so the
     /// driver gets the 3xx itself.
-    pub fn client() -> Result<reqwest::Client, String> {
+    pub fn client() -> Result<reqwest::Client, reqwest::Error> {
         reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| e.to_string())
     }
 
     /// Sends an allowed request, waiting for it on the current (blocking) thread.
@@ -112,22 +144,15 @@ impl HttpPolicy {
         &self,
         client: &reqwest::Client,
         request: HttpRequest,
-    ) -> Result<HttpResponse, String> {
+    ) -> Result<HttpResponse, SendHttpError> {
         let url = self.check(&request.url)?;
-        if !METHODS.contains(&request.method.as_str()) {
-            return Err(format!(
-                "send-http refused: method '{}' (allowed: {})",
-                request.method,
-                METHODS.join(", ")
-            ));
-        }
+        let method = match reqwest::Method::from_bytes(request.method.as_bytes()) {
+            Ok(method) if METHODS.contains(&request.method.as_str()) => method,
+            _ => return Err(SendHttpError::Method(request.method)),
+        };
         if let Some((name, _)) = request.headers.iter().find(|(n, _)| !driver_may_set(n)) {
-            return Err(format!(
-                "send-http refused: header '{name}' is the host's to set"
-            ));
+            return Err(SendHttpError::Header(name.clone()));
         }
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())
-            .map_err(|_| format!("bad HTTP method '{}'", request.method))?;
         let mut builder = client
             .request(method, url)
             .timeout(self.timeout)
@@ -135,13 +160,9 @@ impl HttpPolicy {
         for (name, value) in request.headers {
             builder = builder.header(name, value);
         }
-        let handle = tokio::runtime::Handle::try_current()
-            .map_err(|_| "send-http needs the coordinator's runtime".to_owned())?;
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| SendHttpError::NoRuntime)?;
         handle.block_on(async move {
-            let mut response = builder
-                .send()
-                .await
-                .map_err(|e| format!("request failed: {e}"))?;
+            let mut response = builder.send().await.map_err(SendHttpError::Request)?;
             let status = response.status().as_u16();
             let headers = response
                 .headers()
@@ -154,15 +175,9 @@ impl HttpPolicy {
                 })
                 .collect();
             let mut body = Vec::new();
-            while let Some(chunk) = response
-                .chunk()
-                .await
-                .map_err(|e| format!("reading the response failed: {e}"))?
-            {
+            while let Some(chunk) = response.chunk().await.map_err(SendHttpError::Read)? {
                 if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                    return Err(format!(
-                        "the response is larger than {MAX_RESPONSE_BYTES} bytes"
-                    ));
+                    return Err(SendHttpError::TooLarge);
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -256,7 +271,7 @@ mod tests {
                 )
                 .unwrap_err();
             assert!(
-                refused.contains("is the host's to set"),
+                matches!(&refused, SendHttpError::Header(name) if name == header),
                 "{header}: {refused}"
             );
         }
@@ -265,7 +280,7 @@ mod tests {
                 .send(&client, request(method, url(), &[]))
                 .unwrap_err();
             assert!(
-                refused.contains("send-http refused: method"),
+                matches!(&refused, SendHttpError::Method(m) if m == method),
                 "{method}: {refused}"
             );
         }
@@ -290,12 +305,14 @@ mod tests {
         assert!(policy
             .check("http://127.0.0.1:2380/v3")
             .unwrap_err()
+            .to_string()
             .contains("not a configured registry"));
         assert!(policy.check("http://example.com/").is_err());
         assert!(policy.check("file:///etc/passwd").is_err());
         assert!(HttpPolicy::default()
             .check("http://127.0.0.1:2379/")
             .unwrap_err()
+            .to_string()
             .contains("none"));
     }
 }

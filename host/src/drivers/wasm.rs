@@ -152,7 +152,7 @@ impl bindings::dtm::driver::host::Host for DriverState {
         let started = Instant::now();
         let response = self.host.http.send(&self.host.client, request);
         self.host_wait += started.elapsed();
-        response
+        response.map_err(|e| e.to_string())
     }
 
     fn env(&mut self, name: String) -> Option<String> {
@@ -403,7 +403,7 @@ impl WasmDriver {
             .map_err(|e| fail(format!("not a driver of {}: {e:#}", super::CONTRACT)))?;
         let pre = DriverPre::new(instance_pre)
             .map_err(|e| fail(format!("not a driver of {}: {e:#}", super::CONTRACT)))?;
-        let client = HttpPolicy::client().map_err(fail)?;
+        let client = HttpPolicy::client().map_err(|e| fail(e.to_string()))?;
         let host = Arc::new(HostCapabilities {
             driver: path.display().to_string(),
             clock,

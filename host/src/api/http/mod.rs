@@ -119,7 +119,11 @@ fn redirect_or_not_found(paths: &[String], method: &Method, uri: &Uri) -> Respon
         )
             .into_response()
     } else {
-        (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, location)]).into_response()
+        (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(header::LOCATION, location)],
+        )
+            .into_response()
     }
 }
 
