@@ -177,9 +177,9 @@ pub enum Balancing {
 impl Balancing {
     /// Reads the policy of a gRPC service config such as dtm's default
     /// `{"loadBalancingConfig": [{"round_robin":{}}]}` (config key `GrpcServiceConfig`).
-    pub fn from_service_config(json: &str) -> Result<Self, String> {
+    pub fn from_service_config(json: &str) -> Result<Self, BalancingError> {
         let config: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+            serde_json::from_str(json).map_err(BalancingError::NotJson)?;
         let policy = config["loadBalancingConfig"][0]
             .as_object()
             .and_then(|p| p.keys().next().cloned())
@@ -187,27 +187,39 @@ impl Balancing {
         match policy.as_str() {
             "round_robin" => Ok(Self::RoundRobin),
             "pick_first" => Ok(Self::PickFirst),
-            other => Err(format!(
-                "load balancing policy '{other}' is not supported (round_robin, pick_first)"
-            )),
+            other => Err(BalancingError::Unsupported(other.to_owned())),
         }
     }
+}
+
+/// Why a `GrpcServiceConfig` is refused (the problem of a `ConfigError::Key`).
+#[derive(Debug, thiserror::Error)]
+pub enum BalancingError {
+    #[error("not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("load balancing policy '{0}' is not supported (round_robin, pick_first)")]
+    Unsupported(String),
+}
+
+/// Why an `AdminBasePath` is refused (the problem of a `ConfigError::Key`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum BasePathError {
+    #[error("expected an empty value or a path such as /dtm-admin (letters, digits, - . _ ~ /), got '{0}'")]
+    NotPlain(String),
+    #[error("'{0}' is under /api, which holds the coordinator's own routes; choose a path such as /dtm-admin")]
+    UnderApi(String),
 }
 
 /// `AdminBasePath` must be empty or an absolute URL path of plain characters: it is written
 /// into the page's HTML and into route patterns as it is. It must stay out of `/api`, where
 /// the pages' routes would clash with the host's own (merging them panics at start).
-fn check_base_path(path: &str) -> Result<(), String> {
+fn check_base_path(path: &str) -> Result<(), BasePathError> {
     let plain = |c: char| c.is_ascii_alphanumeric() || "-._~/".contains(c);
     if !(path.is_empty() || (path.starts_with('/') && path.chars().all(plain))) {
-        return Err(format!(
-            "expected an empty value or a path such as /dtm-admin (letters, digits, - . _ ~ /), got '{path}'"
-        ));
+        return Err(BasePathError::NotPlain(path.to_owned()));
     }
     if path.trim_end_matches('/') == "/api" || path.starts_with("/api/") {
-        return Err(format!(
-            "'{path}' is under /api, which holds the coordinator's own routes; choose a path such as /dtm-admin"
-        ));
+        return Err(BasePathError::UnderApi(path.to_owned()));
     }
     Ok(())
 }
@@ -533,7 +545,7 @@ fn validate(c: &mut Config) -> Result<(), ConfigError> {
         ));
     }
     if let Err(problem) = check_base_path(&c.admin_base_path) {
-        return Err(key_error("AdminBasePath", problem));
+        return Err(key_error("AdminBasePath", problem.to_string()));
     }
     // The token a request presents is trimmed; this one never would match. Not echoed: secret.
     if c.admin_token.trim() != c.admin_token {
@@ -543,7 +555,7 @@ fn validate(c: &mut Config) -> Result<(), ConfigError> {
         ));
     }
     c.grpc_balancing = Balancing::from_service_config(&c.grpc_service_config)
-        .map_err(|problem| key_error("GrpcServiceConfig", problem))?;
+        .map_err(|problem| key_error("GrpcServiceConfig", problem.to_string()))?;
     if c.max_body_bytes < 1024 {
         return Err(key_error(
             "MaxBodyBytes",
@@ -732,12 +744,13 @@ mod tests {
     fn grpc_service_configs() {
         let default = r#"{"loadBalancingConfig": [{"round_robin":{}}]}"#;
         assert_eq!(
-            Balancing::from_service_config(default),
-            Ok(Balancing::RoundRobin)
+            Balancing::from_service_config(default).unwrap(),
+            Balancing::RoundRobin
         );
         assert_eq!(
-            Balancing::from_service_config(r#"{"loadBalancingConfig":[{"pick_first":{}}]}"#),
-            Ok(Balancing::PickFirst)
+            Balancing::from_service_config(r#"{"loadBalancingConfig":[{"pick_first":{}}]}"#)
+                .unwrap(),
+            Balancing::PickFirst
         );
         assert!(
             Balancing::from_service_config(r#"{"loadBalancingConfig":[{"grpclb":{}}]}"#).is_err()

@@ -59,6 +59,13 @@ enum DriverAction {
         /// The vectors file (docs/drivers.md §8).
         #[arg(long, value_name = "FILE")]
         vectors: PathBuf,
+        /// Where compiled drivers are kept (as `MicroService.DriverCacheDir`); none: compiled
+        /// anew.
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Longest one driver call may run (as `MicroService.DriverTimeoutMs`).
+        #[arg(long, value_name = "MS", default_value_t = 100)]
+        timeout_ms: u64,
     },
 }
 
@@ -106,7 +113,12 @@ fn driver_command(action: DriverAction) -> anyhow::Result<()> {
             println!("imports:  {}", info.imports.join(", "));
             Ok(())
         }
-        DriverAction::Check { driver, vectors } => {
+        DriverAction::Check {
+            driver,
+            vectors,
+            cache_dir,
+            timeout_ms,
+        } => {
             let vectors = std::fs::read_to_string(&vectors)
                 .with_context(|| format!("cannot read {}", vectors.display()))?;
             // A driver's send-http needs a runtime even though parsing never uses it.
@@ -116,16 +128,19 @@ fn driver_command(action: DriverAction) -> anyhow::Result<()> {
                 let driver = drivers::DefaultDriver::default();
                 drivers::conformance::check(&driver, &vectors, |_| {})
             } else {
+                let limits = drivers::WasmLimits {
+                    call_timeout: std::time::Duration::from_millis(timeout_ms),
+                    ..Default::default()
+                };
                 let driver = drivers::WasmDriver::load(
                     std::path::Path::new(&driver),
+                    limits,
                     Default::default(),
                     Default::default(),
-                    Default::default(),
-                    None,
+                    cache_dir.as_deref(),
                 )?;
                 drivers::conformance::check(&driver, &vectors, |env| driver.set_env(env))
-            }
-            .map_err(anyhow::Error::msg)?;
+            }?;
             for failure in &report.failures {
                 println!("FAIL {failure}");
             }

@@ -16,7 +16,7 @@ use crate::api::admin::{AdminState, DriverStatus, DriverStatusFn};
 use crate::api::http::{router, HttpState, StartingApp};
 use crate::api::metered::MeteredLayer;
 use crate::call::alert::AlertHook;
-use crate::call::Caller;
+use crate::call::{Caller, ClientError};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::drivers::{self, Driver, DriverError, DriverSpec, Grants, HttpPolicy, WasmLimits};
@@ -41,6 +41,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Driver(#[from] DriverError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
     #[error("{0}")]
     Setup(String),
 }
@@ -70,8 +72,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), ServerError>
         load_driver(&driver_spec)?,
         config.grpc_balancing,
         metrics.clone(),
-    )
-    .map_err(ServerError::Setup)?;
+    )?;
     let readiness = Readiness::new(store.clone(), &config.store.driver, caller.clone());
     let engine = build_engine(&config, store, caller.clone(), clock, metrics.clone())?;
 
@@ -110,8 +111,7 @@ fn build_engine(
         &config.alert_web_hook,
         config.alert_retry_limit,
         Duration::from_secs(config.request_timeout as u64),
-    )
-    .map_err(ServerError::Setup)?;
+    )?;
     let observers = Observers { metrics, alerts };
     let branch_writes = BranchWrites::from_update_branch_sync(config.update_branch_sync);
     Ok(Engine::new(

@@ -8,6 +8,8 @@ use serde::Serialize;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tracing::{info, warn};
 
+use super::ClientError;
+
 /// Alerts waiting to be posted; more are dropped (and logged) rather than queued without end.
 const QUEUE_CAPACITY: usize = 256;
 
@@ -32,7 +34,7 @@ pub struct AlertHook {
 impl AlertHook {
     /// A hook posting to `url` (none when it is empty), each POST given `timeout`. Starts the
     /// posting task, so it must run inside the runtime.
-    pub fn start(url: &str, retry_limit: i64, timeout: Duration) -> Result<Self, String> {
+    pub fn start(url: &str, retry_limit: i64, timeout: Duration) -> Result<Self, ClientError> {
         if url.is_empty() {
             return Ok(Self {
                 retry_limit,
@@ -42,7 +44,7 @@ impl AlertHook {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .build()
-            .map_err(|e| format!("alert webhook client: {e}"))?;
+            .map_err(ClientError::AlertWebHook)?;
         let (queue, alerts) = mpsc::channel(QUEUE_CAPACITY);
         tokio::spawn(post_alerts(client, url.to_owned(), alerts));
         Ok(Self {

@@ -7,7 +7,7 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 use serde_json::{json, Value};
 
-use super::{BranchCall, CallResult};
+use super::{BranchCall, CallError, CallResult, ClientError};
 use crate::model::TransType;
 use crate::protocol::jsonrpc::{FAILURE_CODE, ONGOING_CODE};
 
@@ -17,11 +17,11 @@ pub struct HttpCaller {
 }
 
 impl HttpCaller {
-    pub fn new() -> Result<Self, String> {
+    pub fn new() -> Result<Self, ClientError> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("dtm-host/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(ClientError::Branches)?;
         Ok(Self { client })
     }
 
@@ -38,7 +38,7 @@ impl HttpCaller {
         };
         match self.send(request, call, &url).await {
             Ok((status, body)) => classify(status, &body),
-            Err(e) => CallResult::Error(e),
+            Err(e) => e.into(),
         }
     }
 
@@ -47,13 +47,15 @@ impl HttpCaller {
     pub async fn call_json_rpc(&self, call: &BranchCall) -> CallResult {
         match self.try_json_rpc(call).await {
             Ok(result) => result,
-            Err(e) => CallResult::Error(e),
+            Err(e) => e.into(),
         }
     }
 
-    async fn try_json_rpc(&self, call: &BranchCall) -> Result<CallResult, String> {
-        let url =
-            reqwest::Url::parse(&call.url).map_err(|e| format!("bad url '{}': {e}", call.url))?;
+    async fn try_json_rpc(&self, call: &BranchCall) -> Result<CallResult, CallError> {
+        let url = reqwest::Url::parse(&call.url).map_err(|e| CallError::BadUrl {
+            url: call.url.clone(),
+            reason: e.to_string(),
+        })?;
         let method = url
             .query_pairs()
             .find(|(k, _)| k == "method")
@@ -62,7 +64,7 @@ impl HttpCaller {
         let mut params = match serde_json::from_slice::<Value>(&call.body) {
             Ok(Value::Object(params)) => params,
             _ if call.body.is_empty() => serde_json::Map::new(),
-            _ => return Err("the payload of a JSON-RPC branch must be a JSON object".into()),
+            _ => return Err(CallError::JsonRpcPayload),
         };
         for (key, value) in [
             ("gid", call.gid.as_str()),
@@ -87,7 +89,7 @@ impl HttpCaller {
         request: reqwest::RequestBuilder,
         call: &BranchCall,
         url: &str,
-    ) -> Result<(u16, String), String> {
+    ) -> Result<(u16, String), CallError> {
         // dtm's headers: Content-Type, then the branch headers, a same-named one replacing it.
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -99,7 +101,7 @@ impl HttpCaller {
                 (Ok(name), Ok(value)) => {
                     headers.insert(name, value);
                 }
-                _ => return Err(format!("invalid branch header '{name}'")),
+                _ => return Err(CallError::Header(name.clone())),
             }
         }
         let mut response = request
@@ -107,7 +109,10 @@ impl HttpCaller {
             .timeout(call.timeout)
             .send()
             .await
-            .map_err(|e| format!("http call to {url} failed: {e}"))?;
+            .map_err(|error| CallError::Send {
+                url: url.to_owned(),
+                error,
+            })?;
         let status = response.status().as_u16();
         // Only the start of an answer is read: enough to classify it and to report why.
         let mut body = Vec::new();
@@ -117,7 +122,12 @@ impl HttpCaller {
                     body.extend_from_slice(&chunk[..chunk.len().min(MAX_ANSWER_BYTES - body.len())])
                 }
                 Ok(None) => break,
-                Err(e) => return Err(format!("reading the response of {url} failed: {e}")),
+                Err(error) => {
+                    return Err(CallError::Read {
+                        url: url.to_owned(),
+                        error,
+                    })
+                }
             }
         }
         let body = String::from_utf8_lossy(&body).into_owned();

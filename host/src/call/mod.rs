@@ -2,6 +2,7 @@
 //! as SUCCESS, FAILURE, ONGOING or another (retried) error (docs/api.md §3–4).
 
 pub mod alert;
+mod error;
 pub mod grpc;
 mod http;
 
@@ -14,6 +15,8 @@ use crate::drivers::Driver;
 use crate::metrics::Metrics;
 use crate::model::{Protocol, TransType};
 
+pub use error::{CallError, ClientError};
+
 /// What a branch call came back with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallResult {
@@ -24,6 +27,13 @@ pub enum CallResult {
     Ongoing(String),
     /// Anything else (network error, timeout, unexpected status): retried with backoff.
     Error(String),
+}
+
+/// A call that could not be made is an error to retry; its text is the detail.
+impl From<CallError> for CallResult {
+    fn from(e: CallError) -> Self {
+        Self::Error(e.to_string())
+    }
 }
 
 impl CallResult {
@@ -69,7 +79,7 @@ impl Caller {
     /// `http(s)://` URL always can; any other in an HTTP transaction only if the driver rewrites
     /// HTTP calls (it decides at call time), in a gRPC transaction only if the driver can split
     /// it.
-    pub fn check_url(&self, url: &str, protocol: Protocol) -> Result<(), String> {
+    pub fn check_url(&self, url: &str, protocol: Protocol) -> Result<(), CallError> {
         if url.is_empty() || url.starts_with("http://") || url.starts_with("https://") {
             return Ok(());
         }
@@ -77,9 +87,7 @@ impl Caller {
             return Ok(());
         }
         if protocol != Protocol::Grpc {
-            return Err(format!(
-                "branch url '{url}' must start with http:// or https://"
-            ));
+            return Err(CallError::NotHttp(url.to_owned()));
         }
         self.grpc.server_method(url).map(|_| ())
     }
@@ -90,7 +98,7 @@ impl Caller {
         driver: Arc<dyn Driver>,
         balancing: Balancing,
         metrics: Arc<Metrics>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ClientError> {
         Ok(Self {
             http: http::HttpCaller::new()?,
             grpc: Arc::new(grpc::GrpcCaller::new(driver, balancing, metrics)),

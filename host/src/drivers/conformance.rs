@@ -32,15 +32,22 @@ pub struct Report {
     pub failures: Vec<String>,
 }
 
+/// Why a conformance run could not start (failed cases are in the [`Report`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ConformanceError {
+    #[error("not a vectors file: {0}")]
+    NotVectors(serde_json::Error),
+}
+
 /// Runs every vector for `driver.name()` from the JSON array `vectors`; `set_env` gives the
 /// driver the environment variables a case names (and none otherwise).
 pub fn check(
     driver: &dyn Driver,
     vectors: &str,
     set_env: impl Fn(BTreeMap<String, String>),
-) -> Result<Report, String> {
+) -> Result<Report, ConformanceError> {
     let vectors: Vec<Vector> =
-        serde_json::from_str(vectors).map_err(|e| format!("not a vectors file: {e}"))?;
+        serde_json::from_str(vectors).map_err(ConformanceError::NotVectors)?;
     let mut report = Report {
         driver: driver.name().to_owned(),
         ..Report::default()

@@ -127,6 +127,8 @@ impl bindings::dtm::driver::host::Host for DriverState {
         self.host.clock.now_ms().max(0) as u64
     }
 
+    // `String`, not a typed error: this is the WIT contract's `result<http-response, string>`,
+    // and the text is what the guest receives.
     fn send_http(&mut self, request: HttpRequest) -> Result<HttpResponse, String> {
         if !self.network {
             return Err("send-http is not available in parse-server-method".into());
@@ -178,7 +180,9 @@ struct Runtime {
     idle: Mutex<Vec<Instance>>,
 }
 
-/// One engine per process: its epoch ticker thread lives as long as the process.
+/// One engine per process: its epoch ticker thread lives as long as the process. The error is
+/// kept as its text: the `OnceLock` hands every caller a clone, and wasmtime's error is not
+/// `Clone`; the only caller turns it into a `DriverError::Load` reason anyway.
 fn engine() -> Result<Engine, String> {
     static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
     ENGINE
@@ -442,7 +446,8 @@ impl WasmDriver {
         }
     }
 
-    /// Runs a network-capable call on a blocking thread.
+    /// Runs a network-capable call on a blocking thread. The inner `Result<R, String>` is the
+    /// guest's answer as the WIT contract types it (`result<_, string>`): its refusal text.
     async fn blocking<R: Send + 'static>(
         &self,
         name: &'static str,

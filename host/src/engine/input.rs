@@ -91,17 +91,42 @@ pub fn lowercase_keys(value: serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// Why a transaction's `custom_data` is refused: before anything is stored, the request's
+/// message (`DtmError::BadRequest`); when a pass reads it back, the pass's error.
+#[derive(Debug, thiserror::Error)]
+pub enum CustomDataError {
+    #[error("custom_data is not valid JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("custom_data must be a JSON object")]
+    NotObject,
+    /// A key of the wrong type for the transaction type.
+    #[error("custom_data: {0}")]
+    Field(serde_json::Error),
+    /// saga: an `orders` key that is not a step.
+    #[error("custom_data orders: '{step}' is not a step index below {steps}")]
+    OrderStep { step: String, steps: usize },
+    /// saga: an `orders` prerequisite that is not a step.
+    #[error("custom_data orders: step {step} waits for step {prerequisite}, which does not exist")]
+    OrderPrerequisite { step: usize, prerequisite: usize },
+    #[error("workflow custom_data needs a name")]
+    WorkflowName,
+    #[error("workflow custom_data data is not base64: {0}")]
+    WorkflowData(base64::DecodeError),
+    /// msg: a `delay` longer than any request may ask for.
+    #[error("custom_data delay {delay} is more than {max} seconds")]
+    MsgDelay { delay: u64, max: i64 },
+}
+
 /// Parses a `custom_data` text as an object with case-insensitive keys (`""` = all defaults).
 pub(super) fn parse_custom_data<T: serde::de::DeserializeOwned + Default>(
     text: &str,
-) -> Result<T, String> {
+) -> Result<T, CustomDataError> {
     if text.trim().is_empty() {
         return Ok(T::default());
     }
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("custom_data is not valid JSON: {e}"))?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(CustomDataError::NotJson)?;
     if !value.is_object() {
-        return Err("custom_data must be a JSON object".into());
+        return Err(CustomDataError::NotObject);
     }
-    serde_json::from_value(lowercase_keys(value)).map_err(|e| format!("custom_data: {e}"))
+    serde_json::from_value(lowercase_keys(value)).map_err(CustomDataError::Field)
 }

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::input::{parse_custom_data, TransRequest, MAX_SECONDS};
+use super::input::{parse_custom_data, CustomDataError, TransRequest, MAX_SECONDS};
 use super::pass::{call_error, Pass};
 use super::schedule::Touch;
 use super::Engine;
@@ -20,13 +20,13 @@ struct MsgCustomData {
 }
 
 /// Checks a message's `custom_data` before anything is stored.
-pub(super) fn validate(custom_data: &str) -> Result<(), String> {
+pub(super) fn validate(custom_data: &str) -> Result<(), CustomDataError> {
     let data: MsgCustomData = parse_custom_data(custom_data)?;
     if data.delay > MAX_SECONDS as u64 {
-        return Err(format!(
-            "custom_data delay {} is more than {} seconds",
-            data.delay, MAX_SECONDS
-        ));
+        return Err(CustomDataError::MsgDelay {
+            delay: data.delay,
+            max: MAX_SECONDS,
+        });
     }
     Ok(())
 }
@@ -76,7 +76,7 @@ pub(super) async fn run(pass: &mut Pass) -> DtmResult<()> {
         return Ok(());
     }
     let delay = parse_custom_data::<MsgCustomData>(&pass.global.custom_data)
-        .map_err(DtmError::Other)?
+        .map_err(|e| DtmError::Other(e.to_string()))?
         .delay as i64;
     if delay > 0 && pass.now() < super::schedule::after_secs(pass.global.create_time, delay) {
         return pass.touch(Touch::Keep, Some(delay)).await;

@@ -285,21 +285,23 @@ impl Engine {
         let now = self.now();
         let branches = match trans_type {
             TransType::Saga => {
-                saga::validate(&req.custom_data, req.steps.len()).map_err(DtmError::BadRequest)?;
+                saga::validate(&req.custom_data, req.steps.len())
+                    .map_err(|e| DtmError::BadRequest(e.to_string()))?;
                 saga::branches(req, now)?
             }
             TransType::Workflow => {
-                workflow::validate(&req.custom_data).map_err(DtmError::BadRequest)?;
+                workflow::validate(&req.custom_data)
+                    .map_err(|e| DtmError::BadRequest(e.to_string()))?;
                 self.caller
                     .check_url(&req.query_prepared, protocol)
-                    .map_err(DtmError::BadRequest)?;
+                    .map_err(|e| DtmError::BadRequest(e.to_string()))?;
                 Vec::new()
             }
             TransType::Msg => {
-                msg::validate(&req.custom_data).map_err(DtmError::BadRequest)?;
+                msg::validate(&req.custom_data).map_err(|e| DtmError::BadRequest(e.to_string()))?;
                 self.caller
                     .check_url(&req.query_prepared, protocol)
-                    .map_err(DtmError::BadRequest)?;
+                    .map_err(|e| DtmError::BadRequest(e.to_string()))?;
                 msg::branches(self, req, now).await?
             }
             _ => Vec::new(),
@@ -307,7 +309,7 @@ impl Engine {
         for b in &branches {
             self.caller
                 .check_url(&b.url, protocol)
-                .map_err(DtmError::BadRequest)?;
+                .map_err(|e| DtmError::BadRequest(e.to_string()))?;
         }
         let interval = schedule::base_interval(
             req.options.retry_interval,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::input::{parse_custom_data, TransRequest};
+use super::input::{parse_custom_data, CustomDataError, TransRequest};
 use super::pass::{Pass, Report};
 use crate::call::CallResult;
 use crate::error::DtmResult;
@@ -36,7 +36,7 @@ struct Plan {
 }
 
 /// Checks a saga's `custom_data` before anything is stored.
-pub(super) fn validate(custom_data: &str, steps: usize) -> Result<(), String> {
+pub(super) fn validate(custom_data: &str, steps: usize) -> Result<(), CustomDataError> {
     Plan::parse(custom_data, steps).map(|_| ())
 }
 
@@ -62,19 +62,21 @@ pub(super) fn branches(req: &TransRequest, now: i64) -> DtmResult<Vec<Branch>> {
 }
 
 impl Plan {
-    fn parse(custom_data: &str, steps: usize) -> Result<Self, String> {
+    fn parse(custom_data: &str, steps: usize) -> Result<Self, CustomDataError> {
         let data: SagaCustomData = parse_custom_data(custom_data)?;
         let mut prerequisites = vec![Vec::new(); steps];
         let mut dependents = vec![Vec::new(); steps];
         for (step, before) in data.orders {
-            let step: usize = step.parse().ok().filter(|s| *s < steps).ok_or_else(|| {
-                format!("custom_data orders: '{step}' is not a step index below {steps}")
-            })?;
+            let step: usize = match step.parse().ok().filter(|s| *s < steps) {
+                Some(index) => index,
+                None => return Err(CustomDataError::OrderStep { step, steps }),
+            };
             for &p in &before {
                 if p >= steps {
-                    return Err(format!(
-                        "custom_data orders: step {step} waits for step {p}, which does not exist"
-                    ));
+                    return Err(CustomDataError::OrderPrerequisite {
+                        step,
+                        prerequisite: p,
+                    });
                 }
                 dependents[p].push(step);
             }
@@ -130,8 +132,8 @@ pub(super) async fn run(pass: &mut Pass) -> DtmResult<()> {
         pass.abort_timed_out().await?;
     }
     let n = pass.branches.len();
-    let plan =
-        Plan::parse(&pass.global.custom_data, n / 2).map_err(crate::error::DtmError::Other)?;
+    let plan = Plan::parse(&pass.global.custom_data, n / 2)
+        .map_err(|e| crate::error::DtmError::Other(e.to_string()))?;
     let mut st: Vec<String> = pass.branches.iter().map(|b| b.status.clone()).collect();
     let mut started = vec![false; n];
     let deadline = pass.deadline();

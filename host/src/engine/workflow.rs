@@ -8,7 +8,7 @@ use base64::Engine as _;
 use prost::Message;
 use serde::Deserialize;
 
-use super::input::{check_id, parse_custom_data, BranchRequest, TransRequest};
+use super::input::{check_id, parse_custom_data, BranchRequest, CustomDataError, TransRequest};
 use super::pass::{call_error, Pass};
 use super::Engine;
 use crate::call::goes_over_http;
@@ -26,20 +26,20 @@ struct WorkflowCustomData {
 }
 
 impl WorkflowCustomData {
-    fn parse(text: &str) -> Result<(String, Vec<u8>), String> {
+    fn parse(text: &str) -> Result<(String, Vec<u8>), CustomDataError> {
         let parsed: Self = parse_custom_data(text)?;
         if parsed.name.is_empty() {
-            return Err("workflow custom_data needs a name".into());
+            return Err(CustomDataError::WorkflowName);
         }
         let input = base64::engine::general_purpose::STANDARD
             .decode(&parsed.data)
-            .map_err(|e| format!("workflow custom_data data is not base64: {e}"))?;
+            .map_err(CustomDataError::WorkflowData)?;
         Ok((parsed.name, input))
     }
 }
 
 /// Checks a workflow's `custom_data` before anything is stored.
-pub(super) fn validate(custom_data: &str) -> Result<(), String> {
+pub(super) fn validate(custom_data: &str) -> Result<(), CustomDataError> {
     WorkflowCustomData::parse(custom_data).map(|_| ())
 }
 
@@ -142,8 +142,8 @@ pub(super) async fn run(pass: &mut Pass) -> DtmResult<()> {
     if pass.global.status.is_finished() {
         return Ok(());
     }
-    let (name, input) =
-        WorkflowCustomData::parse(&pass.global.custom_data).map_err(DtmError::Other)?;
+    let (name, input) = WorkflowCustomData::parse(&pass.global.custom_data)
+        .map_err(|e| DtmError::Other(e.to_string()))?;
     let url = pass.global.query_prepared.clone();
     let body = if goes_over_http(&url, pass.global.protocol) {
         input

@@ -73,11 +73,23 @@ pub fn clean_gid(gid: &str) -> String {
         .collect()
 }
 
-fn json_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, String> {
+/// Why a request body is refused before its fields are read; the text is the answer's message.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body must be a JSON object")]
+    NonObject,
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(serde_json::Error),
+    /// registerBranch: a value that is not a string (or null); `kind` is e.g. `a number`.
+    #[error("registerBranch body must hold only strings, but '{key}' is {kind}")]
+    NonString { key: String, kind: &'static str },
+}
+
+fn json_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, BodyError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err("request body must be a JSON object".into()),
-        Err(e) => Err(format!("request body is not valid JSON: {e}")),
+        Ok(_) => Err(BodyError::NonObject),
+        Err(e) => Err(BodyError::InvalidJson(e)),
     }
 }
 
@@ -102,7 +114,7 @@ pub fn trans_request(body: &[u8]) -> Result<TransRequest, DtmError> {
 
 /// A TransRequest object with its gid exactly as sent.
 pub fn trans_request_as_sent(body: &[u8]) -> Result<TransRequest, DtmError> {
-    let object = json_object(body).map_err(DtmError::Other)?;
+    let object = json_object(body).map_err(|e| DtmError::Other(e.to_string()))?;
     let json: TransRequestJson = serde_json::from_value(lowercase_keys(Value::Object(object)))
         .map_err(|e| DtmError::Other(format!("request body: {e}")))?;
     let strings = |m: BTreeMap<String, Option<String>>| -> BTreeMap<String, String> {
@@ -148,7 +160,7 @@ pub fn gid_only(body: &[u8]) -> Result<String, DtmError> {
 
 /// The registerBranch body: a flat object of strings (or nulls), gid as sent; the error text
 /// otherwise (the REST route answers it with 400, as dtm does).
-pub fn branch_request(body: &[u8]) -> Result<BranchRequest, String> {
+pub fn branch_request(body: &[u8]) -> Result<BranchRequest, BodyError> {
     let object = json_object(body)?;
     let mut data = BTreeMap::new();
     for (k, v) in object {
@@ -164,9 +176,7 @@ pub fn branch_request(body: &[u8]) -> Result<BranchRequest, String> {
                     Value::Array(_) => "an array",
                     _ => "an object",
                 };
-                return Err(format!(
-                    "registerBranch body must hold only strings, but '{k}' is {kind}"
-                ));
+                return Err(BodyError::NonString { key: k, kind });
             }
         }
     }
@@ -234,6 +244,7 @@ mod tests {
         );
         assert!(branch_request(br#"{"gid":1}"#)
             .unwrap_err()
+            .to_string()
             .contains("number"));
     }
 }

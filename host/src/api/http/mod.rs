@@ -225,8 +225,8 @@ async fn reset_next_cron_time(State(s): State<HttpState>, body: Body) -> ApiResu
 
 async fn register_branch(State(s): State<HttpState>, body: Body) -> ApiResult {
     let body = decode::read_body(body, s.max_body_bytes).await?;
-    let mut request =
-        decode::branch_request(&body).map_err(|m| ApiError::Status(StatusCode::BAD_REQUEST, m))?;
+    let mut request = decode::branch_request(&body)
+        .map_err(|e| ApiError::Status(StatusCode::BAD_REQUEST, e.to_string()))?;
     request.gid = decode::clean_gid(&request.gid);
     s.engine.register_branch(request).await?;
     success()

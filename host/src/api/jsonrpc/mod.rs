@@ -77,7 +77,8 @@ pub async fn handle(engine: &Arc<Engine>, body: &[u8]) -> (StatusCode, Json<Valu
         "submit" => run(decode::trans_request_as_sent(&params), |r| engine.submit(r)).await,
         "abort" => run(decode::trans_request_as_sent(&params), |r| engine.abort(r)).await,
         "registerBranch" => {
-            let request = decode::branch_request(&params).map_err(DtmError::Internal);
+            let request =
+                decode::branch_request(&params).map_err(|e| DtmError::Internal(e.to_string()));
             run(request, |r| engine.register_branch(r)).await
         }
         other => {

@@ -16,7 +16,7 @@ use tonic::{Code, Status};
 pub use codec::RawCodec;
 use resolve::{Routing, SERVER_CACHE_LIMIT};
 
-use super::{BranchCall, CallResult};
+use super::{BranchCall, CallError, CallResult};
 use crate::config::Balancing;
 use crate::drivers::{Driver, GrpcCall, ServerMethod};
 use crate::metrics::Metrics;
@@ -59,20 +59,23 @@ impl GrpcCaller {
     }
 
     /// The driver's split of a branch URL, remembered.
-    pub fn server_method(&self, url: &str) -> Result<ServerMethod, String> {
+    pub fn server_method(&self, url: &str) -> Result<ServerMethod, CallError> {
         self.routing().server_method(url)
     }
 
-    fn channel(&self, endpoint: &str) -> Result<Channel, String> {
+    fn channel(&self, endpoint: &str) -> Result<Channel, CallError> {
         let mut channels = self
             .channels
             .lock()
-            .map_err(|_| "gRPC channel cache poisoned".to_owned())?;
+            .map_err(|_| CallError::ChannelCachePoisoned)?;
         if let Some(channel) = channels.get(endpoint) {
             return Ok(channel.clone());
         }
         let channel = Endpoint::from_shared(format!("http://{endpoint}"))
-            .map_err(|e| format!("bad gRPC server '{endpoint}': {e}"))?
+            .map_err(|error| CallError::BadServer {
+                endpoint: endpoint.to_owned(),
+                error,
+            })?
             .connect_lazy();
         if channels.len() >= SERVER_CACHE_LIMIT {
             channels.clear();
@@ -82,7 +85,7 @@ impl GrpcCaller {
     }
 
     /// The endpoint the next call to `server` goes to (resolved through the driver, cached).
-    pub async fn next_endpoint(&self, server: &str) -> Result<String, String> {
+    pub async fn next_endpoint(&self, server: &str) -> Result<String, CallError> {
         self.routing()
             .endpoint(server, self.balancing)
             .await
@@ -99,9 +102,7 @@ impl GrpcCaller {
     async fn try_call(&self, call: &BranchCall) -> Result<(), CallResult> {
         // One routing for the whole call: a driver swapped meanwhile serves the next calls.
         let routing = self.routing();
-        let ServerMethod { server, method } = routing
-            .server_method(&call.url)
-            .map_err(CallResult::Error)?;
+        let ServerMethod { server, method } = routing.server_method(&call.url)?;
         let rewritten = if routing.driver.activation().rewrites_grpc {
             routing
                 .driver
@@ -123,11 +124,8 @@ impl GrpcCaller {
         let path = method
             .parse::<http::uri::PathAndQuery>()
             .map_err(|e| CallResult::Error(format!("bad gRPC method '{method}': {e}")))?;
-        let (endpoint, resolved) = routing
-            .endpoint(&server, self.balancing)
-            .await
-            .map_err(CallResult::Error)?;
-        let channel = self.channel(&endpoint).map_err(CallResult::Error)?;
+        let (endpoint, resolved) = routing.endpoint(&server, self.balancing).await?;
+        let channel = self.channel(&endpoint)?;
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready()
             .await
@@ -203,10 +201,12 @@ mod tests {
         assert!(caller
             .server_method("localhost:58081")
             .unwrap_err()
+            .to_string()
             .contains("no '/' found"));
         assert!(caller
             .server_method("etcd://x/busi.Busi/TransOut")
             .unwrap_err()
+            .to_string()
             .contains("custom scheme"));
     }
 

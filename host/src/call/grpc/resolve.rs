@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::call::CallError;
 use crate::config::Balancing;
 use crate::drivers::{needs_resolving, Driver, DriverError, Resolution, ServerMethod};
 use crate::metrics::Metrics;
@@ -86,19 +87,16 @@ impl Routing {
     }
 
     /// The driver's split of a branch URL, remembered.
-    pub(super) fn server_method(&self, url: &str) -> Result<ServerMethod, String> {
+    pub(super) fn server_method(&self, url: &str) -> Result<ServerMethod, CallError> {
         if let Some(found) = self.parsed.lock().ok().and_then(|p| p.get(url).cloned()) {
             return Ok(found);
         }
-        let split = self
-            .driver
-            .parse_server_method(url)
-            .map_err(|e| e.to_string())?;
+        let split = self.driver.parse_server_method(url)?;
         if split.server.is_empty() {
-            return Err(format!(
-                "driver {} found no server in '{url}'",
-                self.driver.name()
-            ));
+            return Err(CallError::NoServer {
+                driver: self.driver.name().to_owned(),
+                url: url.to_owned(),
+            });
         }
         if let Ok(mut parsed) = self.parsed.lock() {
             if parsed.len() >= PARSE_CACHE_LIMIT {
@@ -116,7 +114,7 @@ impl Routing {
         self: &Arc<Self>,
         server: &str,
         balancing: Balancing,
-    ) -> Result<(String, Option<Arc<Resolved>>), String> {
+    ) -> Result<(String, Option<Arc<Resolved>>), CallError> {
         if !needs_resolving(self.driver.as_ref(), server) {
             return Ok((server.to_owned(), None));
         }
@@ -139,11 +137,11 @@ impl Routing {
         let endpoint = resolved
             .pick(balancing)
             .cloned()
-            .ok_or_else(|| format!("'{server}' resolved to no endpoint"))?;
+            .ok_or_else(|| CallError::NoEndpoint(server.to_owned()))?;
         Ok((endpoint, Some(resolved)))
     }
 
-    async fn resolve(&self, server: &str) -> Result<Arc<Resolved>, String> {
+    async fn resolve(&self, server: &str) -> Result<Arc<Resolved>, CallError> {
         // An empty list is kept out like a failure: a registry between deregistration and
         // re-registration (or briefly inconsistent) must not strand calls with no endpoint.
         let resolved = self.driver.resolve(server).await.and_then(|resolution| {
@@ -175,7 +173,10 @@ impl Routing {
                     known.refreshing.store(false, Ordering::Release);
                 }
                 tracing::warn!(server, error = %e, kept = known.is_some(), "resolving failed");
-                known.ok_or_else(|| format!("resolving '{server}' failed: {e}"))
+                known.ok_or_else(|| CallError::Resolve {
+                    server: server.to_owned(),
+                    error: e,
+                })
             }
         }
     }
