@@ -24,8 +24,8 @@ impl Program {
     pub const ETCD: Program = Program::new("etcd", "etcd-server");
     pub const CHROMIUM: Program = Program::new("chromium", "chromium");
     pub const CHROMEDRIVER: Program = Program::new("chromedriver", "chromium-driver");
-    /// The Go toolchain, to build dtm itself for the side-by-side tests (Debian's `golang-go`
-    /// is older than dtm needs; Go fetches a newer toolchain itself, or install from go.dev).
+    /// The Go toolchain, to build dtm itself and the Go SDK tests. The machines come with Go
+    /// 1.26 in `/usr/local/go`; Debian's `golang-go` (1.19) builds the SDK tests but not dtm.
     pub const GO: Program = Program::new("go", "golang-go");
     /// Python 3 with `venv`, to build the Python drivers (`componentize-py` is installed from PyPI
     /// into a venv under `target/`).
@@ -40,10 +40,11 @@ impl Program {
     }
 
     /// Where the program is installed: PostgreSQL's server programs in the newest
-    /// `/usr/lib/postgresql/<version>/bin`, then `/usr/sbin` and `/usr/bin`, then `PATH`.
+    /// `/usr/lib/postgresql/<version>/bin`, then `/usr/sbin`, `/usr/bin` and Go's
+    /// `/usr/local/go/bin`, then `PATH`.
     pub fn locate(self) -> Option<PathBuf> {
         let mut dirs = postgres_bin_dirs();
-        dirs.extend(["/usr/sbin", "/usr/bin"].map(PathBuf::from));
+        dirs.extend(["/usr/sbin", "/usr/bin", "/usr/local/go/bin"].map(PathBuf::from));
         if let Some(path) = std::env::var_os("PATH") {
             dirs.extend(std::env::split_paths(&path));
         }
