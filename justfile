@@ -19,13 +19,14 @@ build-drivers:
     cp guest-drivers/target/wasm32-wasip2/release/*.wasm target/drivers/
 
 # Every benchmark: sagas vs direct calls, each store, driver costs, registry discovery,
-# recovery backlog drain.
+# recovery backlog drain, dtm-host against dtm itself.
 bench:
     cargo bench --bench saga
     cargo bench --bench stores
     cargo bench --bench drivers
     cargo bench --bench registry
     cargo bench --bench recovery
+    cargo bench --bench vs_dtm
 
 # Formatting and lints, as CI checks them.
 lint:

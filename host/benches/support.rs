@@ -9,6 +9,17 @@ use std::time::{Duration, Instant};
 
 use super::common;
 
+/// The median of `values` (the mean of the two middle ones for an even count; NaN for none).
+pub fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.into_iter().collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
 pub fn env_or(key: &str, default: u64) -> u64 {
     std::env::var(key)
         .ok()
@@ -24,7 +35,7 @@ pub async fn start_busi() -> String {
 
 /// Serves `app` on a loopback port in the background; returns `host:port`. Its connections
 /// send small writes at once (TCP_NODELAY), as the host's own listeners do.
-async fn serve_on_loopback(app: axum::Router) -> String {
+pub async fn serve_on_loopback(app: axum::Router) -> String {
     use axum::serve::ListenerExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -272,6 +283,11 @@ impl HostProcess {
         panic!("dtm-host did not start");
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Peak resident set size (VmHWM), in MiB.
     pub fn peak_rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -305,6 +321,21 @@ where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
+    measure_window(concurrency, seconds, one, || {}).await
+}
+
+/// [`measure`], calling `at_edge` as the measured window opens and again as it closes (to
+/// sample a process's CPU time over exactly that window).
+pub async fn measure_window<F, Fut>(
+    concurrency: u64,
+    seconds: u64,
+    one: F,
+    mut at_edge: impl FnMut(),
+) -> Figures
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
     let one = Arc::new(one);
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -329,11 +360,13 @@ where
         }));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
+    at_edge();
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
+    at_edge();
     stop.store(true, Ordering::Relaxed);
     let (mut latencies, mut errors) = (Vec::new(), 0);
     for w in workers {

@@ -1,0 +1,516 @@
+//! `cargo bench --bench vs_dtm` (or `just bench`): dtm-host against dtm v1.19.0 itself (built
+//! from the Go module proxy by `tests/common/dtm.rs`), on the same machine, under the same load
+//! generator, against the same business service that answers SUCCESS at once, with the same
+//! client settings.
+//!
+//! Workloads: a 2-branch saga with `wait_result` submitted over HTTP, the same over gRPC
+//! (`dtmgimp.Dtm/Submit`, gRPC branches), a 2-branch msg submitted over HTTP without a prepare
+//! (the submit answers once the msg is stored; its branches run after), all from
+//! BENCH_CONCURRENCY clients (default 64), and the HTTP saga again from BENCH_TAIL_CONCURRENCY
+//! clients (default 256) for the tail.
+//!
+//! Store pairs: dtm's boltdb against dtm-host's embedded store, then MariaDB, PostgreSQL and
+//! Redis (throwaway servers; dtm's tables are created from the SQL files of dtm's module in the
+//! Go module cache). Each coordinator runs with its defaults, except that on a SQL server both
+//! may open the same number of connections (`Store.MaxOpenConns`).
+//!
+//! For each workload and store, a fresh dtm and a fresh dtm-host are started, then measured in
+//! turn, BENCH_RUNS times each (default 3), alternating which goes first, each run for
+//! BENCH_SECONDS (default 10) after a 2 s warm-up, and each only once the other's work has
+//! settled. Per coordinator: medians over the runs of TPS, p50/p99 latency and the
+//! coordinator's CPU time per transaction (user + system time from `/proc/<pid>/stat` over the
+//! measured window ÷ the transactions completed in it), its peak RSS (VmHWM) and the errors of
+//! all runs. Each row ends in `<workload> <store>: TPS ratio x, CPU ratio y` (dtm-host / dtm).
+//!
+//! Settings (environment): BENCH_SECONDS, BENCH_RUNS, BENCH_CONCURRENCY,
+//! BENCH_TAIL_CONCURRENCY, BENCH_STORES (default `embedded,mysql,postgres,redis`),
+//! BENCH_LOG_LEVEL (both coordinators' LogLevel, default info: both defaults),
+//! BENCH_UPDATE_BRANCH_SYNC (unset: each its default, dtm 0 and dtm-host 1; set: both this).
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::dtm::{Dtm, DTM_VERSION};
+use common::stores::{Backend, StoreScope};
+use support::{
+    env_or, grpc_channel, grpc_saga, measure_window, median, serve_on_loopback, start_grpc_busi,
+    Attempt, Figures, HostProcess,
+};
+
+/// `Store.MaxOpenConns` of each coordinator on a SQL server: both run at once on one server,
+/// and dtm's default (500, as dtm-host's) is beyond PostgreSQL's 100 connections.
+const SQL_POOL: u32 = 30;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    SagaHttp,
+    SagaGrpc,
+    MsgHttp,
+}
+
+#[derive(Clone, Copy)]
+struct Workload {
+    kind: Kind,
+    clients: u64,
+}
+
+impl Workload {
+    fn name(self) -> String {
+        let kind = match self.kind {
+            Kind::SagaHttp => "saga-http",
+            Kind::SagaGrpc => "saga-grpc",
+            Kind::MsgHttp => "msg-http",
+        };
+        format!("{kind}-c{}", self.clients)
+    }
+
+    fn describe(self) -> String {
+        let what = match self.kind {
+            Kind::SagaHttp => "2-branch saga, wait_result, submitted over HTTP, HTTP branches",
+            Kind::SagaGrpc => "2-branch saga, wait_result, Submit over gRPC, gRPC branches",
+            Kind::MsgHttp => {
+                "2-branch msg submitted over HTTP without prepare (answered once stored), HTTP branches"
+            }
+        };
+        format!("{what}; {} clients", self.clients)
+    }
+}
+
+/// The stores to measure, by name; `None` is the embedded store (boltdb for dtm).
+fn stores() -> Vec<Option<Backend>> {
+    let wanted =
+        std::env::var("BENCH_STORES").unwrap_or_else(|_| "embedded,mysql,postgres,redis".into());
+    wanted
+        .split(',')
+        .map(|name| match name.trim() {
+            "embedded" => None,
+            "mysql" => Some(Backend::MySql),
+            "postgres" => Some(Backend::Postgres),
+            "redis" => Some(Backend::Redis),
+            other => panic!("BENCH_STORES: unknown store {other}"),
+        })
+        .collect()
+}
+
+fn store_name(store: Option<Backend>) -> &'static str {
+    store.map_or("embedded", Backend::name)
+}
+
+fn store_pair(store: Option<Backend>) -> String {
+    match store {
+        None => "dtm boltdb vs dtm-host embedded store; both fsync each commit, dtm-host answers after fsync".into(),
+        Some(b) => format!(
+            "{} on one throwaway server for both{}",
+            match b {
+                Backend::MySql => "MariaDB",
+                Backend::Postgres => "PostgreSQL",
+                Backend::Redis => "Redis (appendonly, fsync every second)",
+            },
+            if b == Backend::Redis {
+                String::from(", each its default client")
+            } else {
+                format!(", MaxOpenConns {SQL_POOL} each")
+            }
+        ),
+    }
+}
+
+/// One coordinator under load.
+struct Side {
+    label: &'static str,
+    pid: u32,
+    submit_url: String,
+    grpc: tonic::transport::Channel,
+    failure: Failure,
+}
+
+/// What one run of one side measured.
+struct Run {
+    figures: Figures,
+    cpu_us_per_tx: f64,
+}
+
+struct Bench {
+    seconds: u64,
+    runs: usize,
+    log_level: String,
+    update_branch_sync: Option<String>,
+    client: reqwest::Client,
+    busi: String,
+    grpc_busi: String,
+    clock_ticks: f64,
+}
+
+impl Bench {
+    /// A fresh dtm and a fresh dtm-host on `store`.
+    async fn start_pair(&self, store: Option<Backend>, tag: &str) -> (Dtm, HostProcess) {
+        let mut yaml = format!("LogLevel: {}\n", self.log_level);
+        if let Some(ubs) = &self.update_branch_sync {
+            yaml.push_str(&format!("UpdateBranchSync: {ubs}\n"));
+        }
+        let mut host_env: Vec<(String, String)> = Vec::new();
+        if let Some(ubs) = &self.update_branch_sync {
+            host_env.push(("UPDATE_BRANCH_SYNC".into(), ubs.clone()));
+        }
+        if let Some(backend) = store {
+            let host_scope = StoreScope::new(backend, &format!("vs_host_{tag}"))
+                .expect("the server is installed");
+            host_env.extend(host_scope.env(host_scope.port));
+            if backend != Backend::Redis {
+                host_env.push(("STORE_MAX_OPEN_CONNS".into(), SQL_POOL.to_string()));
+            }
+            let dtm_scope = StoreScope::new(backend, &format!("vs_dtm_{tag}"))
+                .expect("the server is installed");
+            yaml.push_str(&dtm_store_yaml(&dtm_scope).await);
+        }
+        let dtm = Dtm::start(&yaml)
+            .await
+            .expect("Go is installed, to build dtm");
+        let host = HostProcess::start_with(&self.log_level, &host_env).await;
+        (dtm, host)
+    }
+
+    fn unit(
+        &self,
+        workload: Workload,
+        side: &Side,
+        prefix: &str,
+    ) -> Arc<dyn Fn(u64) -> Attempt + Send + Sync> {
+        match workload.kind {
+            Kind::SagaHttp | Kind::MsgHttp => Arc::new(http_submit(
+                &self.client,
+                &side.submit_url,
+                &self.busi,
+                prefix,
+                workload.kind == Kind::MsgHttp,
+                side.failure.clone(),
+            )),
+            Kind::SagaGrpc => Arc::new(grpc_saga(side.grpc.clone(), &self.grpc_busi, prefix)),
+        }
+    }
+
+    async fn run(&self, workload: Workload, side: &Side, prefix: &str) -> Run {
+        settle(side.pid).await;
+        let one = self.unit(workload, side, prefix);
+        let edges = Arc::new(Mutex::new(Vec::new()));
+        let (pid, sampled) = (side.pid, edges.clone());
+        let figures = measure_window(
+            workload.clients,
+            self.seconds,
+            move |n| one(n),
+            move || {
+                sampled
+                    .lock()
+                    .unwrap()
+                    .push((cpu_ticks(pid), Instant::now()))
+            },
+        )
+        .await;
+        let edges = edges.lock().unwrap();
+        let (ticks, window) = (edges[1].0 - edges[0].0, edges[1].1 - edges[0].1);
+        let transactions = figures.tps * window.as_secs_f64();
+        let cpu_us_per_tx = ticks as f64 / self.clock_ticks * 1e6 / transactions;
+        Run {
+            figures,
+            cpu_us_per_tx,
+        }
+    }
+
+    async fn row(&self, workload: Workload, store: Option<Backend>, index: usize) {
+        let tag = format!("{index}");
+        let (dtm, host) = self.start_pair(store, &tag).await;
+        let sides = [
+            Side {
+                label: "dtm",
+                pid: dtm.pid(),
+                submit_url: dtm.api("/submit"),
+                grpc: grpc_channel(&format!("127.0.0.1:{}", dtm.grpc_port)).await,
+                failure: Failure::default(),
+            },
+            Side {
+                label: "dtm-host",
+                pid: host.pid(),
+                submit_url: format!("http://127.0.0.1:{}/api/dtmsvr/submit", host.port),
+                grpc: grpc_channel(&format!("127.0.0.1:{}", host.grpc_port)).await,
+                failure: Failure::default(),
+            },
+        ];
+        let mut runs: [Vec<Run>; 2] = [Vec::new(), Vec::new()];
+        for r in 0..self.runs {
+            // Alternate which goes first, so drift hits both.
+            let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
+            for i in order {
+                let prefix = format!("{}-{r}", workload.name());
+                runs[i].push(self.run(workload, &sides[i], &prefix).await);
+            }
+        }
+        println!();
+        println!("{} — {}", workload.describe(), store_pair(store));
+        println!(
+            "  {:<9} {:>9} {:>9} {:>9} {:>11} {:>13} {:>7}   TPS of each run",
+            "", "TPS", "p50 ms", "p99 ms", "CPU µs/tx", "peak RSS MiB", "errors"
+        );
+        let mut summary = Vec::new();
+        for (side, runs) in sides.iter().zip(&runs) {
+            let tps = median(runs.iter().map(|r| r.figures.tps));
+            let cpu = median(runs.iter().map(|r| r.cpu_us_per_tx));
+            let errors: usize = runs.iter().map(|r| r.figures.errors).sum();
+            let each: Vec<String> = runs
+                .iter()
+                .map(|r| format!("{:.0}", r.figures.tps))
+                .collect();
+            println!(
+                "  {:<9} {:>9.0} {:>9.2} {:>9.2} {:>11.0} {:>13.1} {:>7}   {}{}",
+                side.label,
+                tps,
+                median(runs.iter().map(|r| r.figures.p50_ms)),
+                median(runs.iter().map(|r| r.figures.p99_ms)),
+                cpu,
+                peak_rss_mib(side.pid),
+                errors,
+                each.join(" "),
+                if errors > 0 { "   !! errors" } else { "" }
+            );
+            summary.push((tps, cpu));
+            if let Some(reason) = side.failure.lock().unwrap().as_ref() {
+                let reason: String = reason.chars().take(300).collect();
+                println!("    {} first error: {reason}", side.label);
+            }
+        }
+        println!(
+            "{} {}: TPS ratio {:.2}, CPU ratio {:.2}",
+            workload.name(),
+            store_name(store),
+            summary[1].0 / summary[0].0,
+            summary[1].1 / summary[0].1
+        );
+        drop((dtm, host));
+    }
+}
+
+/// One 2-branch saga (`wait_result`) or msg (no prepare, answered once stored) submitted over
+/// HTTP, as a `measure` unit: succeeded when the submit was answered with a 2xx. The first
+/// failure's reason is kept in `failure`.
+fn http_submit(
+    client: &reqwest::Client,
+    submit_url: &str,
+    busi: &str,
+    gid_prefix: &str,
+    msg: bool,
+    failure: Failure,
+) -> impl Fn(u64) -> Attempt + Send + Sync + 'static {
+    let (client, url, busi) = (client.clone(), submit_url.to_owned(), busi.to_owned());
+    let gid_prefix = gid_prefix.to_owned();
+    move |n| {
+        let gid = format!("{gid_prefix}-{n}");
+        let payloads = [r#"{"amount":30}"#, r#"{"amount":30}"#];
+        let body = if msg {
+            serde_json::json!({
+                "gid": gid, "trans_type": "msg", "payloads": payloads,
+                "steps": [{"action": format!("{busi}/TransOut")}, {"action": format!("{busi}/TransIn")}],
+            })
+        } else {
+            serde_json::json!({
+                "gid": gid, "trans_type": "saga", "wait_result": true, "payloads": payloads,
+                "steps": [
+                    {"action": format!("{busi}/TransOut"), "compensate": format!("{busi}/TransOutRevert")},
+                    {"action": format!("{busi}/TransIn"), "compensate": format!("{busi}/TransInRevert")},
+                ],
+            })
+        };
+        let request = client.post(&url).body(body.to_string());
+        let failure = failure.clone();
+        Box::pin(async move {
+            let reason = match request.send().await {
+                Ok(r) if r.status().is_success() => return true,
+                Ok(r) => format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
+                Err(e) => format!("{e:?}"),
+            };
+            failure.lock().unwrap().get_or_insert(reason);
+            false
+        })
+    }
+}
+
+/// Business branches on loopback that read the request and answer 200 SUCCESS. Reading the
+/// body matters: a server that answers without reading it closes the connection, and dtm's Go
+/// client, reusing it at that moment, fails the branch call ("server closed idle connection").
+async fn start_reading_busi() -> String {
+    let app = axum::Router::new()
+        .fallback(|_body: axum::body::Bytes| async { r#"{"dtm_result":"SUCCESS"}"# });
+    format!("http://{}", serve_on_loopback(app).await)
+}
+
+/// The first failure seen on one side, to print beside its error count.
+type Failure = Arc<Mutex<Option<String>>>;
+
+/// dtm's `Store:` block for `scope`, with dtm's tables created there from the SQL files of
+/// dtm's module in the Go module cache (a database for MySQL, a schema for PostgreSQL).
+async fn dtm_store_yaml(scope: &StoreScope) -> String {
+    use sqlx::Connection as _;
+    let (name, port) = (&scope.name, scope.port);
+    let schema = |file: &str| {
+        let path = dtm_module_dir().join("sqls").join(file);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read dtm's schema {}: {e}", path.display()))
+    };
+    match scope.backend {
+        Backend::MySql => {
+            let sql = schema("dtmsvr.storage.mysql.sql")
+                .replace("EXISTS dtm\n", &format!("EXISTS {name}\n"))
+                .replace("dtm.", &format!("{name}."));
+            let url = format!("mysql://root@127.0.0.1:{port}");
+            let mut conn = sqlx::MySqlConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .expect("create dtm's MySQL tables");
+            format!(
+                "Store:\n  Driver: mysql\n  Host: 127.0.0.1\n  Port: {port}\n  User: root\n  \
+                 Password: ''\n  Db: {name}\n  MaxOpenConns: {SQL_POOL}\n"
+            )
+        }
+        Backend::Postgres => {
+            let sql = format!(
+                "CREATE SCHEMA {name}; SET search_path TO {name};\n{}",
+                schema("dtmsvr.storage.postgres.sql")
+            );
+            let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .expect("create dtm's PostgreSQL tables");
+            format!(
+                "Store:\n  Driver: postgres\n  Host: 127.0.0.1\n  Port: {port}\n  User: postgres\n  \
+                 Password: ''\n  Db: postgres\n  Schema: {name}\n  MaxOpenConns: {SQL_POOL}\n"
+            )
+        }
+        Backend::Redis => format!(
+            "Store:\n  Driver: redis\n  Host: 127.0.0.1\n  Port: {port}\n  User: ''\n  \
+             Password: ''\n  RedisPrefix: '{{{name}}}'\n"
+        ),
+    }
+}
+
+/// dtm's module in the Go module cache (`go mod download` put it there when dtm was built).
+fn dtm_module_dir() -> std::path::PathBuf {
+    let output = std::process::Command::new("go")
+        .args(["env", "GOMODCACHE"])
+        .output()
+        .expect("run go env");
+    let cache = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    std::path::Path::new(&cache).join(format!("github.com/dtm-labs/dtm@{DTM_VERSION}"))
+}
+
+/// User + system CPU time of `pid` so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(14) + field(15)
+}
+
+/// Peak resident set size (VmHWM) of `pid`, in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Waits (up to 30 s) until `pid` uses under a tenth of a core: work of the last run that
+/// outlives it (a msg's branches, dtm's asynchronous branch writes) is not charged to the next.
+async fn settle(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = cpu_ticks(pid);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = cpu_ticks(pid);
+        if now - last <= 5 {
+            return;
+        }
+        last = now;
+    }
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        let bench = Bench {
+            seconds: env_or("BENCH_SECONDS", 10),
+            runs: env_or("BENCH_RUNS", 3).max(1) as usize,
+            log_level: std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
+            update_branch_sync: std::env::var("BENCH_UPDATE_BRANCH_SYNC").ok(),
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(1024)
+                .build()
+                .unwrap(),
+            busi: start_reading_busi().await,
+            grpc_busi: start_grpc_busi().await,
+            clock_ticks: clock_ticks_per_second(),
+        };
+        let clients = env_or("BENCH_CONCURRENCY", 64);
+        let workloads = [
+            Workload { kind: Kind::SagaHttp, clients },
+            Workload { kind: Kind::SagaGrpc, clients },
+            Workload { kind: Kind::MsgHttp, clients },
+            Workload { kind: Kind::SagaHttp, clients: env_or("BENCH_TAIL_CONCURRENCY", 256) },
+        ];
+        println!(
+            "dtm {DTM_VERSION} vs dtm-host (release build): {} run(s) each of {} s after a 2 s warm-up, \
+             alternating; medians of the runs; {} cores",
+            bench.runs,
+            bench.seconds,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        println!(
+            "same for both: one load generator (this process, HTTP/1.1 client pool of up to 1024 \
+             idle connections per coordinator; one HTTP/2 channel per coordinator for gRPC), the \
+             same business service answering SUCCESS at once (HTTP and gRPC)"
+        );
+        println!(
+            "settings: each coordinator's defaults (LogLevel {}; UpdateBranchSync {}), except \
+             MaxOpenConns {SQL_POOL} for both on MariaDB/PostgreSQL (both defaults are 500, over \
+             PostgreSQL's 100 connections with both coordinators up)",
+            bench.log_level,
+            bench.update_branch_sync.as_deref().map_or_else(
+                || "dtm 0 = branch results written asynchronously on SQL stores, dtm-host 1 = written before the next step".to_owned(),
+                |v| format!("{v} for both"),
+            )
+        );
+        println!(
+            "CPU µs/tx: the coordinator's user+system time over the measured window ÷ the \
+             transactions completed in it; peak RSS: its VmHWM; ratios: dtm-host / dtm"
+        );
+        let mut index = 0;
+        for store in stores() {
+            for workload in workloads {
+                index += 1;
+                bench.row(workload, store, index).await;
+            }
+        }
+    });
+}
