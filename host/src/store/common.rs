@@ -1,5 +1,6 @@
 //! What the backends share: the error of a backend, the SQL condition of an unfinished
-//! transaction, and the listing cursors of the SQL stores (the id of the last row returned).
+//! transaction, and the id cursors of the listings (every SQL listing and Redis' KV listing: the
+//! id of the last row returned).
 
 use super::{Page, StoreError, StoreResult};
 

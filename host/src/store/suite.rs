@@ -873,6 +873,9 @@ pub async fn kv_versions(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!((next.items.len(), next.next_position.as_str()), (1, ""));
+    // One cursor rule on every backend: "0", like "", is the start.
+    let from_zero = store.scan_kv("suite", "0", 1).await.unwrap();
+    assert_eq!(from_zero.items[0].k, "b");
     store.delete_kv("suite", "a").await.unwrap();
     assert_eq!(
         store.delete_kv("suite", "a").await,

@@ -16,7 +16,7 @@ use super::scripts::{unexpected, verdict};
 use super::{now_ms, RedisStore};
 use crate::clock::Millis;
 use crate::model::{Branch, GlobalStatus, KvEntry, ScanFilter, TransGlobal};
-use crate::store::common::page;
+use crate::store::common::{page, parse_position};
 use crate::store::{BranchOutcome, Page, StatusChange, Store, StoreError, StoreResult};
 
 /// Index entries a claim may find stale before giving up for this round.
@@ -130,16 +130,6 @@ fn parse_listing_cursor(position: &str) -> StoreResult<Option<&str>> {
 }
 
 /// A KV listing cursor: the id of the last entry returned (`""` = from the start).
-fn parse_kv_cursor(position: &str) -> StoreResult<Option<i64>> {
-    if position.is_empty() {
-        return Ok(None);
-    }
-    position
-        .parse()
-        .map(Some)
-        .map_err(|_| StoreError::BadCursor(position.to_owned()))
-}
-
 fn matches(g: &TransGlobal, filter: &ScanFilter) -> bool {
     (filter.status.is_empty() || g.status.as_str() == filter.status)
         && (filter.trans_type.is_empty() || g.trans_type.as_str() == filter.trans_type)
@@ -738,7 +728,7 @@ impl Store for RedisStore {
     }
 
     async fn scan_kv(&self, cat: &str, position: &str, limit: usize) -> StoreResult<Page<KvEntry>> {
-        let before = parse_kv_cursor(position)?;
+        let before = parse_position(position)?;
         let max = before.map_or("+inf".to_owned(), |id| format!("({id}"));
         let keys: Vec<String> = self
             .cmd(
