@@ -6,17 +6,11 @@ mod common;
 use std::time::Duration;
 
 use axum::response::IntoResponse;
+use common::driver::{hostile_calls_fail_alone, hostile_host, one_step_saga, VECTORS};
 use common::grpc::GrpcBusi;
 use common::{guest_wasm, run_to_exit, Busi, Host};
 use dtm_host::proto::dtmgimp::dtm_client::DtmClient;
-use dtm_host::proto::dtmgimp::{DtmRequest, DtmTransOptions};
-use serde_json::json;
 use tonic::Code;
-
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../tests/data/parse-vectors.json"
-);
 
 /// Every dtm driver passes all of its cases in docs/drivers.md §8's vectors (dapr's with the
 /// environment variables they name), and each driver has some.
@@ -147,99 +141,31 @@ fn a_driver_whose_name_differs_is_refused_at_start() {
     assert!(output.contains("MicroService.DriverPath"), "{output}");
 }
 
-async fn hostile_host() -> Host {
-    let wasm = guest_wasm("hostile");
-    Host::start_with(&[
-        ("MICRO_SERVICE_DRIVER", "dtm-driver-hostile"),
-        ("MICRO_SERVICE_DRIVER_PATH", wasm.to_str().unwrap()),
-        ("MICRO_SERVICE_DRIVER_TIMEOUT_MS", "100"),
-        ("MICRO_SERVICE_DRIVER_MEMORY_MI_B", "16"),
-    ])
-    .await
-}
-
-fn saga(gid: &str, action: String) -> DtmRequest {
-    DtmRequest {
-        gid: gid.into(),
-        trans_type: "saga".into(),
-        steps: json!([{"action": action, "compensate": ""}]).to_string(),
-        bin_payloads: vec![vec![1]],
-        trans_options: Some(DtmTransOptions {
-            wait_result: true,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_guests_fail_alone_while_sagas_go_on() {
-    let (host, busi) = (hostile_host().await, GrpcBusi::start().await);
-    let endpoint = format!("http://127.0.0.1:{}", host.grpc_port);
-    let dtm = DtmClient::connect(endpoint).await.unwrap();
-    let normal = (0..20).map(|i| {
-        let mut dtm = dtm.clone();
-        let url = busi.url("/busi.Busi/TransOut");
-        async move { dtm.submit(saga(&format!("fine-{i}"), url)).await }
-    });
-    let hostile = ["trap", "loop", "grow", "http"].map(|kind| {
-        let mut dtm = dtm.clone();
-        async move {
-            (
-                kind,
-                dtm.submit(saga(
-                    &format!("hostile-{kind}"),
-                    format!("{kind}/busi.Busi/X"),
-                ))
-                .await,
-            )
-        }
-    });
-    let (normal, hostile) = tokio::join!(
-        futures::future::join_all(normal),
-        futures::future::join_all(hostile)
-    );
-    for outcome in normal {
-        outcome.unwrap();
-    }
+    let wasm = guest_wasm("hostile");
+    let (host, busi) = (hostile_host(&wasm).await, GrpcBusi::start().await);
     let expected = [
         ("trap", "failed in the sandbox"),
         ("loop", "ran out of time (100 ms)"),
         ("grow", "failed in the sandbox"),
         ("http", "send-http is not available in parse-server-method"),
     ];
-    for ((kind, outcome), (_, text)) in hostile.into_iter().zip(expected) {
-        let status = outcome.unwrap_err();
-        assert_eq!(
-            status.code(),
-            Code::InvalidArgument,
-            "{kind}: {status:?}\n{}",
-            host.log()
-        );
-        assert!(
-            status.message().contains(text),
-            "{kind}: {}",
-            status.message()
-        );
-        assert_eq!(
-            host.query(&format!("hostile-{kind}")).await["transaction"],
-            serde_json::Value::Null
-        );
-    }
-    for i in 0..20 {
-        assert_eq!(host.status(&format!("fine-{i}")).await, "succeed");
-    }
+    hostile_calls_fail_alone(&host, &busi, 20, &expected).await;
     assert_eq!(busi.calls("/busi.Busi/TransOut").len(), 20);
 }
 
 #[tokio::test]
 async fn a_driver_cannot_reach_addresses_the_config_does_not_name() {
-    let host = hostile_host().await;
+    let host = hostile_host(&guest_wasm("hostile")).await;
     let mut dtm = DtmClient::connect(format!("http://127.0.0.1:{}", host.grpc_port))
         .await
         .unwrap();
     let outcome = dtm
-        .submit(saga("resolve", "hostile://anywhere/svc/busi.Busi/X".into()))
+        .submit(one_step_saga(
+            "resolve",
+            "hostile://anywhere/svc/busi.Busi/X".into(),
+        ))
         .await;
     assert_eq!(
         outcome.unwrap_err().code(),
@@ -271,7 +197,7 @@ async fn protocol1_urls_resolve_to_their_endpoint() {
         .await
         .unwrap();
     let url = format!("protocol1:///{}/busi.Busi/TransOut", busi.server);
-    dtm.submit(saga("p1", url)).await.unwrap();
+    dtm.submit(one_step_saga("p1", url)).await.unwrap();
     assert_eq!(host.status("p1").await, "succeed");
     let call = &busi.calls("/busi.Busi/TransOut")[0];
     assert_eq!(call.metadata["dtm-gid"], "p1");
@@ -339,7 +265,7 @@ async fn the_host_registers_keeps_alive_and_deregisters_through_the_driver() {
 /// limited to a few KB a second; what is turned away is counted in one line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_driver_flooding_its_log_writes_a_few_kilobytes() {
-    let host = hostile_host().await;
+    let host = hostile_host(&guest_wasm("hostile")).await;
     let mut dtm = DtmClient::connect(format!("http://127.0.0.1:{}", host.grpc_port))
         .await
         .unwrap();
@@ -347,7 +273,10 @@ async fn a_driver_flooding_its_log_writes_a_few_kilobytes() {
     for round in 0..2 {
         let gid = format!("flood-{round}");
         let outcome = dtm
-            .submit(saga(&gid, "hostile://anywhere/flood/busi.Busi/X".into()))
+            .submit(one_step_saga(
+                &gid,
+                "hostile://anywhere/flood/busi.Busi/X".into(),
+            ))
             .await;
         assert!(outcome.is_err(), "the flooding resolution cannot succeed");
         tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -377,7 +306,10 @@ async fn a_resolution_over_the_cap_is_refused() {
         .await
         .unwrap();
     let outcome = dtm
-        .submit(saga("many", "hostile://anywhere/many/busi.Busi/X".into()))
+        .submit(one_step_saga(
+            "many",
+            "hostile://anywhere/many/busi.Busi/X".into(),
+        ))
         .await;
     assert!(outcome.is_err());
     let log = host.log();
@@ -478,7 +410,10 @@ async fn a_driver_cannot_be_led_elsewhere_or_spin_on_its_registry() {
         .unwrap();
     for kind in ["redirect", "host-header", "spin"] {
         let url = format!("hostile://anywhere/{kind}/busi.Busi/X");
-        assert!(dtm.submit(saga(kind, url)).await.is_err(), "{kind}");
+        assert!(
+            dtm.submit(one_step_saga(kind, url)).await.is_err(),
+            "{kind}"
+        );
     }
     let log = host.log();
     let received = received.lock().unwrap().clone();

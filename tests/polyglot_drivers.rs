@@ -19,15 +19,14 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::driver::{hostile_calls_fail_alone, hostile_host, one_step_saga};
 use common::etcd::Etcd;
 use common::grpc::GrpcBusi;
 use common::{free_port, run_to_exit, Host};
 use dtm_host::drivers::sha256_hex;
 use dtm_host::proto::dtmgimp::dtm_client::DtmClient;
-use dtm_host::proto::dtmgimp::{DtmRequest, DtmTransOptions};
 use serde_json::json;
 use test_servers::Program;
-use tonic::Code;
 
 /// The tool versions the drivers are built with.
 const COMPONENTIZE_PY: &str = "0.25.1";
@@ -386,7 +385,8 @@ async fn reload_by_file_change(host: &Host, path: &Path, driver: &str, tag: &str
 }
 
 /// Submits a waiting saga of two gRPC branches at `url_of(method)` to the host's gRPC API at
-/// `grpc` (`host:port`); it succeeds, and `busi` got both actions with the saga's gid.
+/// `grpc` (`host:port`; a test may have moved it with `GRPC_PORT`); it succeeds, and `busi` got
+/// both actions with the saga's gid.
 async fn saga_succeeds(
     host: &Host,
     grpc: &str,
@@ -518,49 +518,8 @@ async fn hostile_driver_is_stopped(lang: Lang) {
         return;
     };
     precompile(&wasm, "dtm-driver-hostile").await;
-    let host = Host::start_with(&[
-        ("MICRO_SERVICE_DRIVER", "dtm-driver-hostile"),
-        ("MICRO_SERVICE_DRIVER_PATH", wasm.to_str().unwrap()),
-        ("MICRO_SERVICE_DRIVER_TIMEOUT_MS", "100"),
-        ("MICRO_SERVICE_DRIVER_MEMORY_MI_B", "16"),
-    ])
-    .await;
+    let host = hostile_host(&wasm).await;
     let busi = GrpcBusi::start().await;
-    let dtm = DtmClient::connect(format!("http://127.0.0.1:{}", host.grpc_port))
-        .await
-        .unwrap();
-    let saga = |gid: &str, action: String| DtmRequest {
-        gid: gid.into(),
-        trans_type: "saga".into(),
-        steps: json!([{"action": action, "compensate": ""}]).to_string(),
-        bin_payloads: vec![vec![1]],
-        trans_options: Some(DtmTransOptions {
-            wait_result: true,
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let normal = (0..10).map(|i| {
-        let (mut dtm, request) = (
-            dtm.clone(),
-            saga(&format!("fine-{i}"), busi.url("/busi.Busi/TransOut")),
-        );
-        async move { dtm.submit(request).await }
-    });
-    let hostile = ["loop", "grow"].map(|kind| {
-        let (mut dtm, request) = (
-            dtm.clone(),
-            saga(&format!("hostile-{kind}"), format!("{kind}/busi.Busi/X")),
-        );
-        async move { (kind, dtm.submit(request).await) }
-    });
-    let (normal, hostile) = tokio::join!(
-        futures::future::join_all(normal),
-        futures::future::join_all(hostile)
-    );
-    for outcome in normal {
-        outcome.unwrap();
-    }
     // The memory cap stops the bomb either way; CPython aborts (a trap), SpiderMonkey reports
     // its failed allocation as an exception, which ComponentizeJS returns as the call's error.
     let grow = match lang {
@@ -568,31 +527,13 @@ async fn hostile_driver_is_stopped(lang: Lang) {
         Lang::JavaScript => "out of memory",
     };
     let expected = [("loop", "ran out of time (100 ms)"), ("grow", grow)];
-    for ((kind, outcome), (_, text)) in hostile.into_iter().zip(expected) {
-        let status = outcome.unwrap_err();
-        assert_eq!(
-            status.code(),
-            Code::InvalidArgument,
-            "{lang:?} {kind}: {status:?}\n{}",
-            host.log()
-        );
-        assert!(
-            status.message().contains(text),
-            "{lang:?} {kind}: {}",
-            status.message()
-        );
-        assert_eq!(
-            host.query(&format!("hostile-{kind}")).await["transaction"],
-            serde_json::Value::Null
-        );
-    }
+    hostile_calls_fail_alone(&host, &busi, 10, &expected).await;
     // The driver still serves afterwards (an instance that failed was replaced).
-    let mut dtm = dtm;
-    let after = saga("fine-after", busi.url("/busi.Busi/TransOut"));
+    let mut dtm = DtmClient::connect(format!("http://127.0.0.1:{}", host.grpc_port))
+        .await
+        .unwrap();
+    let after = one_step_saga("fine-after", busi.url("/busi.Busi/TransOut"));
     dtm.submit(after).await.unwrap();
-    for i in 0..10 {
-        assert_eq!(host.status(&format!("fine-{i}")).await, "succeed");
-    }
     assert_eq!(host.status("fine-after").await, "succeed");
     assert_eq!(busi.calls("/busi.Busi/TransOut").len(), 11);
 }

@@ -1,11 +1,14 @@
 //! What the tests of the registry drivers share: a host running a guest driver registered at a
-//! target, the driver's conformance vectors, and a gRPC saga whose branches resolve through it.
+//! target, the driver's conformance vectors, and a gRPC saga whose branches resolve through it;
+//! and a host running a hostile driver (Rust, Python or JavaScript), with what it must survive.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use dtm_host::proto::dtmgimp::dtm_client::DtmClient;
 use dtm_host::proto::dtmgimp::{DtmRequest, DtmTransOptions};
 use serde_json::json;
+use tonic::Code;
 
 use super::grpc::GrpcBusi;
 use super::{guest_wasm, run_to_exit, Host};
@@ -91,5 +94,84 @@ pub async fn saga_succeeds(
         let calls = busi.calls(method);
         assert_eq!(calls.len(), 1, "{method}: {calls:?}");
         assert_eq!(calls[0].metadata["dtm-gid"], gid);
+    }
+}
+
+/// A waiting saga of one gRPC step at `action`, without compensation.
+pub fn one_step_saga(gid: &str, action: String) -> DtmRequest {
+    DtmRequest {
+        gid: gid.into(),
+        trans_type: "saga".into(),
+        steps: json!([{"action": action, "compensate": ""}]).to_string(),
+        bin_payloads: vec![vec![1]],
+        trans_options: Some(DtmTransOptions {
+            wait_result: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A host running the hostile driver `wasm` (`dtm-driver-hostile`) with tight limits: 100 ms a
+/// call, 16 MiB of memory.
+pub async fn hostile_host(wasm: &Path) -> Host {
+    Host::start_with(&[
+        ("MICRO_SERVICE_DRIVER", "dtm-driver-hostile"),
+        ("MICRO_SERVICE_DRIVER_PATH", wasm.to_str().unwrap()),
+        ("MICRO_SERVICE_DRIVER_TIMEOUT_MS", "100"),
+        ("MICRO_SERVICE_DRIVER_MEMORY_MI_B", "16"),
+    ])
+    .await
+}
+
+/// Submits `normal` sagas `fine-<i>` to `busi` and, at the same time, one saga `hostile-<kind>`
+/// through each misbehaviour of `expected`: the normal ones succeed; each hostile one is
+/// refused `InvalidArgument` with a message containing its text, and nothing of it is stored.
+pub async fn hostile_calls_fail_alone(
+    host: &Host,
+    busi: &GrpcBusi,
+    normal: usize,
+    expected: &[(&'static str, &str)],
+) {
+    let dtm = DtmClient::connect(format!("http://127.0.0.1:{}", host.grpc_port))
+        .await
+        .unwrap();
+    let fine = (0..normal).map(|i| {
+        let mut dtm = dtm.clone();
+        let request = one_step_saga(&format!("fine-{i}"), busi.url("/busi.Busi/TransOut"));
+        async move { dtm.submit(request).await }
+    });
+    let hostile = expected.iter().map(|&(kind, _)| {
+        let mut dtm = dtm.clone();
+        let request = one_step_saga(&format!("hostile-{kind}"), format!("{kind}/busi.Busi/X"));
+        async move { dtm.submit(request).await }
+    });
+    let (fine, hostile) = tokio::join!(
+        futures::future::join_all(fine),
+        futures::future::join_all(hostile)
+    );
+    for outcome in fine {
+        outcome.unwrap();
+    }
+    for (outcome, (kind, text)) in hostile.into_iter().zip(expected) {
+        let status = outcome.unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{kind}: {status:?}\n{}",
+            host.log()
+        );
+        assert!(
+            status.message().contains(text),
+            "{kind}: {}",
+            status.message()
+        );
+        assert_eq!(
+            host.query(&format!("hostile-{kind}")).await["transaction"],
+            serde_json::Value::Null
+        );
+    }
+    for i in 0..normal {
+        assert_eq!(host.status(&format!("fine-{i}")).await, "succeed");
     }
 }
