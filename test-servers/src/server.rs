@@ -241,7 +241,7 @@ impl Server {
                 c.arg("--no-defaults")
                     .arg(format!("--datadir={}", data.display()));
                 c.args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
-                c.args(mariadb_settings());
+                c.args(mariadb_settings(&self.dir));
                 c
             }
             Kind::Redis => {
@@ -293,7 +293,7 @@ impl Server {
                     self.dir.join("mariadb.pid").display()
                 ));
                 c.args(["--bind-address=127.0.0.1", &format!("--port={port}")]);
-                c.args(mariadb_settings());
+                c.args(mariadb_settings(&self.dir));
                 c
             }
             Kind::Redis => {
@@ -350,9 +350,12 @@ impl Drop for Server {
 }
 
 /// Settings for a small, quick MariaDB that writes every deadlock it detects to its log;
-/// connection limits stay at their defaults.
-fn mariadb_settings() -> Vec<String> {
+/// connection limits stay at their defaults. Its temporary files go to `dir`, not the shared
+/// `/tmp`: a bootstrap once failed there, unable to remove its own `#sql-temptable-…` file
+/// ("Unknown table 'mysql.tmp_proxies_priv'") while other servers were starting.
+fn mariadb_settings(dir: &Path) -> Vec<String> {
     let mut settings = vec![
+        format!("--tmpdir={}", dir.display()),
         "--innodb-log-file-size=8M".to_owned(),
         "--innodb-buffer-pool-size=64M".to_owned(),
         "--innodb-print-all-deadlocks=ON".to_owned(),
