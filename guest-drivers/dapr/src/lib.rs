@@ -5,9 +5,9 @@
 //! sidecar as a proxy with a `dapr-app-id` header, `daprgrpc` wraps the call in the sidecar's
 //! `InvokeService`. It registers nothing: Dapr does its own name resolution.
 
-wit_bindgen::generate!({ world: "driver", path: "../../wit" });
-
 mod invoke;
+
+use sdk::{GrpcCall, HttpTarget, Resolution, ServerMethod};
 
 const SCHEMA_HTTP: &str = "daprhttp";
 const SCHEMA_PROXIED_HTTP: &str = "daprphttp";
@@ -64,10 +64,6 @@ fn parse<'a>(
         app_id: segments[3],
         method_name: segments[4..].join("/"),
     }))
-}
-
-fn host_env(name: &str) -> Option<String> {
-    dtm::driver::host::env(name)
 }
 
 /// ParseServerMethod: never fails, as in Go, where a URL too short for the grammar falls back
@@ -143,29 +139,21 @@ fn rewrite_call(
 
 struct Dapr;
 
-impl Guest for Dapr {
-    fn name() -> String {
-        "dtm-driver-dapr".into()
-    }
-
-    fn activate() -> Activation {
-        Activation {
-            schemes: vec![SCHEMA_GRPC.into(), SCHEMA_PROXIED_GRPC.into()],
-            rewrites_http: true,
-            rewrites_grpc: true,
-        }
-    }
+impl sdk::Driver for Dapr {
+    const NAME: &'static str = "dtm-driver-dapr";
+    const SCHEMES: &'static [&'static str] = &[SCHEMA_GRPC, SCHEMA_PROXIED_GRPC];
+    const REWRITES_HTTP: bool = true;
+    const REWRITES_GRPC: bool = true;
+    type Registrar = sdk::RegistersNothing;
 
     fn parse_server_method(uri: String) -> Result<ServerMethod, String> {
-        Ok(split(&uri, &host_env))
+        Ok(split(&uri, &sdk::host::env))
     }
-
-    regkit::registers_nothing!();
 
     /// The sidecar: the server's host, once and for good.
     fn resolve(server: String, _registry: String) -> Result<Resolution, String> {
         let url = gourl::parse(&server)?;
-        let host = dapr_host(SCHEMA_GRPC, &url.host, &host_env);
+        let host = dapr_host(SCHEMA_GRPC, &url.host, &sdk::host::env);
         if host.is_empty() {
             return Err(format!("'{server}' names no dapr sidecar"));
         }
@@ -176,7 +164,7 @@ impl Guest for Dapr {
     }
 
     fn rewrite_http(url: String, _registry: String) -> Result<Option<HttpTarget>, String> {
-        rewrite_url(&url, &host_env)
+        rewrite_url(&url, &sdk::host::env)
     }
 
     fn rewrite_grpc(
@@ -184,11 +172,11 @@ impl Guest for Dapr {
         method: String,
         payload: Vec<u8>,
     ) -> Result<Option<GrpcCall>, String> {
-        rewrite_call(&server, method, payload, &host_env)
+        rewrite_call(&server, method, payload, &sdk::host::env)
     }
 }
 
-export!(Dapr);
+sdk::export_driver!(Dapr);
 
 #[cfg(test)]
 mod tests {

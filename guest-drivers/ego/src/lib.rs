@@ -11,13 +11,10 @@
 //!   shutdown (dtm never removed it). A `k8s://` target registers nothing: Kubernetes manages
 //!   endpoints.
 
-wit_bindgen::generate!({ world: "driver", path: "../../wit" });
-regkit::wit_host!();
-
-use dtm::driver::host::now_ms;
 use gourl::Url;
 use regkit::etcd::{Credentials, Etcd};
-use regkit::Host;
+use sdk::host::now_ms;
+use sdk::{Host, Registrar, Registration, Resolution, ServerMethod, WitHost};
 use serde::{Deserialize, Serialize};
 
 /// ego's registry prefix.
@@ -136,7 +133,7 @@ fn register(host: &dyn Host, target: &str, endpoint: &str) -> Result<Registratio
     match url.scheme.as_ref() {
         "etcd" => {}
         // Kubernetes manages the endpoints: nothing to register.
-        "k8s" => return Ok(regkit::nothing_registered!()),
+        "k8s" => return Ok(Registration::nothing()),
         _ => return Err("invalid scheme".into()),
     }
     let name = url.path_name();
@@ -199,12 +196,10 @@ fn resolve(host: &dyn Host, name: &str, target: &str) -> Result<Vec<String>, Str
 
 struct Ego;
 
-impl Guest for Ego {
-    fn name() -> String {
-        "dtm-driver-ego".into()
-    }
-
-    regkit::no_call_hooks!("etcd", "k8s");
+impl sdk::Driver for Ego {
+    const NAME: &'static str = "dtm-driver-ego";
+    const SCHEMES: &'static [&'static str] = &["etcd", "k8s"];
+    type Registrar = Self;
 
     fn parse_server_method(uri: String) -> Result<ServerMethod, String> {
         if !uri.contains("///") {
@@ -224,30 +219,6 @@ impl Guest for Ego {
             server: format!("{}:///{}", url.scheme, url.host),
             method: url.path.into_owned(),
         })
-    }
-
-    fn register_service(target: String, endpoint: String) -> Result<Registration, String> {
-        if target.is_empty() {
-            return Ok(regkit::nothing_registered!());
-        }
-        register(&WitHost, &target, &endpoint)
-    }
-
-    fn keep_alive(state: String) -> Result<Registration, String> {
-        Ok(Registration {
-            state,
-            keep_alive_ms: 0,
-        })
-    }
-
-    fn deregister(state: String) -> Result<(), String> {
-        if state.is_empty() {
-            return Ok(());
-        }
-        let registered: Registered = serde_json::from_str(&state)
-            .map_err(|e| format!("not an ego registration state ({e}): {state}"))?;
-        Etcd::connect(&WitHost, &registered.hosts, registered.credentials.as_ref())?
-            .delete(&registered.key)
     }
 
     fn resolve(server: String, registry: String) -> Result<Resolution, String> {
@@ -270,7 +241,27 @@ impl Guest for Ego {
     }
 }
 
-export!(Ego);
+/// The key is permanent: the default keep-alive, never renewed, is all it needs.
+impl Registrar for Ego {
+    fn register_service(target: String, endpoint: String) -> Result<Registration, String> {
+        if target.is_empty() {
+            return Ok(Registration::nothing());
+        }
+        register(&WitHost, &target, &endpoint)
+    }
+
+    fn deregister(state: String) -> Result<(), String> {
+        if state.is_empty() {
+            return Ok(());
+        }
+        let registered: Registered = serde_json::from_str(&state)
+            .map_err(|e| format!("not an ego registration state ({e}): {state}"))?;
+        Etcd::connect(&WitHost, &registered.hosts, registered.credentials.as_ref())?
+            .delete(&registered.key)
+    }
+}
+
+sdk::export_driver!(Ego);
 
 #[cfg(test)]
 mod tests {

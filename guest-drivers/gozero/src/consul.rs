@@ -2,11 +2,11 @@
 
 use gourl::Url;
 use regkit::consul::Consul;
-use regkit::Host;
+use sdk::{Host, Registration, Resolution};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::{Registration, Resolution, State};
+use crate::State;
 
 /// The check's TTL; zero-contrib passes it one second before it runs out.
 const TTL_SECS: u64 = 20;

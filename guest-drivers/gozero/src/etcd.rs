@@ -4,10 +4,10 @@
 
 use gourl::{Query, Url};
 use regkit::etcd::{Credentials, Etcd};
-use regkit::Host;
+use sdk::{Host, Registration, Resolution};
 use serde::{Deserialize, Serialize};
 
-use crate::{Registration, Resolution, State};
+use crate::State;
 
 const LEASE_TTL_SECS: u64 = 10;
 /// The etcd Go client renews a lease at a third of its TTL.

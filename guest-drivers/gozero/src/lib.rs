@@ -12,15 +12,12 @@
 //!   which a driver cannot); the host balances over the endpoints, so go-zero's shuffle is not
 //!   needed.
 
-wit_bindgen::generate!({ world: "driver", path: "../../wit" });
-regkit::wit_host!();
-
 mod consul;
 mod etcd;
 mod nacos;
 
-use dtm::driver::host::log;
-use dtm::driver::types::LogLevel;
+use sdk::host::log;
+use sdk::{LogLevel, Registrar, Registration, Resolution, ServerMethod, WitHost};
 use serde::{Deserialize, Serialize};
 
 /// go-zero hands its balancer at most this many endpoints (etcd and direct).
@@ -95,51 +92,14 @@ fn direct(server: &str, url: &gourl::Url) -> Result<Resolution, String> {
 
 struct GoZero;
 
-impl Guest for GoZero {
-    fn name() -> String {
-        "dtm-driver-gozero".into()
-    }
-
-    regkit::no_call_hooks!("etcd", "discov", "direct", "consul", "nacos", "k8s");
+impl sdk::Driver for GoZero {
+    const NAME: &'static str = "dtm-driver-gozero";
+    const SCHEMES: &'static [&'static str] =
+        &["etcd", "discov", "direct", "consul", "nacos", "k8s"];
+    type Registrar = Self;
 
     fn parse_server_method(uri: String) -> Result<ServerMethod, String> {
-        let (server, method) = parse(&uri)?;
-        Ok(ServerMethod { server, method })
-    }
-
-    fn register_service(target: String, endpoint: String) -> Result<Registration, String> {
-        if target.is_empty() {
-            return Ok(regkit::nothing_registered!());
-        }
-        let url = gourl::parse(&target).map_err(|e| format!("target '{target}': {e}"))?;
-        match url.scheme.as_ref() {
-            "etcd" | "discov" => etcd::register(&WitHost, &url, &endpoint),
-            "consul" => consul::register(&WitHost, &url, &endpoint),
-            "nacos" => nacos::register(&WitHost, &url, &endpoint),
-            scheme => Err(format!("unknown scheme: {scheme}")),
-        }
-    }
-
-    fn keep_alive(text: String) -> Result<Registration, String> {
-        if text.is_empty() {
-            return Ok(regkit::nothing_registered!());
-        }
-        match state(&text)? {
-            State::Etcd(registered) => etcd::keep_alive(&WitHost, registered),
-            State::Consul(registered) => consul::keep_alive(&WitHost, registered),
-            State::Nacos(registered) => nacos::keep_alive(&WitHost, registered),
-        }
-    }
-
-    fn deregister(text: String) -> Result<(), String> {
-        if text.is_empty() {
-            return Ok(());
-        }
-        match state(&text)? {
-            State::Etcd(registered) => etcd::deregister(&WitHost, &registered),
-            State::Consul(registered) => consul::deregister(&WitHost, &registered),
-            State::Nacos(registered) => nacos::deregister(&WitHost, &registered),
-        }
+        parse(&uri).map(ServerMethod::from)
     }
 
     fn resolve(server: String, registry: String) -> Result<Resolution, String> {
@@ -158,7 +118,44 @@ impl Guest for GoZero {
     }
 }
 
-export!(GoZero);
+impl Registrar for GoZero {
+    fn register_service(target: String, endpoint: String) -> Result<Registration, String> {
+        if target.is_empty() {
+            return Ok(Registration::nothing());
+        }
+        let url = gourl::parse(&target).map_err(|e| format!("target '{target}': {e}"))?;
+        match url.scheme.as_ref() {
+            "etcd" | "discov" => etcd::register(&WitHost, &url, &endpoint),
+            "consul" => consul::register(&WitHost, &url, &endpoint),
+            "nacos" => nacos::register(&WitHost, &url, &endpoint),
+            scheme => Err(format!("unknown scheme: {scheme}")),
+        }
+    }
+
+    fn keep_alive(text: String) -> Result<Registration, String> {
+        if text.is_empty() {
+            return Ok(Registration::nothing());
+        }
+        match state(&text)? {
+            State::Etcd(registered) => etcd::keep_alive(&WitHost, registered),
+            State::Consul(registered) => consul::keep_alive(&WitHost, registered),
+            State::Nacos(registered) => nacos::keep_alive(&WitHost, registered),
+        }
+    }
+
+    fn deregister(text: String) -> Result<(), String> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        match state(&text)? {
+            State::Etcd(registered) => etcd::deregister(&WitHost, &registered),
+            State::Consul(registered) => consul::deregister(&WitHost, &registered),
+            State::Nacos(registered) => nacos::deregister(&WitHost, &registered),
+        }
+    }
+}
+
+sdk::export_driver!(GoZero);
 
 #[cfg(test)]
 mod tests {

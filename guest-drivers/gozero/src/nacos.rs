@@ -3,10 +3,10 @@
 
 use gourl::Url;
 use regkit::nacos::{Instance, Nacos};
-use regkit::Host;
+use sdk::{Host, Registration, Resolution};
 use serde::{Deserialize, Serialize};
 
-use crate::{Registration, Resolution, State};
+use crate::State;
 
 /// The Go SDK beats an ephemeral instance this often unless the server says otherwise.
 const BEAT_MS: u64 = 5000;

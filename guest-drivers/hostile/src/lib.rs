@@ -8,10 +8,8 @@
 //! `/deregister`), so the tests can watch the host drive the registration's life; when the
 //! target's path names `stall`, it sends `/register` again and again, forever.
 
-wit_bindgen::generate!({ world: "driver", path: "../../wit" });
-
-use dtm::driver::host::{log, send_http};
-use dtm::driver::types::{HttpRequest, LogLevel};
+use sdk::host::{log, send_http};
+use sdk::{HttpRequest, LogLevel, Registrar, Registration, Resolution, ServerMethod};
 
 struct Hostile;
 
@@ -38,12 +36,10 @@ fn post(registry: &str, what: &str, body: String) -> Result<(), String> {
     }
 }
 
-impl Guest for Hostile {
-    fn name() -> String {
-        "dtm-driver-hostile".into()
-    }
-
-    regkit::no_call_hooks!("hostile");
+impl sdk::Driver for Hostile {
+    const NAME: &'static str = "dtm-driver-hostile";
+    const SCHEMES: &'static [&'static str] = &["hostile"];
+    type Registrar = Self;
 
     fn parse_server_method(uri: String) -> Result<ServerMethod, String> {
         match uri.split('/').next() {
@@ -64,37 +60,8 @@ impl Guest for Hostile {
                 server: String::new(),
                 method: String::new(),
             }),
-            _ => {
-                let (server, method) = gourl::split_server_method(&uri)?;
-                Ok(ServerMethod { server, method })
-            }
+            _ => gourl::split_server_method(&uri).map(ServerMethod::from),
         }
-    }
-
-    fn register_service(target: String, endpoint: String) -> Result<Registration, String> {
-        let registry = gourl::parse(&target)?.host.into_owned();
-        if target.contains("stall") {
-            loop {
-                let _ = std::hint::black_box(post(&registry, "register", endpoint.clone()));
-            }
-        }
-        post(&registry, "register", endpoint)?;
-        Ok(Registration {
-            state: registry,
-            keep_alive_ms: 200,
-        })
-    }
-
-    fn keep_alive(registry: String) -> Result<Registration, String> {
-        post(&registry, "keepalive", String::new())?;
-        Ok(Registration {
-            state: registry,
-            keep_alive_ms: 200,
-        })
-    }
-
-    fn deregister(registry: String) -> Result<(), String> {
-        post(&registry, "deregister", String::new())
     }
 
     fn resolve(server: String, registry: String) -> Result<Resolution, String> {
@@ -143,4 +110,32 @@ impl Guest for Hostile {
     }
 }
 
-export!(Hostile);
+impl Registrar for Hostile {
+    fn register_service(target: String, endpoint: String) -> Result<Registration, String> {
+        let registry = gourl::parse(&target)?.host.into_owned();
+        if target.contains("stall") {
+            loop {
+                let _ = std::hint::black_box(post(&registry, "register", endpoint.clone()));
+            }
+        }
+        post(&registry, "register", endpoint)?;
+        Ok(Registration {
+            state: registry,
+            keep_alive_ms: 200,
+        })
+    }
+
+    fn keep_alive(registry: String) -> Result<Registration, String> {
+        post(&registry, "keepalive", String::new())?;
+        Ok(Registration {
+            state: registry,
+            keep_alive_ms: 200,
+        })
+    }
+
+    fn deregister(registry: String) -> Result<(), String> {
+        post(&registry, "deregister", String::new())
+    }
+}
+
+sdk::export_driver!(Hostile);

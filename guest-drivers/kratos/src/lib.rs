@@ -10,12 +10,10 @@
 //!   instance ID (a time-based UUID like v0.0.11's), so several coordinators do not overwrite
 //!   one another, and the registration is removed on orderly shutdown, which dtm never did.
 
-wit_bindgen::generate!({ world: "driver", path: "../../wit" });
-regkit::wit_host!();
-
-use dtm::driver::host::now_ms;
 use regkit::consul::Consul;
 use regkit::kratos::{self, ConsulRegistered, Instance, Registered, Registry};
+use sdk::host::now_ms;
+use sdk::{Resolution, ServerMethod, WitHost};
 use serde_json::json;
 
 /// kratos' TTL check runs out after two heartbeat periods.
@@ -58,44 +56,6 @@ fn consul_checks(instance: &Instance) -> Vec<serde_json::Value> {
     checks
 }
 
-/// What [`regkit::kratos_registration!`] registers: the registration and how often to renew it.
-fn register(target: &str, endpoint: &str) -> Result<(Registered, u64), String> {
-    let target: String = target
-        .chars()
-        .filter(|c| !matches!(c, '\n' | '\r'))
-        .collect();
-    let url = gourl::parse(&target).map_err(|e| format!("target '{target}': {e}"))?;
-    if url.query().get("tls") == "true" {
-        return Err("kratos' tls=true needs certificate files, which a driver cannot read".into());
-    }
-    let instance = Instance {
-        id: instance_id(endpoint, now_ms()),
-        name: url.path_name().to_owned(),
-        version: String::new(),
-        metadata: None,
-        endpoints: endpoint.split(',').map(str::to_owned).collect(),
-    };
-    match url.scheme.as_ref() {
-        "etcd" | "discovery" => {
-            let etcd = kratos::etcd_register(&WitHost, &url.host, None, &instance)?;
-            Ok((Registered::Etcd(etcd), kratos::ETCD_KEEP_ALIVE_MS))
-        }
-        "consul" => {
-            let mut service = kratos::consul_service(&instance)?;
-            service["Checks"] = consul_checks(&instance).into();
-            Consul::new(&WitHost, &url.host, None).register_service(&service)?;
-            let consul = ConsulRegistered {
-                agent: url.host.clone().into_owned(),
-                token: None,
-                service_id: instance.id.clone(),
-                ttl_check: Some(format!("service:{}", instance.id)),
-            };
-            Ok((Registered::Consul(consul), FIRST_HEARTBEAT_MS))
-        }
-        scheme => Err(format!("unknown scheme: {scheme}")),
-    }
-}
-
 /// Where `discovery:///<name>` is looked up: the registry of `MicroService.Target`.
 fn registry(target: &str) -> Result<Registry, String> {
     let url = gourl::parse(kratos::discovery_target(target)?)
@@ -115,19 +75,14 @@ fn registry(target: &str) -> Result<Registry, String> {
 
 struct Kratos;
 
-impl Guest for Kratos {
-    fn name() -> String {
-        "dtm-driver-kratos".into()
-    }
-
-    regkit::no_call_hooks!("discovery", "direct");
+impl sdk::Driver for Kratos {
+    const NAME: &'static str = "dtm-driver-kratos";
+    const SCHEMES: &'static [&'static str] = &["discovery", "direct"];
+    type Registrar = kratos::Registrar<Self>;
 
     fn parse_server_method(uri: String) -> Result<ServerMethod, String> {
-        let (server, method) = gourl::split_server_method(&uri)?;
-        Ok(ServerMethod { server, method })
+        gourl::split_server_method(&uri).map(ServerMethod::from)
     }
-
-    regkit::kratos_registration!();
 
     fn resolve(server: String, registry: String) -> Result<Resolution, String> {
         let url = gourl::parse(&server).map_err(|e| format!("server '{server}': {e}"))?;
@@ -151,7 +106,48 @@ impl Guest for Kratos {
     }
 }
 
-export!(Kratos);
+impl kratos::Register for Kratos {
+    fn register(target: &str, endpoint: &str) -> Result<(Registered, u64), String> {
+        let target: String = target
+            .chars()
+            .filter(|c| !matches!(c, '\n' | '\r'))
+            .collect();
+        let url = gourl::parse(&target).map_err(|e| format!("target '{target}': {e}"))?;
+        if url.query().get("tls") == "true" {
+            return Err(
+                "kratos' tls=true needs certificate files, which a driver cannot read".into(),
+            );
+        }
+        let instance = Instance {
+            id: instance_id(endpoint, now_ms()),
+            name: url.path_name().to_owned(),
+            version: String::new(),
+            metadata: None,
+            endpoints: endpoint.split(',').map(str::to_owned).collect(),
+        };
+        match url.scheme.as_ref() {
+            "etcd" | "discovery" => {
+                let etcd = kratos::etcd_register(&WitHost, &url.host, None, &instance)?;
+                Ok((Registered::Etcd(etcd), kratos::ETCD_KEEP_ALIVE_MS))
+            }
+            "consul" => {
+                let mut service = kratos::consul_service(&instance)?;
+                service["Checks"] = consul_checks(&instance).into();
+                Consul::new(&WitHost, &url.host, None).register_service(&service)?;
+                let consul = ConsulRegistered {
+                    agent: url.host.clone().into_owned(),
+                    token: None,
+                    service_id: instance.id.clone(),
+                    ttl_check: Some(format!("service:{}", instance.id)),
+                };
+                Ok((Registered::Consul(consul), FIRST_HEARTBEAT_MS))
+            }
+            scheme => Err(format!("unknown scheme: {scheme}")),
+        }
+    }
+}
+
+sdk::export_driver!(Kratos);
 
 #[cfg(test)]
 mod tests {

@@ -13,16 +13,12 @@
 //! * The host balances round robin over the usable instances instead of Polaris' weighted
 //!   random choice.
 
-wit_bindgen::generate!({ world: "driver", path: "../../wit" });
-regkit::wit_host!();
-
 use base64::engine::general_purpose::URL_SAFE;
 use base64::Engine as _;
 use regkit::polaris::{Discovered, Heartbeat, Instance, Polaris};
+use sdk::host::log;
+use sdk::{Host, LogLevel, Registrar, Registration, Resolution, ServerMethod, WitHost};
 use serde::{Deserialize, Serialize};
-
-use dtm::driver::host::log;
-use dtm::driver::types::LogLevel;
 
 /// Where the Polaris HTTP API listens unless the target says otherwise.
 const DEFAULT_POLARIS: &str = "127.0.0.1:8090";
@@ -114,7 +110,7 @@ fn options_namespace(options: &str) -> Result<String, String> {
 
 /// Go's checks of the registration target, in its order: namespace, service, ip, port.
 fn target_instance(
-    host: &dyn regkit::Host,
+    host: &dyn Host,
     target: &str,
     token: &str,
 ) -> Result<(String, Instance), String> {
@@ -150,7 +146,7 @@ fn target_instance(
 
 /// Registers and heartbeats at once, as Go does, so the instance is healthy right away. A
 /// failed first heartbeat is only logged: the next one comes within the TTL.
-fn register(host: &dyn regkit::Host, polaris: String, instance: Instance) -> Result<State, String> {
+fn register(host: &dyn Host, polaris: String, instance: Instance) -> Result<State, String> {
     let client = Polaris::new(host, &polaris);
     let id = client.register(&instance, TTL_S)?;
     if let Err(e) = client.heartbeat(&instance, &id) {
@@ -172,17 +168,41 @@ fn registration(state: &State) -> Result<Registration, String> {
 
 struct Driver;
 
-impl Guest for Driver {
-    fn name() -> String {
-        "dtm-driver-polaris".into()
-    }
-
-    regkit::no_call_hooks!("polaris");
+impl sdk::Driver for Driver {
+    const NAME: &'static str = "dtm-driver-polaris";
+    const SCHEMES: &'static [&'static str] = &["polaris"];
+    type Registrar = Self;
 
     fn parse_server_method(uri: String) -> Result<ServerMethod, String> {
         split(&uri)
     }
 
+    /// `polaris://<service>/?options=<b64url>`: the usable instances, from the Polaris server
+    /// that `registry` (`MicroService.Target`) names.
+    fn resolve(server: String, registry: String) -> Result<Resolution, String> {
+        let url = gourl::parse(&server)?;
+        if url.host.is_empty() {
+            return Err(format!("'{server}' names no service"));
+        }
+        let namespace = options_namespace(url.query().get("options"))?;
+        let polaris = match registry.as_str() {
+            "" => DEFAULT_POLARIS.to_owned(),
+            registry => polaris_address(&gourl::parse(registry)?.query()),
+        };
+        let endpoints = Polaris::new(&WitHost, &polaris)
+            .discover(&namespace, &url.host)?
+            .iter()
+            .filter(|instance| instance.usable())
+            .map(Discovered::endpoint)
+            .collect();
+        Ok(Resolution {
+            endpoints,
+            refresh_ms: REFRESH_MS,
+        })
+    }
+}
+
+impl Registrar for Driver {
     /// `endpoint` is the service token; empty registers nothing (v0.0.5).
     fn register_service(target: String, endpoint: String) -> Result<Registration, String> {
         if endpoint.is_empty() {
@@ -190,7 +210,7 @@ impl Guest for Driver {
                 LogLevel::Info,
                 "no service token (MicroService.EndPoint): not registering, as dtm does",
             );
-            return Ok(regkit::nothing_registered!());
+            return Ok(Registration::nothing());
         }
         let (polaris, instance) = target_instance(&WitHost, &target, &endpoint)?;
         registration(&register(&WitHost, polaris, instance)?)
@@ -220,33 +240,9 @@ impl Guest for Driver {
         let state: State = regkit::read_state(&state)?;
         Polaris::new(&WitHost, &state.polaris).deregister(&state.instance, &state.id)
     }
-
-    /// `polaris://<service>/?options=<b64url>`: the usable instances, from the Polaris server
-    /// that `registry` (`MicroService.Target`) names.
-    fn resolve(server: String, registry: String) -> Result<Resolution, String> {
-        let url = gourl::parse(&server)?;
-        if url.host.is_empty() {
-            return Err(format!("'{server}' names no service"));
-        }
-        let namespace = options_namespace(url.query().get("options"))?;
-        let polaris = match registry.as_str() {
-            "" => DEFAULT_POLARIS.to_owned(),
-            registry => polaris_address(&gourl::parse(registry)?.query()),
-        };
-        let endpoints = Polaris::new(&WitHost, &polaris)
-            .discover(&namespace, &url.host)?
-            .iter()
-            .filter(|instance| instance.usable())
-            .map(Discovered::endpoint)
-            .collect();
-        Ok(Resolution {
-            endpoints,
-            refresh_ms: REFRESH_MS,
-        })
-    }
 }
 
-export!(Driver);
+sdk::export_driver!(Driver);
 
 #[cfg(test)]
 mod tests {
@@ -289,7 +285,7 @@ mod tests {
 
     #[test]
     fn targets_are_checked_as_go_does() {
-        let host = regkit_fake_host(Some("10.0.0.7"));
+        let host = fake_host(Some("10.0.0.7"));
         let (polaris, instance) = target_instance(
             &host,
             "polaris://0.0.0.0:36790/dtm/svc?namespace=ns&polaris=p:8090",
@@ -322,7 +318,7 @@ mod tests {
             assert!(e.starts_with(error), "{target}: {e}");
         }
         let e = target_instance(
-            &regkit_fake_host(None),
+            &fake_host(None),
             "polaris://localhost:1/dtm?namespace=ns",
             "t",
         )
@@ -331,10 +327,10 @@ mod tests {
     }
 
     /// A host with only a local address: the target checks send nothing.
-    fn regkit_fake_host(ipv4: Option<&str>) -> impl regkit::Host {
+    fn fake_host(ipv4: Option<&str>) -> impl Host {
         struct Local(Option<String>);
-        impl regkit::Host for Local {
-            fn send(&self, _: regkit::Request) -> Result<regkit::Response, String> {
+        impl Host for Local {
+            fn send(&self, _: sdk::Request) -> Result<sdk::Response, String> {
                 Err("no network in this test".into())
             }
             fn env(&self, _: &str) -> Option<String> {

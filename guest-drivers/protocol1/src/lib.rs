@@ -2,23 +2,18 @@
 //! its first slash, any other by its first path segment; `protocol1:///host:port` and
 //! `protocol1://host:port` resolve to `host:port`. It registers nothing.
 
-wit_bindgen::generate!({ world: "driver", path: "../../wit" });
+use sdk::{Resolution, ServerMethod};
 
 struct Protocol1;
 
-impl Guest for Protocol1 {
-    fn name() -> String {
-        "dtm-driver-protocol1".into()
-    }
-
-    regkit::no_call_hooks!("protocol1");
+impl sdk::Driver for Protocol1 {
+    const NAME: &'static str = "dtm-driver-protocol1";
+    const SCHEMES: &'static [&'static str] = &["protocol1"];
+    type Registrar = sdk::RegistersNothing;
 
     fn parse_server_method(uri: String) -> Result<ServerMethod, String> {
-        let (server, method) = gourl::split_server_method(&uri)?;
-        Ok(ServerMethod { server, method })
+        gourl::split_server_method(&uri).map(ServerMethod::from)
     }
-
-    regkit::registers_nothing!();
 
     /// The dial target's endpoint: the path without its leading `/`, else the host.
     fn resolve(server: String, _registry: String) -> Result<Resolution, String> {
@@ -37,4 +32,4 @@ impl Guest for Protocol1 {
     }
 }
 
-export!(Protocol1);
+sdk::export_driver!(Protocol1);

@@ -1,8 +1,7 @@
 //! Consul's agent and health HTTP API (docs/drivers.md §5.2).
 
 use base64::Engine as _;
-
-use crate::{Host, Request, Response};
+use sdk::{Host, Request, Response};
 
 /// A client of one Consul agent.
 pub struct Consul<'h> {

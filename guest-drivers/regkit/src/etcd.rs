@@ -4,10 +4,11 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use sdk::Host;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::{send_json, Host};
+use crate::send_json;
 
 /// User and password from a target's query (`?user=root&password=secret`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -408,7 +409,7 @@ mod tests {
             "etcd http://a:1 /v3/lease/grant: etcdserver: no leader (code 14)"
         );
         assert_eq!(host.sent.borrow().len(), 1);
-        host.answers.borrow_mut().push_back(Ok(crate::Response {
+        host.answers.borrow_mut().push_back(Ok(sdk::Response {
             status: 502,
             headers: vec![],
             body: b"bad gateway".to_vec(),
@@ -426,7 +427,7 @@ mod tests {
             200,
             json!({"result": {"header": {}, "ID": "5", "TTL": "10"}}),
         );
-        host.answers.borrow_mut().push_back(Ok(crate::Response {
+        host.answers.borrow_mut().push_back(Ok(sdk::Response {
             status: 200,
             headers: vec![],
             body: b"{\"result\":{\"header\":{},\"ID\":\"5\"}}\n{\"result\":{}}\n".to_vec(),

@@ -3,11 +3,13 @@
 //! again when the lease is lost) and discovery from etcd or Consul, ending in kratos' pick of
 //! the first insecure `grpc://` endpoint of each instance.
 
+use std::marker::PhantomData;
+
+use sdk::{Host, LogLevel, Registration, WitHost};
 use serde::{Deserialize, Serialize};
 
 use crate::consul::Consul;
 use crate::etcd::{Credentials, Etcd};
-use crate::Host;
 
 /// kratos' etcd lease.
 const LEASE_TTL_SECS: u64 = 15;
@@ -377,47 +379,44 @@ impl Registered {
     }
 }
 
-/// For kratos and sponge, whose registration state is a [`Registered`]: defines, inside
-/// `impl Guest for … { regkit::kratos_registration!(); }`, `register-service` (nothing for an
-/// empty target, else what the guest's
-/// `crate::register(target: &str, endpoint: &str) -> Result<(Registered, u64), String>`
-/// registered, renewed every so many milliseconds), `keep-alive` (a registration made again is
-/// logged as a warning) and `deregister`. Needs [`wit_host!`](crate::wit_host) at the crate
-/// root.
-// `crate::` must mean the guest's crate, where wit-bindgen put the types and imports, not regkit.
-#[allow(clippy::crate_in_macro_def)]
-#[macro_export]
-macro_rules! kratos_registration {
-    () => {
-        fn register_service(
-            target: String,
-            endpoint: String,
-        ) -> Result<crate::dtm::driver::types::Registration, String> {
-            if target.is_empty() {
-                return Ok($crate::nothing_registered!());
-            }
-            let (registered, keep_alive_ms) = crate::register(&target, &endpoint)?;
-            Ok(crate::dtm::driver::types::Registration {
-                state: registered.to_state()?,
-                keep_alive_ms,
-            })
-        }
+/// What a kratos-style driver (kratos, sponge) registers: the two differ in the targets they
+/// accept and the instance they make of the endpoint.
+pub trait Register {
+    /// Registers the coordinator, reachable at `endpoint`, in the registry `target` (never
+    /// empty) names; returns the registration and how often to renew it (0 = never).
+    fn register(target: &str, endpoint: &str) -> Result<(Registered, u64), String>;
+}
 
-        fn keep_alive(state: String) -> Result<crate::dtm::driver::types::Registration, String> {
-            let (state, keep_alive_ms) =
-                $crate::kratos::Registered::renew_state(&crate::WitHost, &state, |note| {
-                    crate::dtm::driver::host::log(crate::dtm::driver::types::LogLevel::Warn, note)
-                })?;
-            Ok(crate::dtm::driver::types::Registration {
-                state,
-                keep_alive_ms,
-            })
-        }
+/// The [`sdk::Registrar`] of a kratos-style driver `R` (`type Registrar = Registrar<Self>`):
+/// nothing for an empty target, else what `R` registers, kept as a [`Registered`]; a keep-alive
+/// renews it and logs a warning when it had to register again; deregistering removes it.
+pub struct Registrar<R>(PhantomData<R>);
 
-        fn deregister(state: String) -> Result<(), String> {
-            $crate::kratos::Registered::deregister_state(&crate::WitHost, &state)
+impl<R: Register> sdk::Registrar for Registrar<R> {
+    fn register_service(target: String, endpoint: String) -> Result<Registration, String> {
+        if target.is_empty() {
+            return Ok(Registration::nothing());
         }
-    };
+        let (registered, keep_alive_ms) = R::register(&target, &endpoint)?;
+        Ok(Registration {
+            state: registered.to_state()?,
+            keep_alive_ms,
+        })
+    }
+
+    fn keep_alive(state: String) -> Result<Registration, String> {
+        let (state, keep_alive_ms) = Registered::renew_state(&WitHost, &state, |note| {
+            sdk::host::log(LogLevel::Warn, note)
+        })?;
+        Ok(Registration {
+            state,
+            keep_alive_ms,
+        })
+    }
+
+    fn deregister(state: String) -> Result<(), String> {
+        Registered::deregister_state(&WitHost, &state)
+    }
 }
 
 /// `MicroService.Target`, where `discovery:///<name>` is looked up; an error when it is empty.
@@ -490,6 +489,30 @@ mod tests {
         assert_eq!(renewed, (String::new(), 0));
         Registered::deregister_state(&host, "").unwrap();
         assert!(host.sent.borrow().is_empty());
+    }
+
+    /// A driver whose registrations all fail, naming the target.
+    struct Refusing;
+
+    impl Register for Refusing {
+        fn register(target: &str, _endpoint: &str) -> Result<(Registered, u64), String> {
+            Err(format!("asked for '{target}'"))
+        }
+    }
+
+    #[test]
+    fn only_a_target_is_registered_at() {
+        use sdk::Registrar as _;
+        type Tried = Registrar<Refusing>;
+        let nothing = Tried::register_service(String::new(), "grpc://h:1".into());
+        assert_eq!(nothing, Ok(Registration::nothing()));
+        let tried = Tried::register_service("etcd://e:2379/dtm".into(), "grpc://h:1".into());
+        assert_eq!(tried.unwrap_err(), "asked for 'etcd://e:2379/dtm'");
+        assert_eq!(
+            Tried::keep_alive(String::new()),
+            Ok(Registration::nothing())
+        );
+        assert_eq!(Tried::deregister(String::new()), Ok(()));
     }
 
     #[test]

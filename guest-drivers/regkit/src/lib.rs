@@ -1,10 +1,7 @@
 //! What guest drivers share beyond URL parsing: clients for the registries dtm's frameworks use
-//! (docs/drivers.md §5), written against [`Host`] — the host's `send-http`, `env` and `local-ipv4`
-//! imports — so they can be unit-tested natively with a fake host.
-//!
-//! A guest gets its [`Host`] from [`wit_host!`], which forwards to its own wit-bindgen imports,
-//! and the exports that do nothing from [`no_call_hooks!`], [`no_grpc_hook!`],
-//! [`registers_nothing!`] and [`nothing_registered!`].
+//! (docs/drivers.md §5), written against [`sdk::Host`] — the host's `send-http`, `env` and
+//! `local-ipv4` imports — so they can be unit-tested natively with a fake host. A driver hands
+//! them [`sdk::WitHost`].
 
 pub mod consul;
 pub mod etcd;
@@ -12,52 +9,7 @@ pub mod kratos;
 pub mod nacos;
 pub mod polaris;
 
-/// An HTTP request the host sends for the driver.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    pub method: &'static str,
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    /// The first value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as text, for error messages.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// The body parsed as JSON.
-    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| format!("unexpected answer ({e}): {}", self.text()))
-    }
-}
-
-/// What a driver may ask of the host (the `host` interface of `wit/driver.wit`).
-pub trait Host {
-    /// Sends a request to an allow-listed registry address.
-    fn send(&self, request: Request) -> Result<Response, String>;
-    /// One of the few environment variables the host passes on (`POD_IP`, `DAPR_*_PORT`).
-    fn env(&self, name: &str) -> Option<String>;
-    /// The first non-loopback IPv4 address of an interface that is up.
-    fn local_ipv4(&self) -> Option<String>;
-}
+use sdk::{Host, Request, Response};
 
 /// Sends `body` as JSON with `method` to `url`.
 pub fn send_json(
@@ -153,134 +105,13 @@ pub fn listen_address(host: &dyn Host, endpoint: &str) -> Result<(String, u16), 
     Ok((name, port))
 }
 
-/// Defines `WitHost`, a [`Host`] that forwards to the guest's own wit-bindgen imports. Use it
-/// after `wit_bindgen::generate!` at the guest's crate root.
-// `crate::` must mean the guest's crate, where wit-bindgen put the imports, not regkit.
-#[allow(clippy::crate_in_macro_def)]
-#[macro_export]
-macro_rules! wit_host {
-    () => {
-        /// The host's imports, as `regkit` wants them.
-        pub struct WitHost;
-
-        impl $crate::Host for WitHost {
-            fn send(&self, request: $crate::Request) -> Result<$crate::Response, String> {
-                let answer =
-                    crate::dtm::driver::host::send_http(&crate::dtm::driver::types::HttpRequest {
-                        method: request.method.into(),
-                        url: request.url,
-                        headers: request.headers,
-                        body: request.body,
-                    })?;
-                Ok($crate::Response {
-                    status: answer.status,
-                    headers: answer.headers,
-                    body: answer.body,
-                })
-            }
-
-            fn env(&self, name: &str) -> Option<String> {
-                crate::dtm::driver::host::env(name)
-            }
-
-            fn local_ipv4(&self) -> Option<String> {
-                crate::dtm::driver::host::local_ipv4()
-            }
-        }
-    };
-}
-
-/// The empty registration (an empty `state`, never renewed) of a driver that registers nothing,
-/// for an empty target or for good: `regkit::nothing_registered!()`, an expression of the
-/// guest's `Registration` type.
-// `crate::` must mean the guest's crate, where wit-bindgen put the types, not regkit.
-#[allow(clippy::crate_in_macro_def)]
-#[macro_export]
-macro_rules! nothing_registered {
-    () => {
-        crate::dtm::driver::types::Registration {
-            state: String::new(),
-            keep_alive_ms: 0,
-        }
-    };
-}
-
-/// For a driver that never registers the coordinator: defines `register-service`,
-/// `keep-alive` and `deregister` inside `impl Guest for … { regkit::registers_nothing!(); }`.
-/// The registration is empty and never renewed; a keep-alive hands the state back unchanged.
-#[allow(clippy::crate_in_macro_def)] // `crate::`: the guest's types, as in `nothing_registered!`
-#[macro_export]
-macro_rules! registers_nothing {
-    () => {
-        fn register_service(
-            _target: String,
-            _endpoint: String,
-        ) -> Result<crate::dtm::driver::types::Registration, String> {
-            Ok($crate::nothing_registered!())
-        }
-
-        fn keep_alive(state: String) -> Result<crate::dtm::driver::types::Registration, String> {
-            Ok(crate::dtm::driver::types::Registration {
-                state,
-                keep_alive_ms: 0,
-            })
-        }
-
-        fn deregister(_state: String) -> Result<(), String> {
-            Ok(())
-        }
-    };
-}
-
-/// For a driver without call hooks: defines `activate`, claiming the scheme literals given and
-/// neither hook, and `rewrite-http` and `rewrite-grpc` leaving every call as it is (the host
-/// never calls them then), inside `impl Guest for … { regkit::no_call_hooks!("etcd"); }`.
-#[allow(clippy::crate_in_macro_def)] // `crate::`: the guest's types, as in `nothing_registered!`
-#[macro_export]
-macro_rules! no_call_hooks {
-    ($($scheme:literal),* $(,)?) => {
-        fn activate() -> crate::dtm::driver::types::Activation {
-            crate::dtm::driver::types::Activation {
-                schemes: vec![$(String::from($scheme)),*],
-                rewrites_http: false,
-                rewrites_grpc: false,
-            }
-        }
-
-        fn rewrite_http(
-            _url: String,
-            _registry: String,
-        ) -> Result<Option<crate::dtm::driver::types::HttpTarget>, String> {
-            Ok(None)
-        }
-
-        $crate::no_grpc_hook!();
-    };
-}
-
-/// For a driver whose activation leaves `rewrites-grpc` unset: defines `rewrite-grpc` leaving
-/// every call as it is, inside `impl Guest for … { regkit::no_grpc_hook!(); }`.
-#[allow(clippy::crate_in_macro_def)] // `crate::`: the guest's types, as in `nothing_registered!`
-#[macro_export]
-macro_rules! no_grpc_hook {
-    () => {
-        fn rewrite_grpc(
-            _server: String,
-            _method: String,
-            _payload: Vec<u8>,
-        ) -> Result<Option<crate::dtm::driver::types::GrpcCall>, String> {
-            Ok(None)
-        }
-    };
-}
-
 /// A [`Host`] for native unit tests: answers requests from a queue and records them.
 #[cfg(test)]
 pub mod fake {
     use std::cell::RefCell;
     use std::collections::{HashMap, VecDeque};
 
-    use super::{Host, Request, Response};
+    use sdk::{Host, Request, Response};
 
     #[derive(Default)]
     pub struct FakeHost {

@@ -1,8 +1,7 @@
 //! Nacos open API v1 (docs/drivers.md §5.3).
 
+use sdk::{Host, Request, Response};
 use serde::{Deserialize, Serialize};
-
-use crate::{Host, Request, Response};
 
 /// An instance to register, beat and deregister.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

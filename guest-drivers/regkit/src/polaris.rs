@@ -2,10 +2,11 @@
 //! gRPC to port 8091; the HTTP API carries the same protobuf messages as JSON. Polaris answers
 //! with an HTTP status derived from its own `code`, so the `code` in the body decides.
 
+use sdk::Host;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::{send_json, Host};
+use crate::send_json;
 
 /// Success.
 const OK: u64 = 200_000;

@@ -10,14 +10,12 @@
 //!   on orderly shutdown. Unlike sponge, the target's credentials and Consul token are used
 //!   for discovery too (§7 #11).
 
-wit_bindgen::generate!({ world: "driver", path: "../../wit" });
-regkit::wit_host!();
-
 use gourl::Url;
 use regkit::consul::Consul;
 use regkit::etcd::Credentials;
 use regkit::kratos::{self, ConsulRegistered, Instance, NacosRegistered, Registered, Registry};
 use regkit::nacos::{Nacos, BEAT_MS};
+use sdk::{Resolution, ServerMethod, WitHost};
 use serde_json::json;
 
 const DEFAULT_GROUP: &str = "DEFAULT_GROUP";
@@ -85,73 +83,6 @@ fn endpoint_parts(endpoint: &str) -> Result<(String, String, u16), String> {
     }
 }
 
-/// What [`regkit::kratos_registration!`] registers: the registration and how often to renew it.
-fn register(target: &str, endpoint: &str) -> Result<(Registered, u64), String> {
-    let url = gourl::parse(target).map_err(|e| format!("target '{target}': {e}"))?;
-    let scheme = url.scheme.as_ref();
-    if !matches!(scheme, "consul" | "etcd" | "nacos") {
-        return Err(format!(
-            "invalid registry type: {scheme}, only supports consul, etcd, nacos, usage: <sheme>://<host>:<ip>/dtmservice"
-        ));
-    }
-    let name = service_name(&url);
-    let address = registry_address(&url)?;
-    let (kind, host, port) = endpoint_parts(endpoint)?;
-    let instance = Instance {
-        id: format!("{name}_{kind}_{host}_{port}"),
-        name,
-        version: String::new(),
-        metadata: None,
-        endpoints: vec![endpoint.to_owned()],
-    };
-    match scheme {
-        "etcd" => {
-            let etcd =
-                kratos::etcd_register(&WitHost, &address, etcd_credentials(&url), &instance)?;
-            Ok((Registered::Etcd(etcd), kratos::ETCD_KEEP_ALIVE_MS))
-        }
-        "consul" => {
-            let mut service = kratos::consul_service(&instance)?;
-            service["Checks"] = json!([{
-                "Interval": "20s", "Timeout": "5s", "TCP": format!("{host}:{port}"),
-                "Status": "passing", "DeregisterCriticalServiceAfter": "60s",
-            }]);
-            let token = consul_token(&url);
-            Consul::new(&WitHost, &address, token.clone()).register_service(&service)?;
-            // Sponge's TTL updates name its TCP check, which Consul refuses: not sent.
-            let consul = ConsulRegistered {
-                agent: address,
-                token,
-                service_id: instance.id,
-                ttl_check: None,
-            };
-            Ok((Registered::Consul(consul), 0))
-        }
-        _ => {
-            let (namespace_id, credentials) = nacos_account(&url);
-            let nacos = NacosRegistered {
-                address,
-                credentials,
-                instance: regkit::nacos::Instance {
-                    namespace_id,
-                    service_name: format!("{}.{kind}", instance.name),
-                    group_name: DEFAULT_GROUP.into(),
-                    cluster_name: "DEFAULT".into(),
-                    ip: host,
-                    port,
-                    weight: 100.0,
-                    enable: true,
-                    healthy: true,
-                    ephemeral: true,
-                    metadata: json!({"id": instance.id, "kind": kind, "version": instance.version}),
-                },
-            };
-            nacos.connect(&WitHost)?.register(&nacos.instance)?;
-            Ok((Registered::Nacos(nacos), BEAT_MS))
-        }
-    }
-}
-
 /// The addresses of `name` in Nacos: healthy, enabled instances (kratos' nacos registry
 /// selects those), each as `<kind>://ip:port`, then kratos' grpc pick.
 fn nacos_discover(target: &Url, name: &str) -> Result<(Vec<String>, u64), String> {
@@ -207,19 +138,14 @@ fn resolve(name: &str, target: &str) -> Result<Resolution, String> {
 
 struct Sponge;
 
-impl Guest for Sponge {
-    fn name() -> String {
-        "dtm-driver-sponge".into()
-    }
-
-    regkit::no_call_hooks!("discovery");
+impl sdk::Driver for Sponge {
+    const NAME: &'static str = "dtm-driver-sponge";
+    const SCHEMES: &'static [&'static str] = &["discovery"];
+    type Registrar = kratos::Registrar<Self>;
 
     fn parse_server_method(uri: String) -> Result<ServerMethod, String> {
-        let (server, method) = gourl::split_server_method(&uri)?;
-        Ok(ServerMethod { server, method })
+        gourl::split_server_method(&uri).map(ServerMethod::from)
     }
-
-    regkit::kratos_registration!();
 
     fn resolve(server: String, registry: String) -> Result<Resolution, String> {
         let url = gourl::parse(&server).map_err(|e| format!("server '{server}': {e}"))?;
@@ -233,7 +159,75 @@ impl Guest for Sponge {
     }
 }
 
-export!(Sponge);
+impl kratos::Register for Sponge {
+    fn register(target: &str, endpoint: &str) -> Result<(Registered, u64), String> {
+        let url = gourl::parse(target).map_err(|e| format!("target '{target}': {e}"))?;
+        let scheme = url.scheme.as_ref();
+        if !matches!(scheme, "consul" | "etcd" | "nacos") {
+            return Err(format!(
+                "invalid registry type: {scheme}, only supports consul, etcd, nacos, usage: <sheme>://<host>:<ip>/dtmservice"
+            ));
+        }
+        let name = service_name(&url);
+        let address = registry_address(&url)?;
+        let (kind, host, port) = endpoint_parts(endpoint)?;
+        let instance = Instance {
+            id: format!("{name}_{kind}_{host}_{port}"),
+            name,
+            version: String::new(),
+            metadata: None,
+            endpoints: vec![endpoint.to_owned()],
+        };
+        match scheme {
+            "etcd" => {
+                let etcd =
+                    kratos::etcd_register(&WitHost, &address, etcd_credentials(&url), &instance)?;
+                Ok((Registered::Etcd(etcd), kratos::ETCD_KEEP_ALIVE_MS))
+            }
+            "consul" => {
+                let mut service = kratos::consul_service(&instance)?;
+                service["Checks"] = json!([{
+                    "Interval": "20s", "Timeout": "5s", "TCP": format!("{host}:{port}"),
+                    "Status": "passing", "DeregisterCriticalServiceAfter": "60s",
+                }]);
+                let token = consul_token(&url);
+                Consul::new(&WitHost, &address, token.clone()).register_service(&service)?;
+                // Sponge's TTL updates name its TCP check, which Consul refuses: not sent.
+                let consul = ConsulRegistered {
+                    agent: address,
+                    token,
+                    service_id: instance.id,
+                    ttl_check: None,
+                };
+                Ok((Registered::Consul(consul), 0))
+            }
+            _ => {
+                let (namespace_id, credentials) = nacos_account(&url);
+                let nacos = NacosRegistered {
+                    address,
+                    credentials,
+                    instance: regkit::nacos::Instance {
+                        namespace_id,
+                        service_name: format!("{}.{kind}", instance.name),
+                        group_name: DEFAULT_GROUP.into(),
+                        cluster_name: "DEFAULT".into(),
+                        ip: host,
+                        port,
+                        weight: 100.0,
+                        enable: true,
+                        healthy: true,
+                        ephemeral: true,
+                        metadata: json!({"id": instance.id, "kind": kind, "version": instance.version}),
+                    },
+                };
+                nacos.connect(&WitHost)?.register(&nacos.instance)?;
+                Ok((Registered::Nacos(nacos), BEAT_MS))
+            }
+        }
+    }
+}
+
+sdk::export_driver!(Sponge);
 
 #[cfg(test)]
 mod tests {

@@ -7,13 +7,11 @@
 //! servers from `MicroService.Target` on each call (the host passes it), so rewriting works in
 //! any driver instance; and it deregisters on orderly shutdown, which Go never does.
 
-wit_bindgen::generate!({ world: "driver", path: "../../wit" });
-regkit::wit_host!();
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use regkit::nacos::{Instance, Listed, Nacos};
+use sdk::{Host, HttpTarget, Registrar, Registration, ServerMethod, WitHost};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -150,7 +148,7 @@ impl Servers {
     /// Runs `call` against the first server that answers, as nacos-sdk-go fails over.
     fn call<T>(
         &self,
-        host: &dyn regkit::Host,
+        host: &dyn Host,
         call: impl Fn(&Nacos) -> Result<T, String>,
     ) -> Result<T, String> {
         let mut errors = Vec::new();
@@ -212,7 +210,7 @@ static PICKS: AtomicU64 = AtomicU64::new(0);
 /// Balancing needs spread, not unpredictability, and the sandbox has no entropy source.
 fn random_below(bound: u64) -> u64 {
     let pick = PICKS.fetch_add(1, Ordering::Relaxed);
-    let mut z = dtm::driver::host::now_ms().wrapping_add(pick.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut z = sdk::host::now_ms().wrapping_add(pick.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     (z ^ (z >> 31)) % bound
@@ -289,18 +287,10 @@ fn rewrite(url: &str, registry: &str) -> Result<Option<HttpTarget>, String> {
 
 struct Driver;
 
-impl Guest for Driver {
-    fn name() -> String {
-        "dtm-driver-springcloud".into()
-    }
-
-    fn activate() -> Activation {
-        Activation {
-            schemes: vec![],
-            rewrites_http: true,
-            rewrites_grpc: false,
-        }
-    }
+impl sdk::Driver for Driver {
+    const NAME: &'static str = "dtm-driver-springcloud";
+    const REWRITES_HTTP: bool = true;
+    type Registrar = Self;
 
     /// gRPC branches cannot work with this driver; Go returns an empty pair, not an error.
     fn parse_server_method(_uri: String) -> Result<ServerMethod, String> {
@@ -310,6 +300,12 @@ impl Guest for Driver {
         })
     }
 
+    fn rewrite_http(url: String, registry: String) -> Result<Option<HttpTarget>, String> {
+        rewrite(&url, &registry)
+    }
+}
+
+impl Registrar for Driver {
     fn register_service(target: String, endpoint: String) -> Result<Registration, String> {
         let (servers, target) = parse_target(&target)?;
         let beat_ms = match u64::try_from(target.client.beat_interval) {
@@ -349,21 +345,9 @@ impl Guest for Driver {
             .servers
             .call(&WitHost, |nacos| nacos.deregister(&state.instance))
     }
-
-    fn resolve(server: String, _registry: String) -> Result<Resolution, String> {
-        Err(format!(
-            "dtm-driver-springcloud resolves no gRPC servers: '{server}'"
-        ))
-    }
-
-    fn rewrite_http(url: String, registry: String) -> Result<Option<HttpTarget>, String> {
-        rewrite(&url, &registry)
-    }
-
-    regkit::no_grpc_hook!();
 }
 
-export!(Driver);
+sdk::export_driver!(Driver);
 
 #[cfg(test)]
 mod tests {
