@@ -7,7 +7,7 @@ use clap::Parser;
 use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
 
 use dtm_host::config::{self, Config};
-use dtm_host::drivers;
+use dtm_host::drivers::{self, skeleton};
 use dtm_host::server::{self, RunOptions};
 
 // glibc's malloc took about a tenth of the coordinator's CPU time under load (profiled with
@@ -67,6 +67,25 @@ enum DriverAction {
         #[arg(long, value_name = "MS", default_value_t = 100)]
         timeout_ms: u64,
     },
+    /// Write a ready-to-build driver NAME into DIR/NAME: the contract, a source with the parse
+    /// rule left to fill in, vectors, a config and a README of three commands.
+    New {
+        /// The driver's name (`name` export); without a `dtm-driver-` prefix, also its scheme.
+        name: String,
+        #[arg(long, value_enum)]
+        lang: Lang,
+        /// Where the driver's directory is created.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+/// The languages `driver new` writes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Lang {
+    Rust,
+    Python,
+    Js,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -104,6 +123,19 @@ fn main() -> anyhow::Result<()> {
 
 fn driver_command(action: DriverAction) -> anyhow::Result<()> {
     match action {
+        DriverAction::New { name, lang, dir } => {
+            let language = match lang {
+                Lang::Rust => skeleton::Language::Rust,
+                Lang::Python => skeleton::Language::Python,
+                Lang::Js => skeleton::Language::JavaScript,
+            };
+            let written = skeleton::write(&name, language, &dir)?;
+            println!(
+                "wrote {}; see its README.md to build, check and run it",
+                written.display()
+            );
+            Ok(())
+        }
         DriverAction::Inspect { wasm } => {
             let info = drivers::inspect(&wasm)?;
             println!("name:     {}", info.name);

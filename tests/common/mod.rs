@@ -7,6 +7,7 @@ pub mod dtm;
 pub mod etcd;
 pub mod fakes;
 pub mod grpc;
+pub mod polyglot;
 pub mod relay;
 pub mod stores;
 pub mod webdriver;
@@ -123,7 +124,12 @@ impl Host {
 
     /// Starts the binary, without waiting for it.
     fn launch(env: &[(impl AsRef<str>, impl AsRef<str>)]) -> Self {
-        let grpc_port = free_port();
+        // A test that fixes the gRPC port (to register it somewhere first) sets `GRPC_PORT`.
+        let grpc_port = env
+            .iter()
+            .find(|(k, _)| k.as_ref() == "GRPC_PORT")
+            .and_then(|(_, v)| v.as_ref().parse().ok())
+            .unwrap_or_else(free_port);
         let mut host = Host {
             child: None,
             port: free_port(),

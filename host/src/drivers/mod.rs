@@ -14,6 +14,7 @@ mod host_http;
 mod limits;
 mod metered;
 mod native;
+pub mod skeleton;
 mod wasm;
 
 use std::collections::BTreeMap;
