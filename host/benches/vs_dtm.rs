@@ -34,7 +34,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::dtm::{Dtm, DTM_VERSION};
+use common::dtm::{dtm_store_yaml, Dtm, DTM_VERSION};
 use common::stores::{Backend, StoreScope};
 use support::{
     env_or, grpc_channel, grpc_saga, measure_window, median, serve_on_loopback, start_grpc_busi,
@@ -165,7 +165,10 @@ impl Bench {
             }
             let dtm_scope = StoreScope::new(backend, &format!("vs_dtm_{tag}"))
                 .expect("the server is installed");
-            yaml.push_str(&dtm_store_yaml(&dtm_scope).await);
+            let store_yaml = dtm_store_yaml(&dtm_scope, SQL_POOL)
+                .await
+                .expect("Go is installed, to build dtm");
+            yaml.push_str(&store_yaml);
         }
         let dtm = Dtm::start(&yaml)
             .await
@@ -347,65 +350,6 @@ async fn start_reading_busi() -> String {
 
 /// The first failure seen on one side, to print beside its error count.
 type Failure = Arc<Mutex<Option<String>>>;
-
-/// dtm's `Store:` block for `scope`, with dtm's tables created there from the SQL files of
-/// dtm's module in the Go module cache (a database for MySQL, a schema for PostgreSQL).
-async fn dtm_store_yaml(scope: &StoreScope) -> String {
-    use sqlx::Connection as _;
-    let (name, port) = (&scope.name, scope.port);
-    let schema = |file: &str| {
-        let path = dtm_module_dir().join("sqls").join(file);
-        std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("read dtm's schema {}: {e}", path.display()))
-    };
-    match scope.backend {
-        Backend::MySql => {
-            let sql = schema("dtmsvr.storage.mysql.sql")
-                .replace("EXISTS dtm\n", &format!("EXISTS {name}\n"))
-                .replace("dtm.", &format!("{name}."));
-            let url = format!("mysql://root@127.0.0.1:{port}");
-            let mut conn = sqlx::MySqlConnection::connect(&url).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut conn)
-                .await
-                .expect("create dtm's MySQL tables");
-            format!(
-                "Store:\n  Driver: mysql\n  Host: 127.0.0.1\n  Port: {port}\n  User: root\n  \
-                 Password: ''\n  Db: {name}\n  MaxOpenConns: {SQL_POOL}\n"
-            )
-        }
-        Backend::Postgres => {
-            let sql = format!(
-                "CREATE SCHEMA {name}; SET search_path TO {name};\n{}",
-                schema("dtmsvr.storage.postgres.sql")
-            );
-            let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut conn)
-                .await
-                .expect("create dtm's PostgreSQL tables");
-            format!(
-                "Store:\n  Driver: postgres\n  Host: 127.0.0.1\n  Port: {port}\n  User: postgres\n  \
-                 Password: ''\n  Db: postgres\n  Schema: {name}\n  MaxOpenConns: {SQL_POOL}\n"
-            )
-        }
-        Backend::Redis => format!(
-            "Store:\n  Driver: redis\n  Host: 127.0.0.1\n  Port: {port}\n  User: ''\n  \
-             Password: ''\n  RedisPrefix: '{{{name}}}'\n"
-        ),
-    }
-}
-
-/// dtm's module in the Go module cache (`go mod download` put it there when dtm was built).
-fn dtm_module_dir() -> std::path::PathBuf {
-    let output = std::process::Command::new("go")
-        .args(["env", "GOMODCACHE"])
-        .output()
-        .expect("run go env");
-    let cache = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    std::path::Path::new(&cache).join(format!("github.com/dtm-labs/dtm@{DTM_VERSION}"))
-}
 
 /// User + system CPU time of `pid` so far, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {

@@ -1,6 +1,7 @@
 //! dtm itself, the Go server dtm-host is compatible with, at a pinned release: fetched from the
 //! Go module proxy and built once into `target/dtm-reference/bin` (no dtm code in this
-//! repository), then started on free ports with the boltdb store in a throwaway directory.
+//! repository), then started on free ports with the boltdb store in a throwaway directory, or
+//! on a test's store scope (`dtm_store_yaml`: dtm's own tables, made by dtm's SQL files).
 //!
 //! ```text
 //! let Some(dtm) = Dtm::start("RetryInterval: 10\n").await else { return }; // Go missing: skipped
@@ -20,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use test_servers::{free_port, Program};
+
+use super::stores::{Backend, StoreScope};
 
 /// The module and release the side-by-side tests compare with.
 pub const DTM_MODULE: &str = "github.com/dtm-labs/dtm";
@@ -51,7 +54,6 @@ pub fn dtm_binary() -> Option<PathBuf> {
 }
 
 fn build(go: &Path, bin: &Path) -> PathBuf {
-    let dir = cache_dir();
     std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
     let started = Instant::now();
     // Past the harness's capture: the first run is slow, say why.
@@ -60,23 +62,7 @@ fn build(go: &Path, bin: &Path) -> PathBuf {
         "building dtm {DTM_VERSION} into {} (first run only)",
         bin.display()
     );
-    let module = format!("{DTM_MODULE}@{DTM_VERSION}");
-    let download = Command::new(go)
-        .args(["mod", "download", "-json", &module])
-        // Outside any Go module, so the download is not tied to one.
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run go mod download");
-    let info: Value = serde_json::from_slice(&download.stdout).unwrap_or(Value::Null);
-    let source = info["Dir"].as_str().map(PathBuf::from);
-    let Some(source) = source.filter(|_| download.status.success()) else {
-        panic!(
-            "go mod download {module} failed: {}{}",
-            String::from_utf8_lossy(&download.stdout),
-            String::from_utf8_lossy(&download.stderr)
-        );
-    };
+    let source = download(go);
     // Unique per process, renamed into place: a concurrent builder never sees half a binary.
     let partial = bin.with_extension(format!("partial-{}", std::process::id()));
     let output = Command::new(go)
@@ -101,7 +87,87 @@ fn build(go: &Path, bin: &Path) -> PathBuf {
     bin.to_owned()
 }
 
-/// A running dtm server (boltdb store in its own directory).
+/// dtm's module directory in the Go module cache, downloaded first if it is not there (a no-op
+/// when it is, e.g. once dtm has been built).
+///
+/// # Panics
+/// When the download fails.
+fn download(go: &Path) -> PathBuf {
+    let dir = cache_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let module = format!("{DTM_MODULE}@{DTM_VERSION}");
+    let output = Command::new(go)
+        .args(["mod", "download", "-json", &module])
+        // Outside any Go module, so the download is not tied to one.
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run go mod download");
+    let info: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    let source = info["Dir"].as_str().map(PathBuf::from);
+    let Some(source) = source.filter(|_| output.status.success()) else {
+        panic!(
+            "go mod download {module} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    source
+}
+
+/// dtm's `Store:` block for `scope`, with dtm's tables created there from the SQL files of
+/// dtm's module (a database for MySQL, a schema for PostgreSQL; nothing for Redis), each SQL
+/// store opening at most `max_open_conns` connections (`Store.MaxOpenConns`). `None`: skipped,
+/// Go is not installed (the SQL files come from the Go module cache).
+pub async fn dtm_store_yaml(scope: &StoreScope, max_open_conns: u32) -> Option<String> {
+    use sqlx::Connection as _;
+    let (name, port) = (&scope.name, scope.port);
+    let sqls = download(&Program::GO.require()?).join("sqls");
+    let schema = |file: &str| {
+        let path = sqls.join(file);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read dtm's schema {}: {e}", path.display()))
+    };
+    Some(match scope.backend {
+        Backend::MySql => {
+            let sql = schema("dtmsvr.storage.mysql.sql")
+                .replace("EXISTS dtm\n", &format!("EXISTS {name}\n"))
+                .replace("dtm.", &format!("{name}."));
+            let url = format!("mysql://root@127.0.0.1:{port}");
+            let mut conn = sqlx::MySqlConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .expect("create dtm's MySQL tables");
+            format!(
+                "Store:\n  Driver: mysql\n  Host: 127.0.0.1\n  Port: {port}\n  User: root\n  \
+                 Password: ''\n  Db: {name}\n  MaxOpenConns: {max_open_conns}\n"
+            )
+        }
+        Backend::Postgres => {
+            let sql = format!(
+                "CREATE SCHEMA {name}; SET search_path TO {name};\n{}",
+                schema("dtmsvr.storage.postgres.sql")
+            );
+            let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .expect("create dtm's PostgreSQL tables");
+            format!(
+                "Store:\n  Driver: postgres\n  Host: 127.0.0.1\n  Port: {port}\n  User: postgres\n  \
+                 Password: ''\n  Db: postgres\n  Schema: {name}\n  MaxOpenConns: {max_open_conns}\n"
+            )
+        }
+        Backend::Redis => format!(
+            "Store:\n  Driver: redis\n  Host: 127.0.0.1\n  Port: {port}\n  User: ''\n  \
+             Password: ''\n  RedisPrefix: '{{{name}}}'\n"
+        ),
+    })
+}
+
+/// A running dtm server (boltdb store in its own directory unless given a `Store:` block).
 pub struct Dtm {
     child: Option<Child>,
     pub port: u16,
