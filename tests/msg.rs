@@ -231,3 +231,30 @@ async fn abort_of_prepared_and_submitted_msg() {
     );
     assert_eq!(busi.calls("/TransOut").len(), 1);
 }
+
+/// Submits answered at once leave their passes to at most `TransCronConcurrency` background
+/// slots: with 2 slots and a branch that takes a second, six msgs are called two at a time,
+/// and every one still succeeds.
+#[tokio::test]
+async fn background_passes_wait_for_a_free_slot() {
+    let host = Host::start_with(&[("TRANS_CRON_CONCURRENCY", "2")]).await;
+    let busi = Busi::start().await;
+    busi.always("/Slow", Reply::ok().after(Duration::from_millis(1000)));
+    let gids: Vec<String> = (0..6).map(|i| format!("slots-{i}")).collect();
+    for gid in &gids {
+        let (status, body) = host.post("/submit", msg(gid, &busi, &["/Slow"])).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for gid in &gids {
+        host.wait_status(gid, "succeed", 20).await;
+    }
+    let calls = busi.calls("/Slow");
+    assert_eq!(calls.len(), 6, "{calls:?}");
+    for call in &calls {
+        let together = calls
+            .iter()
+            .filter(|other| other.at >= call.at && other.at - call.at < Duration::from_millis(900))
+            .count();
+        assert!(together <= 2, "{together} calls within 0.9 s: {calls:?}");
+    }
+}

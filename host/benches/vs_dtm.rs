@@ -19,8 +19,9 @@
 //! BENCH_SECONDS (default 10) after a 2 s warm-up, and each only once the other's work has
 //! settled. Per coordinator: medians over the runs of TPS, p50/p99 latency and the
 //! coordinator's CPU time per transaction (user + system time from `/proc/<pid>/stat` over the
-//! measured window ÷ the transactions completed in it), its peak RSS (VmHWM) and the errors of
-//! all runs. Each row ends in `<workload> <store>: TPS ratio x, CPU ratio y` (dtm-host / dtm).
+//! measured window ÷ the transactions completed in it), its peak RSS (VmHWM), the errors of
+//! all runs, and the store server's CPU time per transaction (all its processes, PostgreSQL's
+//! backends included): what the store costs, which on 2 shared cores bounds the TPS of both. Each row ends in `<workload> <store>: TPS ratio x, CPU ratio y` (dtm-host / dtm).
 //!
 //! Settings (environment): BENCH_SECONDS, BENCH_RUNS, BENCH_CONCURRENCY,
 //! BENCH_TAIL_CONCURRENCY, BENCH_STORES (default `embedded,mysql,postgres,redis`),
@@ -123,6 +124,8 @@ fn store_pair(store: Option<Backend>) -> String {
 struct Side {
     label: &'static str,
     pid: u32,
+    /// The port of the store server it uses (`None`: the embedded store, in its own process).
+    store_port: Option<u16>,
     submit_url: String,
     grpc: tonic::transport::Channel,
     failure: Failure,
@@ -132,6 +135,8 @@ struct Side {
 struct Run {
     figures: Figures,
     cpu_us_per_tx: f64,
+    /// The store server's CPU time per transaction (all its processes), when it has one.
+    store_us_per_tx: Option<f64>,
 }
 
 struct Bench {
@@ -146,8 +151,13 @@ struct Bench {
 }
 
 impl Bench {
-    /// A fresh dtm and a fresh dtm-host on `store`.
-    async fn start_pair(&self, store: Option<Backend>, tag: &str) -> (Dtm, HostProcess) {
+    /// A fresh dtm and a fresh dtm-host on `store`, and the store server's port.
+    async fn start_pair(
+        &self,
+        store: Option<Backend>,
+        tag: &str,
+    ) -> (Dtm, HostProcess, Option<u16>) {
+        let mut store_port = None;
         let mut yaml = format!("LogLevel: {}\n", self.log_level);
         if let Some(ubs) = &self.update_branch_sync {
             yaml.push_str(&format!("UpdateBranchSync: {ubs}\n"));
@@ -160,6 +170,7 @@ impl Bench {
             let host_scope = StoreScope::new(backend, &format!("vs_host_{tag}"))
                 .expect("the server is installed");
             host_env.extend(host_scope.env(host_scope.port));
+            store_port = Some(host_scope.port);
             if backend != Backend::Redis {
                 host_env.push(("STORE_MAX_OPEN_CONNS".into(), SQL_POOL.to_string()));
             }
@@ -174,7 +185,7 @@ impl Bench {
             .await
             .expect("Go is installed, to build dtm");
         let host = HostProcess::start_with(&self.log_level, &host_env).await;
-        (dtm, host)
+        (dtm, host, store_port)
     }
 
     fn unit(
@@ -201,35 +212,39 @@ impl Bench {
         let one = self.unit(workload, side, prefix);
         let edges = Arc::new(Mutex::new(Vec::new()));
         let (pid, sampled) = (side.pid, edges.clone());
+        let store = side.store_port.and_then(server_pid);
         let figures = measure_window(
             workload.clients,
             self.seconds,
             move |n| one(n),
             move || {
+                let store_ticks = store.map_or(0, tree_ticks);
                 sampled
                     .lock()
                     .unwrap()
-                    .push((cpu_ticks(pid), Instant::now()))
+                    .push((cpu_ticks(pid), store_ticks, Instant::now()))
             },
         )
         .await;
         let edges = edges.lock().unwrap();
-        let (ticks, window) = (edges[1].0 - edges[0].0, edges[1].1 - edges[0].1);
+        let (ticks, window) = (edges[1].0 - edges[0].0, edges[1].2 - edges[0].2);
         let transactions = figures.tps * window.as_secs_f64();
-        let cpu_us_per_tx = ticks as f64 / self.clock_ticks * 1e6 / transactions;
+        let per_tx = |ticks: u64| ticks as f64 / self.clock_ticks * 1e6 / transactions;
         Run {
             figures,
-            cpu_us_per_tx,
+            cpu_us_per_tx: per_tx(ticks),
+            store_us_per_tx: store.map(|_| per_tx(edges[1].1.saturating_sub(edges[0].1))),
         }
     }
 
     async fn row(&self, workload: Workload, store: Option<Backend>, index: usize) {
         let tag = format!("{index}");
-        let (dtm, host) = self.start_pair(store, &tag).await;
+        let (dtm, host, store_port) = self.start_pair(store, &tag).await;
         let sides = [
             Side {
                 label: "dtm",
                 pid: dtm.pid(),
+                store_port,
                 submit_url: dtm.api("/submit"),
                 grpc: grpc_channel(&format!("127.0.0.1:{}", dtm.grpc_port)).await,
                 failure: Failure::default(),
@@ -237,6 +252,7 @@ impl Bench {
             Side {
                 label: "dtm-host",
                 pid: host.pid(),
+                store_port,
                 submit_url: format!("http://127.0.0.1:{}/api/dtmsvr/submit", host.port),
                 grpc: grpc_channel(&format!("127.0.0.1:{}", host.grpc_port)).await,
                 failure: Failure::default(),
@@ -254,8 +270,8 @@ impl Bench {
         println!();
         println!("{} — {}", workload.describe(), store_pair(store));
         println!(
-            "  {:<9} {:>9} {:>9} {:>9} {:>11} {:>13} {:>7}   TPS of each run",
-            "", "TPS", "p50 ms", "p99 ms", "CPU µs/tx", "peak RSS MiB", "errors"
+            "  {:<9} {:>9} {:>9} {:>9} {:>11} {:>13} {:>7} {:>15}   TPS of each run",
+            "", "TPS", "p50 ms", "p99 ms", "CPU µs/tx", "peak RSS MiB", "errors", "store CPU µs/tx"
         );
         let mut summary = Vec::new();
         for (side, runs) in sides.iter().zip(&runs) {
@@ -266,8 +282,13 @@ impl Bench {
                 .iter()
                 .map(|r| format!("{:.0}", r.figures.tps))
                 .collect();
+            let store_cpu = runs
+                .iter()
+                .map(|r| r.store_us_per_tx)
+                .collect::<Option<Vec<f64>>>()
+                .map_or("-".to_owned(), |each| format!("{:.0}", median(each)));
             println!(
-                "  {:<9} {:>9.0} {:>9.2} {:>9.2} {:>11.0} {:>13.1} {:>7}   {}{}",
+                "  {:<9} {:>9.0} {:>9.2} {:>9.2} {:>11.0} {:>13.1} {:>7} {:>15}   {}{}",
                 side.label,
                 tps,
                 median(runs.iter().map(|r| r.figures.p50_ms)),
@@ -275,6 +296,7 @@ impl Bench {
                 cpu,
                 peak_rss_mib(side.pid),
                 errors,
+                store_cpu,
                 each.join(" "),
                 if errors > 0 { "   !! errors" } else { "" }
             );
@@ -350,6 +372,52 @@ async fn start_reading_busi() -> String {
 
 /// The first failure seen on one side, to print beside its error count.
 type Failure = Arc<Mutex<Option<String>>>;
+
+/// The process listening on 127.0.0.1:`port` as a server started by test-servers: the one
+/// whose command line names the port (`-p N`, `--port=N`, `--port N`), the root of its tree.
+fn server_pid(port: u16) -> Option<u32> {
+    let port = port.to_string();
+    processes().into_iter().find_map(|(pid, _)| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let names = args
+            .windows(2)
+            .any(|pair| (pair[0] == b"-p" || pair[0] == b"--port") && pair[1] == port.as_bytes())
+            || args
+                .iter()
+                .any(|a| *a == format!("--port={port}").as_bytes());
+        names.then_some(pid)
+    })
+}
+
+/// Every process as (pid, parent pid).
+fn processes() -> Vec<(u32, u32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let rest = stat.rsplit_once(')')?.1;
+            let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect()
+}
+
+/// User + system CPU time of `root` and every process under it (PostgreSQL's backends).
+fn tree_ticks(root: u32) -> u64 {
+    let all = processes();
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(all.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        i += 1;
+    }
+    tree.into_iter().map(cpu_ticks).sum()
+}
 
 /// User + system CPU time of `pid` so far, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {

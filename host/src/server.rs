@@ -121,6 +121,8 @@ fn build_engine(
         schedule,
         branch_writes,
         observers,
+        // As many as the recovery loop runs: both are passes in the background.
+        usize::try_from(config.trans_cron_concurrency).unwrap_or(1),
     ))
 }
 

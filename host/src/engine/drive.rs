@@ -18,10 +18,13 @@ use crate::model::{Branch, TransGlobal};
 const HELD_ELSEWHERE_POLL: Duration = Duration::from_millis(100);
 
 impl Engine {
-    /// Runs [`Self::run_held`] in the background (detached from the request that asked for it).
+    /// Runs [`Self::run_held`] in the background (detached from the request that asked for it),
+    /// once one of the engine's background slots is free.
     fn spawn_held(self: &Arc<Self>, hold: Hold, global: TransGlobal, branches: Vec<Branch>) {
         let engine = self.clone();
         self.tasks.spawn(async move {
+            // Never closed; were it, the pass would run without a slot.
+            let _slot = engine.background.clone().acquire_owned().await;
             let end = engine.run_held(hold, global, branches).await;
             if let Err(e) = end.outcome {
                 debug!(gid = end.global.gid, error = %e, "background pass ended with an error; cron retries it");

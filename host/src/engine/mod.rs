@@ -27,6 +27,7 @@ mod xa;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
@@ -54,6 +55,10 @@ pub struct Engine {
     tasks: TaskTracker,
     /// The passes running in this process, one per transaction at most.
     passes: Arc<Passes>,
+    /// Slots for the passes requests start in the background (a submit without `wait_result`):
+    /// more wait, already answered, in the order they came, instead of all calling branches
+    /// and writing to the store at once.
+    background: Arc<Semaphore>,
 }
 
 /// When a pass stores the results of its branch calls (`UpdateBranchSync`).
@@ -93,6 +98,7 @@ impl Engine {
         conf: ScheduleConfig,
         branch_writes: BranchWrites,
         observers: Observers,
+        background_passes: usize,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -104,6 +110,7 @@ impl Engine {
             alerts: observers.alerts,
             tasks: TaskTracker::new(),
             passes: Arc::default(),
+            background: Arc::new(Semaphore::new(background_passes.max(1))),
         })
     }
 
