@@ -1,12 +1,13 @@
-//! Drivers written in Python (componentize-py) and JavaScript (ComponentizeJS), built from
-//! source here, against the real binary: `guest-drivers-py/gozero` resolves go-zero's etcd
-//! layout through `send-http` (real etcd), `guest-drivers-js/protocol1` splits and resolves
+//! Drivers written in Python (componentize-py), JavaScript (ComponentizeJS) and Go (the Go
+//! toolchain, wasm-tools and WASI's reactor adapter), built from source here, against the real
+//! binary: `guest-drivers-py/gozero` resolves go-zero's etcd layout through `send-http` (real
+//! etcd), `guest-drivers-js/protocol1` and `guest-drivers-go/protocol1` split and resolve
 //! protocol1 URLs; each passes `driver check` for its name, serves a saga end to end and is
-//! hot-reloaded. Hostile variants in both languages (a loop, a memory bomb) are stopped the way
+//! hot-reloaded. Hostile variants in each language (a loop, a memory bomb) are stopped the way
 //! the Rust hostile driver is (tests/drivers.rs).
 //!
 //! tests/common/polyglot.rs builds them (tools pinned and installed under `target/polyglot/`).
-//! Without python3 / node and npm the tests are skipped (`CI=true`: they fail naming the
+//! Without python3 / node and npm / go the tests are skipped (`CI=true`: they fail naming the
 //! package to install).
 
 mod common;
@@ -141,9 +142,11 @@ async fn reload_by_file_change(host: &Host, path: &Path, driver: &str, tag: &str
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_javascript_protocol1_driver_checks_serves_sagas_and_reloads() {
-    let Some(wasm) = build(Lang::JavaScript, "protocol1") else {
+/// The protocol1 driver in `lang` passes its vectors, serves sagas through
+/// `protocol1:///host:port` and goes on serving after a reload by file change and one through
+/// the admin API. Sagas are `<gid>-before`, `<gid>-after` and `<gid>-admin`.
+async fn protocol1_driver_checks_serves_sagas_and_reloads(lang: Lang, gid: &str) {
+    let Some(wasm) = build(lang, "protocol1") else {
         return;
     };
     const DRIVER: &str = "dtm-driver-protocol1";
@@ -158,10 +161,10 @@ async fn a_javascript_protocol1_driver_checks_serves_sagas_and_reloads() {
     .await;
     let busi = GrpcBusi::start().await;
     let url_of = |method: &str| format!("protocol1:///{}{method}", busi.server);
-    saga_succeeds(&host, &busi, "js-before", url_of).await;
+    saga_succeeds(&host, &busi, &format!("{gid}-before"), url_of).await;
 
     reload_by_file_change(&host, &path, DRIVER, "polyglot-reload").await;
-    saga_succeeds(&host, &busi, "js-after", url_of).await;
+    saga_succeeds(&host, &busi, &format!("{gid}-after"), url_of).await;
     let (status, body) = {
         let r = host
             .http
@@ -178,7 +181,65 @@ async fn a_javascript_protocol1_driver_checks_serves_sagas_and_reloads() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["driver"], DRIVER);
     assert_eq!(body["schemes"], json!(["protocol1"]));
-    saga_succeeds(&host, &busi, "js-admin", url_of).await;
+    saga_succeeds(&host, &busi, &format!("{gid}-admin"), url_of).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_protocol1_driver_checks_serves_sagas_and_reloads() {
+    protocol1_driver_checks_serves_sagas_and_reloads(Lang::JavaScript, "js").await;
+}
+
+/// The Go driver (canonical ABI by hand, guest-drivers-go/driver/abi.go) the same way, then
+/// through many calls of one instance (see [`many_calls_pass`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_go_protocol1_driver_checks_serves_sagas_and_reloads() {
+    protocol1_driver_checks_serves_sagas_and_reloads(Lang::Go, "go").await;
+    if let Some(wasm) = build(Lang::Go, "protocol1") {
+        many_calls_pass(&wasm, 40_000);
+    }
+}
+
+/// `driver check` passes `calls` protocol1 vectors of distinct URLs in one instance: enough
+/// for Go's heap to grow past its first 4 MiB and be collected several times. A hand-written
+/// ABI that got memory wrong (a page shared with the WASI adapter, an allocation in
+/// `cabi_realloc` that reads the clock) passed the three real vectors and sagas, and failed
+/// here once every 10,000 to 18,000 calls.
+fn many_calls_pass(wasm: &Path, calls: usize) {
+    let cases: Vec<_> = (0..calls)
+        .map(|i| {
+            json!({
+                "driver": "dtm-driver-protocol1",
+                "uri": format!("protocol1:///127.0.0.1:36790/dtmgimp.Dtm/Call{i}"),
+                "server": "protocol1:///127.0.0.1:36790",
+                "method": format!("/dtmgimp.Dtm/Call{i}"),
+            })
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let vectors = dir.path().join("many.json");
+    std::fs::write(&vectors, serde_json::to_vec(&cases).unwrap()).unwrap();
+    let started = Instant::now();
+    let (status, output) = common::run_to_exit(
+        &[],
+        &[
+            "driver",
+            "check",
+            wasm.to_str().unwrap(),
+            "--vectors",
+            vectors.to_str().unwrap(),
+            "--cache-dir",
+            common::driver_cache_dir().to_str().unwrap(),
+            // What is checked is memory, not time: a loaded machine may stretch a collection.
+            "--timeout-ms",
+            "5000",
+        ],
+    );
+    let passed = format!("dtm-driver-protocol1: {calls} passed, 0 failed");
+    assert!(status.success() && output.contains(&passed), "{output}");
+    note(&format!(
+        "{calls} calls in one instance: passed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
 }
 
 /// The Python gozero driver registers the coordinator in a real etcd (`dtmservice/<lease>`),
@@ -253,11 +314,13 @@ async fn hostile_driver_is_stopped(lang: Lang) {
     precompile(&wasm, "dtm-driver-hostile").await;
     let host = hostile_host(&wasm).await;
     let busi = GrpcBusi::start().await;
-    // The memory cap stops the bomb either way; CPython aborts (a trap), SpiderMonkey reports
-    // its failed allocation as an exception, which ComponentizeJS returns as the call's error.
+    // The memory cap stops the bomb either way; CPython and Go's runtime abort (a trap),
+    // SpiderMonkey reports its failed allocation as an exception, which ComponentizeJS returns
+    // as the call's error.
     let grow = match lang {
         Lang::Python => "failed in the sandbox",
         Lang::JavaScript => "out of memory",
+        Lang::Go => "failed in the sandbox",
     };
     let expected = [("loop", "ran out of time (100 ms)"), ("grow", grow)];
     hostile_calls_fail_alone(&host, &busi, 10, &expected).await;
@@ -279,4 +342,9 @@ async fn a_hostile_javascript_driver_is_stopped_like_the_rust_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_python_driver_is_stopped_like_the_rust_one() {
     hostile_driver_is_stopped(Lang::Python).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_go_driver_is_stopped_like_the_rust_one() {
+    hostile_driver_is_stopped(Lang::Go).await;
 }

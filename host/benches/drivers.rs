@@ -3,11 +3,11 @@
 //! cache; resolving through wasm. Start-up: loading the wasm driver cold (compiling) against
 //! loading it from the compiled-artifact cache. Builds `guest-drivers/` first if needed.
 //!
-//! Then what the driver's language costs: the same driver in Rust and in JavaScript
+//! Then what the driver's language costs: the same driver in Rust, JavaScript and Go
 //! (`protocol1`), and in Rust and in Python (`gozero`), side by side: component size, first
 //! load (compile), load from the compiled-artifact cache, and per-call time of
-//! `parse-server-method` and `resolve` (on inputs that need no registry). The Python and
-//! JavaScript drivers are built by tests/common/polyglot.rs; without their tools a row says so.
+//! `parse-server-method` and `resolve` (on inputs that need no registry). The Python,
+//! JavaScript and Go drivers are built by tests/common/polyglot.rs; without their tools a row says so.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -202,6 +202,12 @@ fn language_costs(runtime: &tokio::runtime::Runtime) {
             "protocol1",
             "JavaScript",
             polyglot::build(Lang::JavaScript, "protocol1"),
+            protocol1,
+        ),
+        subject(
+            "protocol1",
+            "Go",
+            polyglot::build(Lang::Go, "protocol1"),
             protocol1,
         ),
         subject("gozero", "Rust", Some(common::guest_wasm("gozero")), gozero),

@@ -1,0 +1,3 @@
+module dtm-host/guest-drivers-go
+
+go 1.26
