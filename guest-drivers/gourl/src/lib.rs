@@ -265,7 +265,9 @@ pub fn split_service_segment(uri: &str) -> Result<(String, String), String> {
     if path.is_empty() {
         return Err(format!("bad url: '{uri}'. no path to split"));
     }
-    let (segment, method) = match path[1..].find('/') {
+    // Bytes, as Go indexes `path[1:]`: a path may start with a multi-byte character, and a
+    // split at a '/' is always on a character boundary.
+    let (segment, method) = match path.as_bytes()[1..].iter().position(|&b| b == b'/') {
         Some(k) => path.split_at(k + 1),
         None => ("", path),
     };
@@ -287,6 +289,15 @@ pub fn split_server_method(uri: &str) -> Result<(String, String), String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_path_that_starts_with_a_multibyte_character_splits_as_in_go() {
+        // Go: url.Parse("é//x") has path "é//x"; strings.Index(path[1:], "/") is 1.
+        assert_eq!(
+            super::split_service_segment("é//x"),
+            Ok(("://é".to_owned(), "//x".to_owned()))
+        );
+    }
+
     use super::*;
 
     #[test]
