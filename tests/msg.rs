@@ -232,9 +232,9 @@ async fn abort_of_prepared_and_submitted_msg() {
     assert_eq!(busi.calls("/TransOut").len(), 1);
 }
 
-/// Submits answered at once leave their passes to at most `TransCronConcurrency` background
-/// slots: with 2 slots and a branch that takes a second, six msgs are called two at a time,
-/// and every one still succeeds.
+/// Submits without `wait_result` run their passes in at most `TransCronConcurrency` background
+/// slots, waiting for a free one before they are answered: with 2 slots and a branch that
+/// takes a second, six msgs are called two at a time, and every one succeeds.
 #[tokio::test]
 async fn background_passes_wait_for_a_free_slot() {
     let host = Host::start_with(&[("TRANS_CRON_CONCURRENCY", "2")]).await;

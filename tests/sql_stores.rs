@@ -204,3 +204,33 @@ async fn postgres_defaults_fit_the_server_connection_limit() {
 async fn mysql_defaults_fit_the_server_connection_limit() {
     defaults_fit_the_server_connection_limit(Backend::MySql, "--max-connections=20").await;
 }
+
+/// With `UpdateBranchSync: 1` (the default) on PostgreSQL, a 2-branch saga writes three times:
+/// its submit, the first action's result while the second runs, and the second's result with
+/// the final status, in one statement (PostgreSQL's statement log counts them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_writes_the_last_result_with_the_final_status() {
+    let Some(server) =
+        test_servers::Server::start_with(Backend::Postgres.kind(), &["-clog_statement=all"])
+    else {
+        return;
+    };
+    let scope = StoreScope::on(&server, Backend::Postgres, "writes");
+    let (host, busi) = (scope.start_host().await, Busi::start().await);
+    busi.once("/TransIn", Reply::ok().after(Duration::from_millis(300)));
+    let gid = host.new_gid().await;
+    let mut body = transfer(&gid, &busi);
+    body["wait_result"] = json!(true);
+    assert_eq!(host.post("/submit", body).await.0, 200);
+    assert_eq!(host.branch_statuses(&gid).await, SUCCEEDED);
+    // Each statement is logged as `execute <name>: <SQL>`, its parameters on the next line.
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().collect();
+    let writes: Vec<&str> = lines
+        .windows(2)
+        .filter(|pair| pair[1].contains("parameters:") && pair[1].contains(&format!("'{gid}'")))
+        .map(|pair| pair[0])
+        .filter(|statement| statement.contains("INSERT") || statement.contains("UPDATE"))
+        .collect();
+    assert_eq!(writes.len(), 3, "{writes:#?}");
+}

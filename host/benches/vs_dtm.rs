@@ -374,7 +374,8 @@ async fn start_reading_busi() -> String {
 type Failure = Arc<Mutex<Option<String>>>;
 
 /// The process listening on 127.0.0.1:`port` as a server started by test-servers: the one
-/// whose command line names the port (`-p N`, `--port=N`, `--port N`), the root of its tree.
+/// whose command line names the port (`-p N`, `--port=N`, `--port N`, or Redis' own title
+/// `redis-server 127.0.0.1:N`), the root of its tree.
 fn server_pid(port: u16) -> Option<u32> {
     let port = port.to_string();
     processes().into_iter().find_map(|(pid, _)| {
@@ -383,9 +384,10 @@ fn server_pid(port: u16) -> Option<u32> {
         let names = args
             .windows(2)
             .any(|pair| (pair[0] == b"-p" || pair[0] == b"--port") && pair[1] == port.as_bytes())
-            || args
-                .iter()
-                .any(|a| *a == format!("--port={port}").as_bytes());
+            || args.iter().any(|a| {
+                *a == format!("--port={port}").as_bytes()
+                    || a.ends_with(format!(":{port}").as_bytes())
+            });
         names.then_some(pid)
     })
 }

@@ -19,12 +19,17 @@ const HELD_ELSEWHERE_POLL: Duration = Duration::from_millis(100);
 
 impl Engine {
     /// Runs [`Self::run_held`] in the background (detached from the request that asked for it),
-    /// once one of the engine's background slots is free.
-    fn spawn_held(self: &Arc<Self>, hold: Hold, global: TransGlobal, branches: Vec<Branch>) {
+    /// in one of the engine's background slots: the request waits for a free one, up to one
+    /// `RequestTimeout`, before it is answered. A burst of submits is held back there, with
+    /// their leases barely started, instead of all calling branches and writing the store at
+    /// once. The wait is bounded because a pass holding a slot may be waiting for a branch that
+    /// itself submits to this coordinator; past it the pass runs without a slot.
+    async fn spawn_held(self: &Arc<Self>, hold: Hold, global: TransGlobal, branches: Vec<Branch>) {
+        let wait = Duration::from_secs(self.conf.request_timeout.max(0) as u64);
+        let slot = tokio::time::timeout(wait, self.background.clone().acquire_owned()).await;
         let engine = self.clone();
         self.tasks.spawn(async move {
-            // Never closed; were it, the pass would run without a slot.
-            let _slot = engine.background.clone().acquire_owned().await;
+            let _slot = slot;
             let end = engine.run_held(hold, global, branches).await;
             if let Err(e) = end.outcome {
                 debug!(gid = end.global.gid, error = %e, "background pass ended with an error; cron retries it");
@@ -102,7 +107,7 @@ impl Engine {
         wait: bool,
     ) -> DtmResult<Option<TransGlobal>> {
         if !wait {
-            self.spawn_held(hold, global, branches);
+            self.spawn_held(hold, global, branches).await;
             return Ok(None);
         }
         let end = self.run_held(hold, global, branches).await;

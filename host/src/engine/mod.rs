@@ -55,17 +55,17 @@ pub struct Engine {
     tasks: TaskTracker,
     /// The passes running in this process, one per transaction at most.
     passes: Arc<Passes>,
-    /// Slots for the passes requests start in the background (a submit without `wait_result`):
-    /// more wait, already answered, in the order they came, instead of all calling branches
-    /// and writing to the store at once.
+    /// Slots for the passes requests start in the background (a submit without `wait_result`);
+    /// see `drive.rs`.
     background: Arc<Semaphore>,
 }
 
 /// When a pass stores the results of its branch calls (`UpdateBranchSync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BranchWrites {
-    /// Each definite result is written as soon as it is known, in a commit of its own, while the
-    /// pass goes on (`UpdateBranchSync` ≥ 1, dtm's default).
+    /// Each definite result is written before the pass goes on: in a commit of its own while
+    /// the pass calls the next branch or waits for one, or, when the pass changes the status
+    /// next, in that commit (`UpdateBranchSync` ≥ 1, dtm's default).
     EachAtOnce,
     /// The pass keeps its results and writes them with its next status change, in that one
     /// commit, or all together when it ends (`UpdateBranchSync: 0`). A 2-branch saga then costs

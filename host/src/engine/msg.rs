@@ -144,7 +144,11 @@ async fn deliver_concurrently(pass: &mut Pass, pending: Vec<usize>) -> DtmResult
     }
     drop(tx);
     let mut outcome = CallResult::Success;
-    while let Some(report) = reports.recv().await {
+    loop {
+        pass.write_unsaved_now();
+        let Some(report) = reports.recv().await else {
+            break;
+        };
         pass.record(report.outcome);
         pass.after_call(report.index, &report.result, false).await?;
         outcome = match (outcome, report.result) {

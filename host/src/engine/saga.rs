@@ -163,6 +163,7 @@ pub(super) async fn run(pass: &mut Pass) -> DtmResult<()> {
         if actions_running == 0 {
             break;
         }
+        pass.write_unsaved_now();
         let Some(report) = next_report(&mut reports, deadline).await else {
             continue;
         };
@@ -243,6 +244,7 @@ pub(super) async fn run(pass: &mut Pass) -> DtmResult<()> {
         if compensations_running == 0 {
             break;
         }
+        pass.write_unsaved_now();
         let Some(report) = next_report(&mut reports, deadline).await else {
             continue;
         };
