@@ -11,10 +11,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::driver::saga_succeeds;
+use common::driver::{check_vectors, saga_succeeds};
 use common::grpc::GrpcBusi;
 use common::polyglot::{build_dir, Lang};
-use common::{driver_cache_dir, run_to_exit, Host};
+use common::{run_to_exit, Host};
 
 const NAME: &str = "dtm-driver-acme";
 
@@ -95,31 +95,12 @@ fn fill_in(file: &Path, rule: &str) {
     std::fs::write(file, source.replace(line, &format!("{indent}{rule}"))).unwrap();
 }
 
-/// `driver check` of `wasm` against the skeleton's own vectors: (succeeded, output).
-fn check(wasm: &Path, dir: &Path) -> (bool, String) {
-    let (status, output) = run_to_exit(
-        &[],
-        &[
-            "driver",
-            "check",
-            wasm.to_str().unwrap(),
-            "--vectors",
-            dir.join("vectors.json").to_str().unwrap(),
-            "--cache-dir",
-            driver_cache_dir().to_str().unwrap(),
-            "--timeout-ms",
-            "5000",
-        ],
-    );
-    (status.success(), output)
-}
-
 /// The skeleton's vectors fail on `unfilled`, pass on `filled`, and a host running `filled`
 /// serves a saga whose branches are `acme:///host:port/…` URLs.
 async fn fails_then_passes_and_serves(dir: &Path, unfilled: &Path, filled: &Path) {
-    let (passed, output) = check(unfilled, dir);
+    let (passed, output) = check_vectors(unfilled, &dir.join("vectors.json"));
     assert!(!passed && output.contains("0 passed, 3 failed"), "{output}");
-    let (passed, output) = check(filled, dir);
+    let (passed, output) = check_vectors(filled, &dir.join("vectors.json"));
     assert!(
         passed && output.contains(&format!("{NAME}: 3 passed, 0 failed")),
         "{output}"

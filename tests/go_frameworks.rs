@@ -62,30 +62,10 @@ fn go() -> Option<PathBuf> {
     None
 }
 
-/// The Go tests, compiled once per run (`go test -c`) outside the source tree; Go keeps its
-/// module and build caches where it always does (GOPATH, GOCACHE).
+/// The Go tests, compiled once per run.
 fn go_tests(go: &Path) -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-frameworks/gofw.test");
-        let started = Instant::now();
-        let output = Command::new(go)
-            .args(["test", "-c", "-o"])
-            .arg(&out)
-            .arg(".")
-            .current_dir(module_dir())
-            .output()
-            .expect("run go");
-        assert!(
-            output.status.success(),
-            "building tests/go-frameworks failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        println!("go test -c took {:?}", started.elapsed());
-        out
-    })
+    BUILT.get_or_init(|| common::go::build_tests(go, "go-frameworks"))
 }
 
 /// How dtm-host is set up for one framework's driver.

@@ -39,9 +39,23 @@ pub fn vectors_pass(crate_name: &str) {
 }
 
 /// `dtm-host driver check <wasm> --vectors` [`VECTORS`]: it succeeds, no vector fails and some
-/// ran. Uses the compile cache the tests' hosts share, with room for a debug build on a loaded
-/// machine (what is checked here is the parsing, not the time limit). Returns the output.
+/// ran. Returns the output.
 pub fn wasm_vectors_pass(wasm: &Path) -> String {
+    let (passed, output) = check_vectors(wasm, Path::new(VECTORS));
+    let name = wasm.display();
+    assert!(passed, "{name}: {output}");
+    assert!(output.contains(" passed, 0 failed"), "{name}: {output}");
+    assert!(
+        !output.contains(" 0 passed"),
+        "no {name} vector ran: {output}"
+    );
+    output
+}
+
+/// `dtm-host driver check <wasm> --vectors <vectors>`: whether it succeeded, and its output.
+/// Uses the compile cache the tests' hosts share, with room for a debug build on a loaded
+/// machine (what is checked is the parsing, not the time limit).
+pub fn check_vectors(wasm: &Path, vectors: &Path) -> (bool, String) {
     let (status, output) = run_to_exit(
         &[],
         &[
@@ -49,21 +63,14 @@ pub fn wasm_vectors_pass(wasm: &Path) -> String {
             "check",
             wasm.to_str().unwrap(),
             "--vectors",
-            VECTORS,
+            vectors.to_str().unwrap(),
             "--cache-dir",
             driver_cache_dir().to_str().unwrap(),
             "--timeout-ms",
             "5000",
         ],
     );
-    let name = wasm.display();
-    assert!(status.success(), "{name}: {output}");
-    assert!(output.contains(" passed, 0 failed"), "{name}: {output}");
-    assert!(
-        !output.contains(" 0 passed"),
-        "no {name} vector ran: {output}"
-    );
-    output
+    (status.success(), output)
 }
 
 /// A waiting saga of two gRPC branches at `url_of(method)`.

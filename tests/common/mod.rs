@@ -6,6 +6,7 @@ pub mod driver;
 pub mod dtm;
 pub mod etcd;
 pub mod fakes;
+pub mod go;
 pub mod grpc;
 pub mod polyglot;
 pub mod relay;
