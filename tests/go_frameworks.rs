@@ -14,15 +14,10 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Instant;
 
 use common::etcd::Etcd;
 use common::{free_port, guest_wasm, Host};
 use test_servers::Program;
-
-fn module_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/go-frameworks")
-}
 
 /// The oldest Go the module's dependencies build with (go-zero 1.7 and kratos 2.8 need 1.21).
 const GO_MINOR: u32 = 21;
@@ -112,42 +107,21 @@ async fn run(framework: Framework) {
     );
 
     let data = tempfile::tempdir().unwrap();
-    let started = Instant::now();
-    let output = tokio::process::Command::new(binary)
-        .args(["-test.run", &format!("^{}$", framework.test)])
-        .args(["-test.v", "-test.timeout", "4m"])
-        .current_dir(module_dir())
-        .env("GOFW_ETCD", etcd.address())
-        .env("GOFW_DTM_HTTP", host.api(""))
+    let env = [
+        ("GOFW_ETCD", etcd.address()),
+        ("GOFW_DTM_HTTP", host.api("")),
         // Below the ephemeral range, so it is still free when the service starts again.
-        .env("GOFW_BANK_PORT", free_port().to_string())
-        .env("GOFW_DATA", data.path())
-        .output()
-        .await
-        .expect("run the Go tests");
-    let go_output = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+        ("GOFW_BANK_PORT", free_port().to_string()),
+        ("GOFW_DATA", data.path().display().to_string()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v));
+    let pattern = format!("^{}$", framework.test);
+    let output = common::go::run_tests(binary, "go-frameworks", &pattern, &env, &host).await;
     assert!(
-        output.status.success(),
-        "{} failed ({}):\n{go_output}\n--- host log (last 100 lines):\n{}",
-        framework.test,
-        output.status,
-        tail(&host.log(), 100)
-    );
-    assert!(
-        go_output.contains(&format!("--- PASS: {}", framework.test)),
-        "{} did not run:\n{go_output}",
+        output.contains(&format!("--- PASS: {}", framework.test)),
+        "{} did not run:\n{output}",
         framework.test
     );
-    println!("{go_output}\n{}: {:?}", framework.test, started.elapsed());
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 #[tokio::test]

@@ -9,14 +9,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Instant;
 
 use common::Host;
 use test_servers::{Kind, Program, Server};
-
-fn module_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/go-sdk")
-}
 
 /// The Go tests, compiled once per run.
 fn go_tests(go: &Path) -> &'static Path {
@@ -58,35 +53,7 @@ async fn go_test(group: &str, pattern: &str, kinds: &[Kind]) {
         format!("127.0.0.1:{}", host.grpc_port),
     ));
 
-    let started = Instant::now();
-    let output = tokio::process::Command::new(binary)
-        .args(["-test.run", pattern, "-test.v", "-test.timeout", "5m"])
-        .current_dir(module_dir())
-        .envs(env)
-        .output()
-        .await
-        .expect("run the Go tests");
-    let go_output = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "the Go SDK's {group} tests failed ({}):\n{go_output}\n--- host log (last 200 lines):\n{}",
-        output.status,
-        tail(&host.log(), 200)
-    );
-    assert!(
-        go_output.contains("--- PASS"),
-        "no Go test matched {pattern}:\n{go_output}"
-    );
-    println!("{go_output}\n{group}: {:?}", started.elapsed());
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    common::go::run_tests(binary, "go-sdk", pattern, &env, &host).await;
 }
 
 #[tokio::test]
