@@ -65,7 +65,8 @@ pub struct Engine {
 pub enum BranchWrites {
     /// Each definite result is written before the pass goes on: in a commit of its own while
     /// the pass calls the next branch or waits for one, or, when the pass changes the status
-    /// next, in that commit (`UpdateBranchSync` ≥ 1, dtm's default).
+    /// next, in that commit where the store takes them (not MySQL: see
+    /// `Store::status_change_takes_outcomes`) (`UpdateBranchSync` ≥ 1, dtm's default).
     EachAtOnce,
     /// The pass keeps its results and writes them with its next status change, in that one
     /// commit, or all together when it ends (`UpdateBranchSync: 0`). A 2-branch saga then costs

@@ -120,8 +120,7 @@ impl Pass {
 
     /// With `UpdateBranchSync` ≥ 1, starts writing the results recorded so far: the pass is
     /// about to call another branch or wait for one. (Results followed at once by a status
-    /// change go with it instead: one commit, not two. On MariaDB that cut the server's CPU
-    /// per msg by about a tenth, though BEGIN and COMMIT cost two more round trips.)
+    /// change go with it instead, one commit, not two, where the store takes them.)
     pub(super) fn write_unsaved_now(&mut self) {
         if self.engine.branch_writes == BranchWrites::EachAtOnce && !self.unsaved.is_empty() {
             let unsaved = std::mem::take(&mut self.unsaved);
@@ -161,6 +160,9 @@ impl Pass {
         to: GlobalStatus,
         change: StatusChange,
     ) -> DtmResult<()> {
+        if !self.engine.store.status_change_takes_outcomes() {
+            self.write_unsaved_now();
+        }
         self.await_writes().await?;
         let outcomes = std::mem::take(&mut self.unsaved);
         let change = StatusChange {

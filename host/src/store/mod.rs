@@ -131,6 +131,12 @@ pub trait Store: Send + Sync {
         now: Millis,
     ) -> StoreResult<()>;
 
+    /// Whether a status change should carry the branch results a pass learned just before it
+    /// ([`Store::change_status`] with outcomes): one commit instead of two.
+    fn status_change_takes_outcomes(&self) -> bool {
+        true
+    }
+
     /// Compare-and-set of the global status: only if the stored status is `from`
     /// (`NotFound` otherwise). Sets finish/rollback time when the new status is final. The
     /// change's branch outcomes are written with it, or nothing is (`NotFound` when a branch

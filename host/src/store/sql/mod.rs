@@ -445,6 +445,13 @@ impl Store for SqlStore {
         .await
     }
 
+    fn status_change_takes_outcomes(&self) -> bool {
+        // MySQL writes both in a transaction that locks the global row, then the branch rows;
+        // another host's guarded branch write locks them the other way round (tests/one_pass.rs
+        // met the deadlock). PostgreSQL does it in one statement.
+        self.dialect() == Dialect::Postgres
+    }
+
     async fn save_new(&self, global: &TransGlobal, branches: &[Branch]) -> StoreResult<()> {
         let g = global;
         // PostgreSQL takes both inserts in one statement; MySQL needs a transaction.
