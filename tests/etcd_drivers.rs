@@ -10,7 +10,6 @@ use common::etcd::Etcd;
 use common::grpc::GrpcBusi;
 use common::{free_port, guest_wasm, run_to_exit, Host};
 use dtm_host::proto::dtmgimp::dtm_client::DtmClient;
-use dtm_host::proto::dtmgimp::{DtmRequest, DtmTransOptions};
 use serde_json::json;
 use tonic::transport::Channel;
 
@@ -55,17 +54,7 @@ impl Coordinator {
 
     /// Submits a one-step saga calling `url` and waits for its result; true when it succeeded.
     async fn saga(&mut self, gid: &str, url: &str) -> bool {
-        let request = DtmRequest {
-            gid: gid.into(),
-            trans_type: "saga".into(),
-            steps: json!([{"action": url, "compensate": ""}]).to_string(),
-            bin_payloads: vec![vec![1]],
-            trans_options: Some(DtmTransOptions {
-                wait_result: true,
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let request = common::driver::one_step_saga(gid, url.to_owned());
         self.dtm.submit(request).await.is_ok() && self.host.status(gid).await == "succeed"
     }
 
