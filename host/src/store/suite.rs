@@ -55,6 +55,7 @@ macro_rules! store_suite {
             conditional_branch_append,
             branch_outcome_needs_unfinished_global,
             status_change_with_branch_outcomes,
+            concurrent_writes_get_their_own_answers,
             status_compare_and_set,
             reset_cron_times,
             scan_pages_and_filters,
@@ -523,6 +524,147 @@ pub async fn status_change_with_branch_outcomes(store: &dyn Store) {
         branch_states(store, &g.gid).await,
         [succeed.clone(), succeed]
     );
+}
+
+/// Writes of many transactions at once, as a loaded coordinator makes them (PostgreSQL writes
+/// them in groups, one statement a group: `sql/group_commit.rs`): each gets the answer it gets
+/// alone, and writes what it writes alone.
+pub async fn concurrent_writes_get_their_own_answers(store: &dyn Store) {
+    use futures::future::join_all;
+    const N: usize = 12;
+    let gid = |i: usize| format!("suite-many-{i:02}");
+    let prepared = || ("prepared".to_owned(), None);
+    for i in (0..N).step_by(2) {
+        let g = gid(i);
+        store
+            .save_new(&sample_global(&g, 1_000), &[branch(&g, "00", op::ACTION)])
+            .await
+            .unwrap();
+    }
+
+    // Creations: the even ones exist already.
+    let created = join_all((0..N).map(|i| async move {
+        let g = gid(i);
+        let records = [
+            branch(&g, "01", op::COMPENSATE),
+            branch(&g, "01", op::ACTION),
+            branch(&g, "02", op::ACTION),
+        ];
+        store.save_new(&sample_global(&g, 2_000), &records).await
+    }))
+    .await;
+    for (i, result) in created.into_iter().enumerate() {
+        let records: Vec<String> = store
+            .find_branches(&gid(i))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| format!("{}/{}", b.branch_id, b.op))
+            .collect();
+        if i % 2 == 0 {
+            assert_eq!(result, Err(StoreError::UniqueConflict), "{i}");
+            assert_eq!(records, ["00/action"], "{i}");
+        } else {
+            assert_eq!(result, Ok(()), "{i}");
+            assert_eq!(records, ["01/compensate", "01/action", "02/action"], "{i}");
+        }
+    }
+
+    // Branch results of the odd ones: 1 has finished, 3, 7 and 11 name an unknown record.
+    store
+        .change_status(
+            &gid(1),
+            GlobalStatus::Prepared,
+            GlobalStatus::Failed,
+            StatusChange::default(),
+            1_500,
+        )
+        .await
+        .unwrap();
+    let unknown = |i: usize| i % 4 == 3;
+    let saved = join_all((1..N).step_by(2).map(|i| async move {
+        let mut outcomes = vec![
+            outcome("01", op::ACTION, branch_status::SUCCEED),
+            outcome("02", op::ACTION, branch_status::FAILED),
+            outcome("02", op::ACTION, branch_status::SUCCEED),
+        ];
+        if unknown(i) {
+            outcomes.push(outcome("09", op::ACTION, branch_status::SUCCEED));
+        }
+        let result = store
+            .save_branch_outcomes(&gid(i), &outcomes, 2_000 + i as i64)
+            .await;
+        (i, result)
+    }))
+    .await;
+    for (i, result) in saved {
+        let states = branch_states(store, &gid(i)).await;
+        if i == 1 || unknown(i) {
+            assert_eq!(result, Err(StoreError::NotFound), "{i}");
+            assert_eq!(states, [prepared(), prepared(), prepared()], "{i}");
+        } else {
+            assert_eq!(result, Ok(()), "{i}");
+            let written = ("succeed".to_owned(), Some(2_000 + i as i64));
+            assert_eq!(states, [prepared(), written.clone(), written], "{i}");
+        }
+    }
+
+    // Status changes: the even ones to submitted; of the odd ones 1 has finished, 3 names an
+    // unknown record, 7 expects the wrong status, the others succeed with an outcome and a
+    // result.
+    let changed = join_all((0..N).map(|i| async move {
+        let (from, to, outcomes) = match i {
+            _ if i % 2 == 0 => (GlobalStatus::Prepared, GlobalStatus::Submitted, vec![]),
+            3 => (
+                GlobalStatus::Prepared,
+                GlobalStatus::Succeed,
+                vec![outcome("08", op::ACTION, branch_status::SUCCEED)],
+            ),
+            7 => (GlobalStatus::Submitted, GlobalStatus::Succeed, vec![]),
+            _ => (
+                GlobalStatus::Prepared,
+                GlobalStatus::Succeed,
+                vec![outcome("01", op::COMPENSATE, branch_status::SUCCEED)],
+            ),
+        };
+        let change = StatusChange {
+            result: Some(format!("r{i}")),
+            branch_outcomes: outcomes,
+            ..Default::default()
+        };
+        let result = store
+            .change_status(&gid(i), from, to, change, 3_000 + i as i64)
+            .await;
+        (i, result)
+    }))
+    .await;
+    for (i, result) in changed {
+        let g = store.find_global(&gid(i)).await.unwrap().unwrap();
+        let first = branch_states(store, &gid(i)).await[0].clone();
+        match i {
+            _ if i % 2 == 0 => {
+                assert_eq!(result, Ok(()), "{i}");
+                assert_eq!(
+                    (g.status, g.result),
+                    (GlobalStatus::Submitted, format!("r{i}"))
+                );
+            }
+            1 | 3 | 7 => {
+                assert_eq!(result, Err(StoreError::NotFound), "{i}");
+                assert_eq!(g.result, "", "{i}");
+                assert_eq!(first, prepared(), "{i}");
+            }
+            _ => {
+                assert_eq!(result, Ok(()), "{i}");
+                let t = Some(3_000 + i as i64);
+                assert_eq!(
+                    (g.status, g.finish_time, g.result),
+                    (GlobalStatus::Succeed, t, format!("r{i}"))
+                );
+                assert_eq!(first, ("succeed".to_owned(), t), "{i}");
+            }
+        }
+    }
 }
 
 pub async fn status_compare_and_set(store: &dyn Store) {

@@ -399,16 +399,23 @@ impl Statements {
         format!("(branch_id, op) IN ({})", vec!["(?, ?)"; n].join(", "))
     }
 
-    /// Sets one status on `n` branch records of one transaction. `guarded` adds the condition
-    /// that the transaction is unfinished, under a share lock, which makes a concurrent status
-    /// change wait for this write (or this write see the new status), as dtm's
-    /// `SELECT … FOR UPDATE` of the global does.
+    /// Sets one status on `n` branch records of one transaction. `guarded` makes it a write of
+    /// its own: it adds the condition that the transaction is unfinished, under a share lock,
+    /// which makes a concurrent status change wait for this write (or this write see the new
+    /// status), as dtm's `SELECT … FOR UPDATE` of the global does; and that all `n` records
+    /// exist, so that it writes all of them or none. (The count is read through a derived table,
+    /// which MySQL materialises: it refuses a subquery on the table an UPDATE writes.) Binds
+    /// after the records' keys: the gid; the gid, the keys again and `n`.
     pub fn update_branches(&self, n: usize, guarded: bool) -> String {
         let guard = if guarded {
             format!(
-                " AND EXISTS (SELECT 1 FROM {} WHERE gid = ? AND {UNFINISHED} {})",
+                " AND EXISTS (SELECT 1 FROM {} WHERE gid = ? AND {UNFINISHED} {}) \
+                 AND (SELECT found FROM (SELECT COUNT(*) AS found FROM {} WHERE gid = ? AND {}) \
+                 AS existing) = ?",
                 self.globals,
-                self.dialect.share_lock()
+                self.dialect.share_lock(),
+                self.branches,
+                Self::branch_keys(n)
             )
         } else {
             String::new()

@@ -18,6 +18,8 @@ use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 
 use self::dialect::{ScanConditions, Statements};
+use self::group_commit::Grouped;
+use self::groups::{BranchResults, Creation, Groups, StatusWrite};
 use self::pool::{LastFailure, Pool};
 use super::common::{backend, page, parse_position};
 use super::{BranchOutcome, Page, StatusChange, Store, StoreError, StoreOptions, StoreResult};
@@ -57,6 +59,8 @@ pub struct SqlStore {
     pool: Pool,
     sql: Statements,
     last_failure: LastFailure,
+    /// PostgreSQL: the hot writes of concurrent transactions, written in groups.
+    groups: Option<Groups>,
 }
 
 /// Evaluates `$body` with `$pool` bound to the store's pool, once per server type.
@@ -70,6 +74,7 @@ macro_rules! on_pool {
 }
 
 // Below `on_pool!`, which `pool.rs` uses.
+mod group_commit;
 mod pool;
 mod rows;
 
@@ -96,8 +101,8 @@ macro_rules! in_transaction {
 }
 
 /// Sets the status of a group of branch records of `$gid` in one statement (`$guarded`: only
-/// while the transaction is unfinished), on `$exec` (a pool or a transaction); `NotFound`
-/// unless every record was found. A macro for the same reason as `on_pool!`.
+/// while the transaction is unfinished, and only if every record exists), on `$exec` (a pool or
+/// a transaction); `NotFound` unless every record was found. A macro for the same reason as `on_pool!`.
 macro_rules! update_branches {
     ($store:expr, $exec:expr, $gid:expr, $group:expr, $now:expr, $guarded:expr) => {{
         let (status, records) = $group;
@@ -109,7 +114,7 @@ macro_rules! update_branches {
             .bind($gid);
         let mut query = bind_keys!(query, records);
         if $guarded {
-            query = query.bind($gid);
+            query = bind_keys!(query.bind($gid).bind($gid), records).bind(records.len() as i64);
         }
         let changed = query
             .execute($exec)
@@ -149,9 +154,11 @@ macro_rules! bind_keys {
     }};
 }
 
-/// Binds the columns of `insert_branches` for each of `$branches`, all under `$gid`.
+/// Binds the columns of `insert_branches` for each of `$branches`, all under `$gid`, with the
+/// times as `$dialect` writes them.
 macro_rules! bind_branches {
-    ($store:expr, $query:expr, $gid:expr, $branches:expr) => {{
+    ($dialect:expr, $query:expr, $gid:expr, $branches:expr) => {{
+        let d: Dialect = $dialect;
         let mut query = $query;
         for b in $branches {
             query = query
@@ -161,26 +168,65 @@ macro_rules! bind_branches {
                 .bind(&b.branch_id)
                 .bind(&b.op)
                 .bind(&b.status)
-                .bind($store.opt_time(b.finish_time))
-                .bind($store.time(b.create_time))
-                .bind($store.time(b.update_time));
+                .bind(b.finish_time.map(|t| d.encode_time(t)))
+                .bind(d.encode_time(b.create_time))
+                .bind(d.encode_time(b.update_time));
         }
         query
     }};
 }
 
-/// Branch outcomes grouped by their new status, one UPDATE a group. A record named twice keeps
-/// its last outcome, as the backends that write one outcome after another do; the groups then
-/// name each record once, so the rows an UPDATE finds can be counted against them.
+/// Binds the columns of `insert_global` for transaction `$g`, with the times as `$dialect`
+/// writes them.
+macro_rules! bind_global {
+    ($dialect:expr, $query:expr, $g:expr) => {{
+        let d: Dialect = $dialect;
+        let g: &TransGlobal = $g;
+        $query
+            .bind(&g.gid)
+            .bind(g.trans_type.as_str())
+            .bind(g.status.as_str())
+            .bind(&g.query_prepared)
+            .bind(g.protocol.as_str())
+            .bind(d.encode_time(g.create_time))
+            .bind(d.encode_time(g.update_time))
+            .bind(g.finish_time.map(|t| d.encode_time(t)))
+            .bind(g.rollback_time.map(|t| d.encode_time(t)))
+            .bind(g.options.to_json())
+            .bind(&g.custom_data)
+            .bind(g.next_cron_interval)
+            .bind(d.encode_time(g.next_cron_time))
+            .bind(&g.owner)
+            .bind(&g.ext_data)
+            .bind(&g.result)
+            .bind(&g.rollback_reason)
+    }};
+}
+
+// Below the macros, which they use.
+mod groups;
+
+/// The outcomes, each record once: a record named twice keeps its last outcome, as the backends
+/// that write one outcome after another do, and the rows a write finds can be counted against
+/// the records it names.
+fn last_per_record(outcomes: &[BranchOutcome]) -> Vec<&BranchOutcome> {
+    outcomes
+        .iter()
+        .enumerate()
+        .filter(|(i, o)| {
+            !outcomes[i + 1..]
+                .iter()
+                .any(|later| (&later.branch_id, &later.op) == (&o.branch_id, &o.op))
+        })
+        .map(|(_, o)| o)
+        .collect()
+}
+
+/// Branch outcomes grouped by their new status, one UPDATE a group, each record once
+/// ([`last_per_record`]).
 fn by_status(outcomes: &[BranchOutcome]) -> Vec<(&'static str, Vec<&BranchOutcome>)> {
     let mut groups: Vec<(&'static str, Vec<&BranchOutcome>)> = Vec::new();
-    for (i, o) in outcomes.iter().enumerate() {
-        let named_later = outcomes[i + 1..]
-            .iter()
-            .any(|later| (&later.branch_id, &later.op) == (&o.branch_id, &o.op));
-        if named_later {
-            continue;
-        }
+    for o in last_per_record(outcomes) {
         match groups.iter_mut().find(|(status, _)| *status == o.status) {
             Some((_, group)) => group.push(o),
             None => groups.push((o.status, vec![o])),
@@ -224,10 +270,16 @@ impl SqlStore {
         let pool = Pool::connect(dialect, config, &last_failure)
             .await
             .map_err(prefix)?;
+        let sql = Statements::new(dialect, &scope);
+        let groups = match &pool {
+            Pool::Postgres(pg) => Some(Groups::start(pg, &sql.globals, &sql.branches)),
+            Pool::MySql(_) => None,
+        };
         let store = SqlStore {
             pool,
-            sql: Statements::new(dialect, &scope),
+            sql,
             last_failure,
+            groups,
         };
         store.run(|| store.create_tables(&scope)).await?;
         Ok(store)
@@ -276,11 +328,47 @@ impl SqlStore {
             }
         };
         if matches!(result, Err(StoreError::Backend(_))) {
-            if let Ok(mut at) = self.last_failure.lock() {
-                *at = Some(Instant::now());
-            }
+            self.note_failure();
         }
         result
+    }
+
+    /// Remembers that a store call failed just now, so that pooled connections are checked
+    /// before their next use (`pool.rs`).
+    fn note_failure(&self) {
+        if let Ok(mut at) = self.last_failure.lock() {
+            *at = Some(Instant::now());
+        }
+    }
+
+    /// Writes what `write` makes together with concurrent writes of its kind, where this store
+    /// groups them (PostgreSQL: `groups`); otherwise, or when it goes alone, with `alone`.
+    async fn grouped<W, Fut>(
+        &self,
+        commit: impl FnOnce(&Groups) -> &group_commit::GroupCommit<W>,
+        write: impl FnOnce() -> W,
+        alone: impl FnOnce() -> Fut,
+    ) -> StoreResult<()>
+    where
+        W: group_commit::Write,
+        Fut: Future<Output = StoreResult<()>>,
+    {
+        let Some(groups) = self.groups.as_ref() else {
+            return alone().await;
+        };
+        match commit(groups).write(write()).await {
+            Grouped::Alone(slot) => {
+                let written = alone().await;
+                drop(slot);
+                written
+            }
+            Grouped::Done(Err(StoreError::Backend(message))) => {
+                self.note_failure();
+                let name = self.dialect().name();
+                Err(StoreError::Backend(format!("{name}: {message}")))
+            }
+            Grouped::Done(result) => result,
+        }
     }
 
     /// Creates the scope and dtm's tables unless all three tables exist, so a database user
@@ -337,6 +425,142 @@ fn truncate_reason(reason: Option<String>) -> Option<String> {
         Some((cut, _)) => r[..cut].to_owned(),
         None => r,
     })
+}
+
+/// The writes a PostgreSQL store groups (`groups/`), each written on its own.
+impl SqlStore {
+    /// `Store::save_new` written alone: one statement (PostgreSQL) or one transaction (MySQL).
+    async fn create_alone(&self, global: &TransGlobal, branches: &[Branch]) -> StoreResult<()> {
+        // PostgreSQL takes both inserts in one statement; MySQL needs a transaction.
+        let one_statement = self.dialect() == Dialect::Postgres && !branches.is_empty();
+        let sql = if one_statement {
+            self.sql.insert_global_with_branches(branches.len())
+        } else {
+            self.sql.insert_global.clone()
+        };
+        self.run(|| async {
+            on_pool!(self, pool => {
+                let insert = bind_global!(self.dialect(), sqlx::query(dynamic(sql.clone())), global);
+                if one_statement {
+                    let insert = bind_branches!(self.dialect(), insert, &global.gid, branches);
+                    insert.execute(pool).await.map_err(write_error)?;
+                    return Ok(());
+                }
+                in_transaction!(pool, tx => {
+                    insert.execute(&mut *tx).await.map_err(write_error)?;
+                    if !branches.is_empty() {
+                        let insert = sqlx::query(dynamic(self.sql.insert_branches(branches.len())));
+                        let insert = bind_branches!(self.dialect(), insert, &global.gid, branches);
+                        insert.execute(&mut *tx).await.map_err(write_error)?;
+                    }
+                    Ok(())
+                })
+            })
+        })
+        .await
+    }
+
+    /// `Store::save_branch_outcomes` written alone: one statement, or one transaction when the
+    /// outcomes set several statuses.
+    async fn save_results_alone(
+        &self,
+        gid: &str,
+        outcomes: &[BranchOutcome],
+        now: Millis,
+    ) -> StoreResult<()> {
+        let groups = by_status(outcomes);
+        self.run(|| async {
+            on_pool!(self, pool => {
+                if let [group] = groups.as_slice() {
+                    // One statement, guarded by the transaction's status.
+                    return update_branches!(self, pool, gid, group, now, true);
+                }
+                in_transaction!(pool, tx => {
+                    let unfinished =
+                        lock_status!(self, &mut *tx, gid).is_some_and(|s| !s.is_finished());
+                    if !unfinished {
+                        return Err(StoreError::NotFound);
+                    }
+                    for group in &groups {
+                        update_branches!(self, &mut *tx, gid, group, now, false)?;
+                    }
+                    Ok(())
+                })
+            })
+        })
+        .await
+    }
+
+    /// `Store::change_status` written alone (the rollback reason already cut to fit): one
+    /// statement, or one transaction (MySQL with branch outcomes).
+    async fn change_status_alone(
+        &self,
+        gid: &str,
+        from: GlobalStatus,
+        to: GlobalStatus,
+        change: &StatusChange,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let finish_time = (to == GlobalStatus::Succeed).then_some(now);
+        let rollback_time = (to == GlobalStatus::Failed).then_some(now);
+        let reason = &change.rollback_reason;
+        let groups = by_status(&change.branch_outcomes);
+        // PostgreSQL takes the status and the outcomes in one statement; MySQL needs a
+        // transaction.
+        let sizes: Vec<usize> = groups.iter().map(|(_, records)| records.len()).collect();
+        let one_statement = self.dialect() == Dialect::Postgres && !groups.is_empty();
+        let sql = if one_statement {
+            self.sql.change_status_with_branches(&sizes)
+        } else {
+            self.sql.change_status.clone()
+        };
+        self.run(|| async {
+            on_pool!(self, pool => {
+                let update = sqlx::query(dynamic(sql.clone()))
+                    .bind(to.as_str())
+                    .bind(self.time(now))
+                    .bind(self.opt_time(finish_time))
+                    .bind(self.opt_time(rollback_time))
+                    .bind(reason)
+                    .bind(&change.result)
+                    .bind(&change.custom_data)
+                    .bind(&change.options)
+                    .bind(gid)
+                    .bind(from.as_str());
+                let found = |changed: bool| if changed { Ok(()) } else { Err(StoreError::NotFound) };
+                if one_statement {
+                    let mut update = update.bind(gid);
+                    for (_, records) in &groups {
+                        update = bind_keys!(update, records);
+                    }
+                    let mut update = update.bind(sizes.iter().sum::<usize>() as i64);
+                    for (status, records) in &groups {
+                        update = update
+                            .bind(*status)
+                            .bind(self.time(now))
+                            .bind(self.time(now))
+                            .bind(gid);
+                        update = bind_keys!(update, records);
+                    }
+                    let changed = update.fetch_optional(pool).await.map_err(db_error)?;
+                    return found(changed.is_some());
+                }
+                if groups.is_empty() {
+                    let changed = update.execute(pool).await.map_err(db_error)?;
+                    return found(changed.rows_affected() > 0);
+                }
+                in_transaction!(pool, tx => {
+                    let changed = update.execute(&mut *tx).await.map_err(db_error)?;
+                    found(changed.rows_affected() > 0)?;
+                    for group in &groups {
+                        update_branches!(self, &mut *tx, gid, group, now, false)?;
+                    }
+                    Ok(())
+                })
+            })
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -453,50 +677,15 @@ impl Store for SqlStore {
     }
 
     async fn save_new(&self, global: &TransGlobal, branches: &[Branch]) -> StoreResult<()> {
-        let g = global;
-        // PostgreSQL takes both inserts in one statement; MySQL needs a transaction.
-        let one_statement = self.dialect() == Dialect::Postgres && !branches.is_empty();
-        let sql = if one_statement {
-            self.sql.insert_global_with_branches(branches.len())
-        } else {
-            self.sql.insert_global.clone()
+        let creation = || Creation {
+            global: global.clone(),
+            branches: branches.to_vec(),
         };
-        self.run(|| async {
-            on_pool!(self, pool => {
-                let insert = sqlx::query(dynamic(sql.clone()))
-                    .bind(&g.gid)
-                    .bind(g.trans_type.as_str())
-                    .bind(g.status.as_str())
-                    .bind(&g.query_prepared)
-                    .bind(g.protocol.as_str())
-                    .bind(self.time(g.create_time))
-                    .bind(self.time(g.update_time))
-                    .bind(self.opt_time(g.finish_time))
-                    .bind(self.opt_time(g.rollback_time))
-                    .bind(g.options.to_json())
-                    .bind(&g.custom_data)
-                    .bind(g.next_cron_interval)
-                    .bind(self.time(g.next_cron_time))
-                    .bind(&g.owner)
-                    .bind(&g.ext_data)
-                    .bind(&g.result)
-                    .bind(&g.rollback_reason);
-                if one_statement {
-                    let insert = bind_branches!(self, insert, &g.gid, branches);
-                    insert.execute(pool).await.map_err(write_error)?;
-                    return Ok(());
-                }
-                in_transaction!(pool, tx => {
-                    insert.execute(&mut *tx).await.map_err(write_error)?;
-                    if !branches.is_empty() {
-                        let insert = sqlx::query(dynamic(self.sql.insert_branches(branches.len())));
-                        let insert = bind_branches!(self, insert, &g.gid, branches);
-                        insert.execute(&mut *tx).await.map_err(write_error)?;
-                    }
-                    Ok(())
-                })
-            })
-        })
+        self.grouped(
+            |g| &g.creations,
+            creation,
+            || self.create_alone(global, branches),
+        )
         .await
     }
 
@@ -514,7 +703,7 @@ impl Store for SqlStore {
                     }
                     if !branches.is_empty() {
                         let insert = sqlx::query(dynamic(self.sql.insert_branches(branches.len())));
-                        let insert = bind_branches!(self, insert, gid, branches);
+                        let insert = bind_branches!(self.dialect(), insert, gid, branches);
                         insert.execute(&mut *tx).await.map_err(write_error)?;
                     }
                     Ok(())
@@ -533,26 +722,16 @@ impl Store for SqlStore {
         if outcomes.is_empty() {
             return Ok(());
         }
-        let groups = by_status(outcomes);
-        self.run(|| async {
-            on_pool!(self, pool => {
-                if let [group] = groups.as_slice() {
-                    // One statement, guarded by the transaction's status.
-                    return update_branches!(self, pool, gid, group, now, true);
-                }
-                in_transaction!(pool, tx => {
-                    let unfinished =
-                        lock_status!(self, &mut *tx, gid).is_some_and(|s| !s.is_finished());
-                    if !unfinished {
-                        return Err(StoreError::NotFound);
-                    }
-                    for group in &groups {
-                        update_branches!(self, &mut *tx, gid, group, now, false)?;
-                    }
-                    Ok(())
-                })
-            })
-        })
+        let results = || BranchResults {
+            gid: gid.to_owned(),
+            outcomes: outcomes.to_vec(),
+            now,
+        };
+        self.grouped(
+            |g| &g.results,
+            results,
+            || self.save_results_alone(gid, outcomes, now),
+        )
         .await
     }
 
@@ -564,64 +743,22 @@ impl Store for SqlStore {
         change: StatusChange,
         now: Millis,
     ) -> StoreResult<()> {
-        let finish_time = (to == GlobalStatus::Succeed).then_some(now);
-        let rollback_time = (to == GlobalStatus::Failed).then_some(now);
-        let reason = truncate_reason(change.rollback_reason);
-        let groups = by_status(&change.branch_outcomes);
-        // PostgreSQL takes the status and the outcomes in one statement; MySQL needs a
-        // transaction.
-        let sizes: Vec<usize> = groups.iter().map(|(_, records)| records.len()).collect();
-        let one_statement = self.dialect() == Dialect::Postgres && !groups.is_empty();
-        let sql = if one_statement {
-            self.sql.change_status_with_branches(&sizes)
-        } else {
-            self.sql.change_status.clone()
+        let change = StatusChange {
+            rollback_reason: truncate_reason(change.rollback_reason),
+            ..change
         };
-        self.run(|| async {
-            on_pool!(self, pool => {
-                let update = sqlx::query(dynamic(sql.clone()))
-                    .bind(to.as_str())
-                    .bind(self.time(now))
-                    .bind(self.opt_time(finish_time))
-                    .bind(self.opt_time(rollback_time))
-                    .bind(&reason)
-                    .bind(&change.result)
-                    .bind(&change.custom_data)
-                    .bind(&change.options)
-                    .bind(gid)
-                    .bind(from.as_str());
-                let found = |changed: bool| if changed { Ok(()) } else { Err(StoreError::NotFound) };
-                if one_statement {
-                    let mut update = update.bind(gid);
-                    for (_, records) in &groups {
-                        update = bind_keys!(update, records);
-                    }
-                    let mut update = update.bind(sizes.iter().sum::<usize>() as i64);
-                    for (status, records) in &groups {
-                        update = update
-                            .bind(*status)
-                            .bind(self.time(now))
-                            .bind(self.time(now))
-                            .bind(gid);
-                        update = bind_keys!(update, records);
-                    }
-                    let changed = update.fetch_optional(pool).await.map_err(db_error)?;
-                    return found(changed.is_some());
-                }
-                if groups.is_empty() {
-                    let changed = update.execute(pool).await.map_err(db_error)?;
-                    return found(changed.rows_affected() > 0);
-                }
-                in_transaction!(pool, tx => {
-                    let changed = update.execute(&mut *tx).await.map_err(db_error)?;
-                    found(changed.rows_affected() > 0)?;
-                    for group in &groups {
-                        update_branches!(self, &mut *tx, gid, group, now, false)?;
-                    }
-                    Ok(())
-                })
-            })
-        })
+        let write = || StatusWrite {
+            gid: gid.to_owned(),
+            from,
+            to,
+            change: change.clone(),
+            now,
+        };
+        self.grouped(
+            |g| &g.changes,
+            write,
+            || self.change_status_alone(gid, from, to, &change, now),
+        )
         .await
     }
 

@@ -459,3 +459,69 @@ fn times_round_trip_and_are_clamped() {
         );
     }
 }
+
+/// Each of PostgreSQL's group statements runs: writes queued together are written by it, not
+/// handed back to be written one by one (which the shared suite's answers alone would not show).
+#[tokio::test]
+async fn postgres_writes_queued_together_are_written_as_one() {
+    use self::group_commit::Grouped;
+    use crate::model::{branch_status, op};
+    let Some(store) = fresh(Dialect::Postgres).await else {
+        return;
+    };
+    let Some(groups) = store.groups.as_ref() else {
+        panic!("a PostgreSQL store writes in groups");
+    };
+    let written =
+        |outcomes: [Grouped; 2]| outcomes.iter().all(|o| matches!(o, Grouped::Done(Ok(()))));
+    let gids = ["group-a", "group-b"];
+    let creation = |gid: &str| Creation {
+        global: sample_global(gid, 1_000),
+        branches: vec![Branch::new(
+            gid,
+            "01".into(),
+            op::ACTION,
+            "http://busi".into(),
+            vec![],
+            1_000,
+        )],
+    };
+    let outcome = || BranchOutcome {
+        branch_id: "01".into(),
+        op: op::ACTION.into(),
+        status: branch_status::SUCCEED,
+    };
+    let created = futures::join!(
+        groups.creations.write(creation(gids[0])),
+        groups.creations.write(creation(gids[1]))
+    );
+    assert!(written([created.0, created.1]));
+    let results = |gid: &str| BranchResults {
+        gid: gid.into(),
+        outcomes: vec![outcome()],
+        now: 2_000,
+    };
+    let saved = futures::join!(
+        groups.results.write(results(gids[0])),
+        groups.results.write(results(gids[1]))
+    );
+    assert!(written([saved.0, saved.1]));
+    let change = |gid: &str| StatusWrite {
+        gid: gid.into(),
+        from: GlobalStatus::Prepared,
+        to: GlobalStatus::Succeed,
+        change: StatusChange::default(),
+        now: 3_000,
+    };
+    let changed = futures::join!(
+        groups.changes.write(change(gids[0])),
+        groups.changes.write(change(gids[1]))
+    );
+    assert!(written([changed.0, changed.1]));
+    for gid in gids {
+        let global = store.find_global(gid).await.unwrap().unwrap();
+        assert_eq!(global.status, GlobalStatus::Succeed);
+        let records = store.find_branches(gid).await.unwrap();
+        assert_eq!(records[0].status, branch_status::SUCCEED);
+    }
+}
