@@ -16,8 +16,8 @@
 //!
 //! For each workload and store, a fresh dtm and a fresh dtm-host are started, then measured in
 //! turn, BENCH_RUNS times each (default 3), alternating which goes first, each run for
-//! BENCH_SECONDS (default 10) after a 2 s warm-up, and each only once the other's work has
-//! settled. Per coordinator: medians over the runs of TPS, p50/p99 latency and the
+//! BENCH_SECONDS (default 10) after a 2 s warm-up, and each only once both coordinators and
+//! the store server are idle (the other's leftover work has settled). Per coordinator: medians over the runs of TPS, p50/p99 latency and the
 //! coordinator's CPU time per transaction (user + system time from `/proc/<pid>/stat` over the
 //! measured window ÷ the transactions completed in it), its peak RSS (VmHWM), the errors of
 //! all runs, and the store server's CPU time per transaction (all its processes, PostgreSQL's
@@ -207,8 +207,9 @@ impl Bench {
         }
     }
 
-    async fn run(&self, workload: Workload, side: &Side, prefix: &str) -> Run {
-        settle(side.pid).await;
+    /// Measures `side` once `busy` (both coordinators) and the store server are idle.
+    async fn run(&self, workload: Workload, side: &Side, busy: [u32; 2], prefix: &str) -> Run {
+        settle(busy, side.store_port.and_then(server_pid)).await;
         let one = self.unit(workload, side, prefix);
         let edges = Arc::new(Mutex::new(Vec::new()));
         let (pid, sampled) = (side.pid, edges.clone());
@@ -264,7 +265,8 @@ impl Bench {
             let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
             for i in order {
                 let prefix = format!("{}-{r}", workload.name());
-                runs[i].push(self.run(workload, &sides[i], &prefix).await);
+                let busy = [sides[0].pid, sides[1].pid];
+                runs[i].push(self.run(workload, &sides[i], busy, &prefix).await);
             }
         }
         println!();
@@ -448,13 +450,22 @@ fn peak_rss_mib(pid: u32) -> f64 {
 
 /// Waits (up to 30 s) until `pid` uses under a tenth of a core: work of the last run that
 /// outlives it (a msg's branches, dtm's asynchronous branch writes) is not charged to the next.
-async fn settle(pid: u32) {
+/// Waits, up to 30 s, until each coordinator and the store server (all its processes) used at
+/// most 5 clock ticks in the last half second: the work one coordinator left (a msg is answered
+/// before its branches are called; dtm writes branch results in the background) must not run
+/// in the other's window, where it would take cores and store time from it.
+async fn settle(coordinators: [u32; 2], store: Option<u32>) {
+    let ticks = || {
+        let mut ticks: Vec<u64> = coordinators.iter().map(|&pid| cpu_ticks(pid)).collect();
+        ticks.extend(store.map(tree_ticks));
+        ticks
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last = cpu_ticks(pid);
+    let mut last = ticks();
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = cpu_ticks(pid);
-        if now - last <= 5 {
+        let now = ticks();
+        if now.iter().zip(&last).all(|(now, last)| now - last <= 5) {
             return;
         }
         last = now;
