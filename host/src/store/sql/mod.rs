@@ -75,6 +75,7 @@ macro_rules! on_pool {
 
 // Below `on_pool!`, which `pool.rs` uses.
 mod group_commit;
+mod groups;
 mod pool;
 mod rows;
 
@@ -154,11 +155,9 @@ macro_rules! bind_keys {
     }};
 }
 
-/// Binds the columns of `insert_branches` for each of `$branches`, all under `$gid`, with the
-/// times as `$dialect` writes them.
+/// Binds the columns of `insert_branches` for each of `$branches`, all under `$gid`.
 macro_rules! bind_branches {
-    ($dialect:expr, $query:expr, $gid:expr, $branches:expr) => {{
-        let d: Dialect = $dialect;
+    ($store:expr, $query:expr, $gid:expr, $branches:expr) => {{
         let mut query = $query;
         for b in $branches {
             query = query
@@ -168,43 +167,13 @@ macro_rules! bind_branches {
                 .bind(&b.branch_id)
                 .bind(&b.op)
                 .bind(&b.status)
-                .bind(b.finish_time.map(|t| d.encode_time(t)))
-                .bind(d.encode_time(b.create_time))
-                .bind(d.encode_time(b.update_time));
+                .bind($store.opt_time(b.finish_time))
+                .bind($store.time(b.create_time))
+                .bind($store.time(b.update_time));
         }
         query
     }};
 }
-
-/// Binds the columns of `insert_global` for transaction `$g`, with the times as `$dialect`
-/// writes them.
-macro_rules! bind_global {
-    ($dialect:expr, $query:expr, $g:expr) => {{
-        let d: Dialect = $dialect;
-        let g: &TransGlobal = $g;
-        $query
-            .bind(&g.gid)
-            .bind(g.trans_type.as_str())
-            .bind(g.status.as_str())
-            .bind(&g.query_prepared)
-            .bind(g.protocol.as_str())
-            .bind(d.encode_time(g.create_time))
-            .bind(d.encode_time(g.update_time))
-            .bind(g.finish_time.map(|t| d.encode_time(t)))
-            .bind(g.rollback_time.map(|t| d.encode_time(t)))
-            .bind(g.options.to_json())
-            .bind(&g.custom_data)
-            .bind(g.next_cron_interval)
-            .bind(d.encode_time(g.next_cron_time))
-            .bind(&g.owner)
-            .bind(&g.ext_data)
-            .bind(&g.result)
-            .bind(&g.rollback_reason)
-    }};
-}
-
-// Below the macros, which they use.
-mod groups;
 
 /// The outcomes, each record once: a record named twice keeps its last outcome, as the backends
 /// that write one outcome after another do, and the rows a write finds can be counted against
@@ -289,7 +258,6 @@ impl SqlStore {
         self.sql.dialect
     }
 
-    /// Runs one store operation with the time limit, naming the server in backend errors.
     /// Runs one store operation (`op` makes it) within [`OPERATION_TIMEOUT`], naming the
     /// server in a backend error; an operation the server undid because it deadlocked with a
     /// concurrent one is made and run again, a few times.
@@ -298,9 +266,8 @@ impl SqlStore {
         F: Fn() -> Fut,
         Fut: Future<Output = StoreResult<T>>,
     {
-        let name = self.dialect().name();
         let mut attempts = 1;
-        let result = loop {
+        loop {
             match tokio::time::timeout(OPERATION_TIMEOUT, op()).await {
                 Ok(Err(StoreError::Backend(message)))
                     if message.starts_with(DEADLOCK) && attempts < DEADLOCK_ATTEMPTS =>
@@ -310,35 +277,26 @@ impl SqlStore {
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
                 Ok(Err(StoreError::Backend(message))) if message == NO_CONNECTION => {
-                    break Err(StoreError::Backend(format!(
-                        "{name}: {}",
-                        self.why_no_connection()
-                    )))
+                    break Err(self.failed(self.why_no_connection()))
                 }
-                Ok(Err(StoreError::Backend(message))) => {
-                    break Err(StoreError::Backend(format!("{name}: {message}")))
-                }
+                Ok(Err(StoreError::Backend(message))) => break Err(self.failed(message)),
                 Ok(result) => break result,
                 Err(_) => {
-                    break Err(StoreError::Backend(format!(
-                        "{name}: no answer within {} s",
-                        OPERATION_TIMEOUT.as_secs()
-                    )))
+                    let late = format!("no answer within {} s", OPERATION_TIMEOUT.as_secs());
+                    break Err(self.failed(late));
                 }
             }
-        };
-        if matches!(result, Err(StoreError::Backend(_))) {
-            self.note_failure();
         }
-        result
     }
 
-    /// Remembers that a store call failed just now, so that pooled connections are checked
-    /// before their next use (`pool.rs`).
-    fn note_failure(&self) {
+    /// The backend error `message` of a store call that failed just now, naming the server.
+    /// Remembers the failure, so that pooled connections are checked before their next use
+    /// (`pool.rs`).
+    fn failed(&self, message: impl std::fmt::Display) -> StoreError {
         if let Ok(mut at) = self.last_failure.lock() {
             *at = Some(Instant::now());
         }
+        StoreError::Backend(format!("{}: {message}", self.dialect().name()))
     }
 
     /// Writes what `write` makes together with concurrent writes of its kind, where this store
@@ -362,11 +320,7 @@ impl SqlStore {
                 drop(slot);
                 written
             }
-            Grouped::Done(Err(StoreError::Backend(message))) => {
-                self.note_failure();
-                let name = self.dialect().name();
-                Err(StoreError::Backend(format!("{name}: {message}")))
-            }
+            Grouped::Done(Err(StoreError::Backend(message))) => Err(self.failed(message)),
             Grouped::Done(result) => result,
         }
     }
@@ -440,9 +394,27 @@ impl SqlStore {
         };
         self.run(|| async {
             on_pool!(self, pool => {
-                let insert = bind_global!(self.dialect(), sqlx::query(dynamic(sql.clone())), global);
+                let g = global;
+                let insert = sqlx::query(dynamic(sql.clone()))
+                    .bind(&g.gid)
+                    .bind(g.trans_type.as_str())
+                    .bind(g.status.as_str())
+                    .bind(&g.query_prepared)
+                    .bind(g.protocol.as_str())
+                    .bind(self.time(g.create_time))
+                    .bind(self.time(g.update_time))
+                    .bind(self.opt_time(g.finish_time))
+                    .bind(self.opt_time(g.rollback_time))
+                    .bind(g.options.to_json())
+                    .bind(&g.custom_data)
+                    .bind(g.next_cron_interval)
+                    .bind(self.time(g.next_cron_time))
+                    .bind(&g.owner)
+                    .bind(&g.ext_data)
+                    .bind(&g.result)
+                    .bind(&g.rollback_reason);
                 if one_statement {
-                    let insert = bind_branches!(self.dialect(), insert, &global.gid, branches);
+                    let insert = bind_branches!(self, insert, &global.gid, branches);
                     insert.execute(pool).await.map_err(write_error)?;
                     return Ok(());
                 }
@@ -450,7 +422,7 @@ impl SqlStore {
                     insert.execute(&mut *tx).await.map_err(write_error)?;
                     if !branches.is_empty() {
                         let insert = sqlx::query(dynamic(self.sql.insert_branches(branches.len())));
-                        let insert = bind_branches!(self.dialect(), insert, &global.gid, branches);
+                        let insert = bind_branches!(self, insert, &global.gid, branches);
                         insert.execute(&mut *tx).await.map_err(write_error)?;
                     }
                     Ok(())
@@ -703,7 +675,7 @@ impl Store for SqlStore {
                     }
                     if !branches.is_empty() {
                         let insert = sqlx::query(dynamic(self.sql.insert_branches(branches.len())));
-                        let insert = bind_branches!(self.dialect(), insert, gid, branches);
+                        let insert = bind_branches!(self, insert, gid, branches);
                         insert.execute(&mut *tx).await.map_err(write_error)?;
                     }
                     Ok(())

@@ -4,7 +4,7 @@
 //! prepares it once. Every write of a group gets the answer its own statement would have given,
 //! under the same guards.
 
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgArguments, PgPool, Postgres};
 
 use super::super::group_commit::GroupResults;
 use super::super::{db_error, dynamic, last_per_record, write_error, Dialect};
@@ -135,21 +135,48 @@ fn column<'a, R, T>(rows: &'a [R], value: impl Fn(&'a R) -> T) -> Vec<T> {
     rows.iter().map(value).collect()
 }
 
-/// The records named by a group's writes: (gid, outcome, time of the write), each record once.
-fn named_records<'a, W>(
-    group: &'a [W],
-    outcomes: impl Fn(&'a W) -> (&'a str, &'a [BranchOutcome], Millis),
-) -> Vec<(&'a str, &'a BranchOutcome, Millis)> {
-    group
-        .iter()
-        .flat_map(|w| {
-            let (gid, outcomes, now) = outcomes(w);
-            last_per_record(outcomes)
-                .into_iter()
-                .map(move |o| (gid, o, now))
-        })
-        .collect()
+/// The branch records a group's writes name, each record of a write once (a record named twice
+/// keeps its last outcome).
+struct Named<'a> {
+    /// (gid, outcome, time of the write).
+    records: Vec<(&'a str, &'a BranchOutcome, Millis)>,
+    /// How many records each write names, in the group's order.
+    counts: Vec<i64>,
 }
+
+impl<'a> Named<'a> {
+    fn of<W>(
+        group: &'a [W],
+        outcomes: impl Fn(&'a W) -> (&'a str, &'a [BranchOutcome], Millis),
+    ) -> Self {
+        let mut named = Named {
+            records: Vec::new(),
+            counts: Vec::with_capacity(group.len()),
+        };
+        for w in group {
+            let (gid, outcomes, now) = outcomes(w);
+            let records = last_per_record(outcomes);
+            named.counts.push(records.len() as i64);
+            named
+                .records
+                .extend(records.into_iter().map(|o| (gid, o, now)));
+        }
+        named
+    }
+
+    /// Binds the records' gid, branch_id, op and status, one array each.
+    fn bind<'q>(&'q self, query: Scalar<'q>) -> Scalar<'q> {
+        let records = &self.records;
+        query
+            .bind(column(records, |r| r.0))
+            .bind(column(records, |r| r.1.branch_id.as_str()))
+            .bind(column(records, |r| r.1.op.as_str()))
+            .bind(column(records, |r| r.1.status))
+    }
+}
+
+/// A group statement that returns the gids it wrote.
+type Scalar<'q> = sqlx::query::QueryScalar<'q, Postgres, String, PgArguments>;
 
 pub(super) async fn create(
     pool: PgPool,
@@ -196,17 +223,12 @@ pub(super) async fn save_results(
     sql: String,
     group: Vec<BranchResults>,
 ) -> Result<GroupResults, StoreError> {
-    let records = named_records(&group, |w| (w.gid.as_str(), &w.outcomes, w.now));
-    let returned: Vec<String> = sqlx::query_scalar(dynamic(sql))
-        .bind(column(&records, |r| r.0))
-        .bind(column(&records, |r| r.1.branch_id.as_str()))
-        .bind(column(&records, |r| r.1.op.as_str()))
-        .bind(column(&records, |r| r.1.status))
-        .bind(column(&records, |r| ms(r.2)))
+    let named = Named::of(&group, |w| (w.gid.as_str(), &w.outcomes, w.now));
+    let returned: Vec<String> = named
+        .bind(sqlx::query_scalar(dynamic(sql)))
+        .bind(column(&named.records, |r| ms(r.2)))
         .bind(column(&group, |w| w.gid.as_str()))
-        .bind(column(&group, |w| {
-            last_per_record(&w.outcomes).len() as i64
-        }))
+        .bind(named.counts.as_slice())
         .fetch_all(&pool)
         .await
         .map_err(db_error)?;
@@ -218,11 +240,11 @@ pub(super) async fn change(
     sql: String,
     group: Vec<StatusWrite>,
 ) -> Result<GroupResults, StoreError> {
-    let records = named_records(&group, |w| {
+    let named = Named::of(&group, |w| {
         (w.gid.as_str(), &w.change.branch_outcomes, w.now)
     });
     let final_time = |w: &StatusWrite, status| (w.to == status).then_some(ms(w.now));
-    let returned: Vec<String> = sqlx::query_scalar(dynamic(sql))
+    let query = sqlx::query_scalar(dynamic(sql))
         .bind(column(&group, |w| w.gid.as_str()))
         .bind(column(&group, |w| w.from.as_str()))
         .bind(column(&group, |w| w.to.as_str()))
@@ -233,15 +255,7 @@ pub(super) async fn change(
         .bind(column(&group, |w| w.change.result.as_deref()))
         .bind(column(&group, |w| w.change.custom_data.as_deref()))
         .bind(column(&group, |w| w.change.options.as_deref()))
-        .bind(column(&group, |w| {
-            last_per_record(&w.change.branch_outcomes).len() as i64
-        }))
-        .bind(column(&records, |r| r.0))
-        .bind(column(&records, |r| r.1.branch_id.as_str()))
-        .bind(column(&records, |r| r.1.op.as_str()))
-        .bind(column(&records, |r| r.1.status))
-        .fetch_all(&pool)
-        .await
-        .map_err(db_error)?;
+        .bind(named.counts.as_slice());
+    let returned: Vec<String> = named.bind(query).fetch_all(&pool).await.map_err(db_error)?;
     answers(&group, returned, StoreError::NotFound)
 }
