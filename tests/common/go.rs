@@ -15,19 +15,13 @@ pub fn build_tests(go: &Path, module: &str) -> PathBuf {
         .join(module)
         .join(format!("{module}.test"));
     let started = Instant::now();
-    let output = Command::new(go)
-        .args(["test", "-c", "-o"])
-        .arg(&out)
-        .arg(".")
-        .current_dir(&dir)
-        .output()
-        .expect("run go");
-    assert!(
-        output.status.success(),
-        "building tests/{module} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    super::run_checked(
+        Command::new(go)
+            .args(["test", "-c", "-o"])
+            .arg(&out)
+            .arg(".")
+            .current_dir(&dir),
+        &format!("building tests/{module}"),
     );
     println!("go test -c of tests/{module} took {:?}", started.elapsed());
     out

