@@ -210,27 +210,58 @@ async fn mysql_defaults_fit_the_server_connection_limit() {
 /// the final status, in one statement (PostgreSQL's statement log counts them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_writes_the_last_result_with_the_final_status() {
-    let Some(server) =
-        test_servers::Server::start_with(Backend::Postgres.kind(), &["-clog_statement=all"])
-    else {
+    let Some((server, host, busi)) = logged_postgres("writes").await else {
         return;
     };
-    let scope = StoreScope::on(&server, Backend::Postgres, "writes");
-    let (host, busi) = (scope.start_host().await, Busi::start().await);
     busi.once("/TransIn", Reply::ok().after(Duration::from_millis(300)));
     let gid = host.new_gid().await;
     let mut body = transfer(&gid, &busi);
     body["wait_result"] = json!(true);
     assert_eq!(host.post("/submit", body).await.0, 200);
     assert_eq!(host.branch_statuses(&gid).await, SUCCEEDED);
+    let writes = logged_writes(&server, &gid);
+    assert_eq!(writes.len(), 3, "{writes:#?}");
+}
+
+/// With a retry interval shorter than a branch call, the lease a submitted transaction is
+/// created with already covers the pass's first call: the pass need not renew it first (one
+/// write more), and no other host's cron can take the transaction while the creation is being
+/// written and the pass has not renewed it yet.
+#[tokio::test]
+async fn postgres_creates_a_submitted_transaction_with_the_lease_of_its_first_call() {
+    let Some((server, host, busi)) = logged_postgres("first_lease").await else {
+        return;
+    };
+    let gid = host.new_gid().await;
+    let mut body = transfer(&gid, &busi);
+    body["wait_result"] = json!(true);
+    body["retry_interval"] = json!(1);
+    assert_eq!(host.post("/submit", body).await.0, 200);
+    assert_eq!(host.branch_statuses(&gid).await, SUCCEEDED);
+    let writes = logged_writes(&server, &gid);
+    assert_eq!(writes.len(), 3, "no lease renewal: {writes:#?}");
+}
+
+/// A PostgreSQL server that logs every statement, a host on it (in schema `schema`) and a
+/// business service; `None` where PostgreSQL cannot run here.
+async fn logged_postgres(schema: &str) -> Option<(test_servers::Server, Host, Busi)> {
+    let server =
+        test_servers::Server::start_with(Backend::Postgres.kind(), &["-clog_statement=all"])?;
+    let scope = StoreScope::on(&server, Backend::Postgres, schema);
+    let (host, busi) = (scope.start_host().await, Busi::start().await);
+    Some((server, host, busi))
+}
+
+/// The INSERTs and UPDATEs that `server` logged with `gid` among their parameters.
+fn logged_writes(server: &test_servers::Server, gid: &str) -> Vec<String> {
     // Each statement is logged as `execute <name>: <SQL>`, its parameters on the next line.
     let log = server.log();
     let lines: Vec<&str> = log.lines().collect();
-    let writes: Vec<&str> = lines
+    lines
         .windows(2)
         .filter(|pair| pair[1].contains("parameters:") && pair[1].contains(&format!("'{gid}'")))
         .map(|pair| pair[0])
         .filter(|statement| statement.contains("INSERT") || statement.contains("UPDATE"))
-        .collect();
-    assert_eq!(writes.len(), 3, "{writes:#?}");
+        .map(str::to_owned)
+        .collect()
 }

@@ -30,9 +30,6 @@ pub(super) struct PassEnd {
     pub(super) calls_outlive: bool,
 }
 
-/// How far past the end of a branch call a lease renewal reaches.
-const LEASE_RENEWAL_SLACK_MS: Millis = 3_000;
-
 /// A branch status write under way.
 type PendingWrite = JoinHandle<DtmResult<()>>;
 
@@ -226,13 +223,8 @@ impl Pass {
         Ok(())
     }
 
-    /// Until when the lease must hold for a branch call starting at `now`: its timeout, plus
-    /// the 2 s dtm allows for the pass around it.
     fn call_lease_end(&self, now: Millis) -> Millis {
-        schedule::after_secs(
-            now,
-            schedule::request_timeout(&self.global, &self.engine.conf).max(1) + 2,
-        )
+        schedule::call_lease_end(&self.global, &self.engine.conf, now)
     }
 
     /// Renews the lease, if needed, so it lasts until a branch call starting now has ended:
@@ -245,9 +237,8 @@ impl Pass {
         if self.global.next_cron_time >= call_end {
             return Ok(());
         }
-        // A little beyond, so the calls a pass starts one after another share one renewal.
         let interval = self.global.next_cron_interval;
-        self.reschedule(interval, call_end + LEASE_RENEWAL_SLACK_MS, now)
+        self.reschedule(interval, call_end + schedule::LEASE_SLACK_MS, now)
             .await
     }
 

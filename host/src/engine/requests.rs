@@ -316,7 +316,7 @@ impl Engine {
             req.options.timeout_to_fail,
             &self.conf,
         );
-        let global = TransGlobal {
+        let mut global = TransGlobal {
             id: 0,
             gid: req.gid.clone(),
             trans_type,
@@ -342,6 +342,9 @@ impl Engine {
             result: String::new(),
             rollback_reason: String::new(),
         };
+        if status == GlobalStatus::Submitted {
+            global.next_cron_time = schedule::first_lease(&global, &self.conf, now);
+        }
         Ok((global, branches))
     }
 }

@@ -85,6 +85,26 @@ pub fn request_timeout(global: &TransGlobal, conf: &ScheduleConfig) -> i64 {
     }
 }
 
+/// How far past the end of a branch call a lease reaches when a pass takes or renews it, so
+/// the calls a pass starts one after another share one renewal.
+pub const LEASE_SLACK_MS: Millis = 3_000;
+
+/// Until when a pass's lease must hold for a branch call starting at `now`: its timeout, plus
+/// the 2 s dtm allows for the pass around it.
+pub fn call_lease_end(global: &TransGlobal, conf: &ScheduleConfig, now: Millis) -> Millis {
+    after_secs(now, request_timeout(global, conf).max(1) + 2)
+}
+
+/// The first lease of a transaction created submitted, held by the pass that follows at once:
+/// its retry interval, but no shorter than the lease of that pass's first branch call. With a
+/// retry interval shorter than a call, a creation written late (a busy store) left the pass a
+/// lease that had run out before its first renewal, and another host's cron took the
+/// transaction from under it.
+pub fn first_lease(global: &TransGlobal, conf: &ScheduleConfig, now: Millis) -> Millis {
+    after_secs(now, global.next_cron_interval)
+        .max(call_lease_end(global, conf, now) + LEASE_SLACK_MS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +142,18 @@ mod tests {
         assert_eq!(retry_count(160, 10), 4);
         assert_eq!(retry_count(5, 10), 0);
         assert_eq!(retry_count(10, 0), 0);
+    }
+
+    #[test]
+    fn a_first_lease_covers_the_first_call_whatever_the_retry_interval() {
+        let mut g = sample_global("g", 0);
+        g.next_cron_interval = 1;
+        assert_eq!(
+            first_lease(&g, &CONF, 1_000),
+            1_000 + 5_000 + LEASE_SLACK_MS
+        );
+        g.next_cron_interval = 60;
+        assert_eq!(first_lease(&g, &CONF, 1_000), 61_000);
     }
 
     #[test]
