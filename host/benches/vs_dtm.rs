@@ -14,10 +14,12 @@
 //! Go module cache). Each coordinator runs with its defaults, except that on a SQL server both
 //! may open the same number of connections (`Store.MaxOpenConns`).
 //!
-//! For each workload and store, a fresh dtm and a fresh dtm-host are started, then measured in
-//! turn, BENCH_RUNS times each (default 3), alternating which goes first, each run for
-//! BENCH_SECONDS (default 10) after a 2 s warm-up, and each only once both coordinators and
-//! the store server are idle (the other's leftover work has settled). Per coordinator: medians over the runs of TPS, p50/p99 latency and the
+//! For each workload and store, a fresh dtm and a fresh dtm-host are started (and, unless
+//! BENCH_UPDATE_BRANCH_SYNC is set, a second dtm-host with dtm's `UpdateBranchSync: 0`, in a
+//! scope of its own: `dtm-host/0`, ratio lines `<workload>-ubs0`), then measured in turn,
+//! BENCH_RUNS times each (default 3), each run starting with another of them, each run for
+//! BENCH_SECONDS (default 10) after a 2 s warm-up, and each only once every coordinator and
+//! the store server are idle (the others' leftover work has settled). Per coordinator: medians over the runs of TPS, p50/p99 latency and the
 //! coordinator's CPU time per transaction (user + system time from `/proc/<pid>/stat` over the
 //! measured window ÷ the transactions completed in it), its peak RSS (VmHWM), the errors of
 //! all runs, and the store server's CPU time per transaction (all its processes, PostgreSQL's
@@ -25,8 +27,9 @@
 //!
 //! Settings (environment): BENCH_SECONDS, BENCH_RUNS, BENCH_CONCURRENCY,
 //! BENCH_TAIL_CONCURRENCY, BENCH_STORES (default `embedded,mysql,postgres,redis`),
-//! BENCH_LOG_LEVEL (both coordinators' LogLevel, default info: both defaults),
-//! BENCH_UPDATE_BRANCH_SYNC (unset: each its default, dtm 0 and dtm-host 1; set: both this).
+//! BENCH_LOG_LEVEL (every coordinator's LogLevel, default info: their default),
+//! BENCH_UPDATE_BRANCH_SYNC (unset: each its default, dtm 0 and dtm-host 1, plus dtm-host/0;
+//! set: both this, no dtm-host/0).
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -120,6 +123,15 @@ fn store_pair(store: Option<Backend>) -> String {
     }
 }
 
+/// A dtm-host configuration measured against dtm.
+struct HostSetting {
+    label: &'static str,
+    /// `UpdateBranchSync` set for it (`None`: dtm-host's default).
+    update_branch_sync: Option<String>,
+    /// Added to the workload's name in its ratio line.
+    suffix: &'static str,
+}
+
 /// One coordinator under load.
 struct Side {
     label: &'static str,
@@ -151,31 +163,47 @@ struct Bench {
 }
 
 impl Bench {
-    /// A fresh dtm and a fresh dtm-host on `store`, and the store server's port.
-    async fn start_pair(
+    /// The dtm-host settings measured against dtm: the one BENCH_UPDATE_BRANCH_SYNC gives both,
+    /// or else dtm-host's default and, beside it, dtm's `UpdateBranchSync: 0`.
+    fn host_settings(&self) -> Vec<HostSetting> {
+        match &self.update_branch_sync {
+            Some(value) => vec![HostSetting {
+                label: "dtm-host",
+                update_branch_sync: Some(value.clone()),
+                suffix: "",
+            }],
+            None => vec![
+                HostSetting {
+                    label: "dtm-host",
+                    update_branch_sync: None,
+                    suffix: "",
+                },
+                HostSetting {
+                    label: "dtm-host/0",
+                    update_branch_sync: Some("0".into()),
+                    suffix: "-ubs0",
+                },
+            ],
+        }
+    }
+
+    /// A fresh dtm and a fresh dtm-host per setting on `store`, each in a scope of its own, and
+    /// the store server's port.
+    async fn start_coordinators(
         &self,
         store: Option<Backend>,
         tag: &str,
-    ) -> (Dtm, HostProcess, Option<u16>) {
+        settings: &[HostSetting],
+    ) -> (Dtm, Vec<HostProcess>, Option<u16>) {
         let mut store_port = None;
         let mut yaml = format!("LogLevel: {}\n", self.log_level);
         if let Some(ubs) = &self.update_branch_sync {
             yaml.push_str(&format!("UpdateBranchSync: {ubs}\n"));
         }
-        let mut host_env: Vec<(String, String)> = Vec::new();
-        if let Some(ubs) = &self.update_branch_sync {
-            host_env.push(("UPDATE_BRANCH_SYNC".into(), ubs.clone()));
-        }
         if let Some(backend) = store {
-            let host_scope = StoreScope::new(backend, &format!("vs_host_{tag}"))
-                .expect("the server is installed");
-            host_env.extend(host_scope.env(host_scope.port));
-            store_port = Some(host_scope.port);
-            if backend != Backend::Redis {
-                host_env.push(("STORE_MAX_OPEN_CONNS".into(), SQL_POOL.to_string()));
-            }
             let dtm_scope = StoreScope::new(backend, &format!("vs_dtm_{tag}"))
                 .expect("the server is installed");
+            store_port = Some(dtm_scope.port);
             let store_yaml = dtm_store_yaml(&dtm_scope, SQL_POOL)
                 .await
                 .expect("Go is installed, to build dtm");
@@ -184,8 +212,23 @@ impl Bench {
         let dtm = Dtm::start(&yaml)
             .await
             .expect("Go is installed, to build dtm");
-        let host = HostProcess::start_with(&self.log_level, &host_env).await;
-        (dtm, host, store_port)
+        let mut hosts = Vec::new();
+        for (i, setting) in settings.iter().enumerate() {
+            let mut env: Vec<(String, String)> = Vec::new();
+            if let Some(ubs) = &setting.update_branch_sync {
+                env.push(("UPDATE_BRANCH_SYNC".into(), ubs.clone()));
+            }
+            if let Some(backend) = store {
+                let scope = StoreScope::new(backend, &format!("vs_host{i}_{tag}"))
+                    .expect("the server is installed");
+                env.extend(scope.env(scope.port));
+                if backend != Backend::Redis {
+                    env.push(("STORE_MAX_OPEN_CONNS".into(), SQL_POOL.to_string()));
+                }
+            }
+            hosts.push(HostProcess::start_with(&self.log_level, &env).await);
+        }
+        (dtm, hosts, store_port)
     }
 
     fn unit(
@@ -207,8 +250,8 @@ impl Bench {
         }
     }
 
-    /// Measures `side` once `busy` (both coordinators) and the store server are idle.
-    async fn run(&self, workload: Workload, side: &Side, busy: [u32; 2], prefix: &str) -> Run {
+    /// Measures `side` once `busy` (every coordinator) and the store server are idle.
+    async fn run(&self, workload: Workload, side: &Side, busy: &[u32], prefix: &str) -> Run {
         settle(busy, side.store_port.and_then(server_pid)).await;
         let one = self.unit(workload, side, prefix);
         let edges = Arc::new(Mutex::new(Vec::new()));
@@ -240,39 +283,39 @@ impl Bench {
 
     async fn row(&self, workload: Workload, store: Option<Backend>, index: usize) {
         let tag = format!("{index}");
-        let (dtm, host, store_port) = self.start_pair(store, &tag).await;
-        let sides = [
-            Side {
-                label: "dtm",
-                pid: dtm.pid(),
-                store_port,
-                submit_url: dtm.api("/submit"),
-                grpc: grpc_channel(&format!("127.0.0.1:{}", dtm.grpc_port)).await,
-                failure: Failure::default(),
-            },
-            Side {
-                label: "dtm-host",
+        let settings = self.host_settings();
+        let (dtm, hosts, store_port) = self.start_coordinators(store, &tag, &settings).await;
+        let mut sides = vec![Side {
+            label: "dtm",
+            pid: dtm.pid(),
+            store_port,
+            submit_url: dtm.api("/submit"),
+            grpc: grpc_channel(&format!("127.0.0.1:{}", dtm.grpc_port)).await,
+            failure: Failure::default(),
+        }];
+        for (host, setting) in hosts.iter().zip(&settings) {
+            sides.push(Side {
+                label: setting.label,
                 pid: host.pid(),
                 store_port,
                 submit_url: format!("http://127.0.0.1:{}/api/dtmsvr/submit", host.port),
                 grpc: grpc_channel(&format!("127.0.0.1:{}", host.grpc_port)).await,
                 failure: Failure::default(),
-            },
-        ];
-        let mut runs: [Vec<Run>; 2] = [Vec::new(), Vec::new()];
+            });
+        }
+        let busy: Vec<u32> = sides.iter().map(|side| side.pid).collect();
+        let mut runs: Vec<Vec<Run>> = sides.iter().map(|_| Vec::new()).collect();
         for r in 0..self.runs {
-            // Alternate which goes first, so drift hits both.
-            let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
-            for i in order {
+            // Each run starts with another side, so drift hits all.
+            for i in (0..sides.len()).map(|k| (k + r) % sides.len()) {
                 let prefix = format!("{}-{r}", workload.name());
-                let busy = [sides[0].pid, sides[1].pid];
-                runs[i].push(self.run(workload, &sides[i], busy, &prefix).await);
+                runs[i].push(self.run(workload, &sides[i], &busy, &prefix).await);
             }
         }
         println!();
         println!("{} — {}", workload.describe(), store_pair(store));
         println!(
-            "  {:<9} {:>9} {:>9} {:>9} {:>11} {:>13} {:>7} {:>15}   TPS of each run",
+            "  {:<10} {:>9} {:>9} {:>9} {:>11} {:>13} {:>7} {:>15}   TPS of each run",
             "", "TPS", "p50 ms", "p99 ms", "CPU µs/tx", "peak RSS MiB", "errors", "store CPU µs/tx"
         );
         let mut summary = Vec::new();
@@ -290,7 +333,7 @@ impl Bench {
                 .collect::<Option<Vec<f64>>>()
                 .map_or("-".to_owned(), |each| format!("{:.0}", median(each)));
             println!(
-                "  {:<9} {:>9.0} {:>9.2} {:>9.2} {:>11.0} {:>13.1} {:>7} {:>15}   {}{}",
+                "  {:<10} {:>9.0} {:>9.2} {:>9.2} {:>11.0} {:>13.1} {:>7} {:>15}   {}{}",
                 side.label,
                 tps,
                 median(runs.iter().map(|r| r.figures.p50_ms)),
@@ -308,14 +351,17 @@ impl Bench {
                 println!("    {} first error: {reason}", side.label);
             }
         }
-        println!(
-            "{} {}: TPS ratio {:.2}, CPU ratio {:.2}",
-            workload.name(),
-            store_name(store),
-            summary[1].0 / summary[0].0,
-            summary[1].1 / summary[0].1
-        );
-        drop((dtm, host));
+        for (setting, (tps, cpu)) in settings.iter().zip(&summary[1..]) {
+            println!(
+                "{}{} {}: TPS ratio {:.2}, CPU ratio {:.2}",
+                workload.name(),
+                setting.suffix,
+                store_name(store),
+                tps / summary[0].0,
+                cpu / summary[0].1
+            );
+        }
+        drop((dtm, hosts));
     }
 }
 
@@ -448,13 +494,11 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// Waits (up to 30 s) until `pid` uses under a tenth of a core: work of the last run that
-/// outlives it (a msg's branches, dtm's asynchronous branch writes) is not charged to the next.
 /// Waits, up to 30 s, until each coordinator and the store server (all its processes) used at
 /// most 5 clock ticks in the last half second: the work one coordinator left (a msg is answered
 /// before its branches are called; dtm writes branch results in the background) must not run
 /// in the other's window, where it would take cores and store time from it.
-async fn settle(coordinators: [u32; 2], store: Option<u32>) {
+async fn settle(coordinators: &[u32], store: Option<u32>) {
     let ticks = || {
         let mut ticks: Vec<u64> = coordinators.iter().map(|&pid| cpu_ticks(pid)).collect();
         ticks.extend(store.map(tree_ticks));
@@ -518,17 +562,19 @@ fn main() {
         );
         println!(
             "settings: each coordinator's defaults (LogLevel {}; UpdateBranchSync {}), except \
-             MaxOpenConns {SQL_POOL} for both on MariaDB/PostgreSQL (both defaults are 500, over \
-             PostgreSQL's 100 connections with both coordinators up)",
+             MaxOpenConns {SQL_POOL} for each on MariaDB/PostgreSQL (the defaults are 500, over \
+             PostgreSQL's 100 connections with all coordinators up)",
             bench.log_level,
             bench.update_branch_sync.as_deref().map_or_else(
-                || "dtm 0 = branch results written asynchronously on SQL stores, dtm-host 1 = written before the next step".to_owned(),
+                || "dtm 0 = branch results written in the background on SQL stores, dtm-host 1 = \
+                    written before the next step; dtm-host/0 is dtm-host with dtm's 0 = written \
+                    with the next status change, its ratio lines end in -ubs0".to_owned(),
                 |v| format!("{v} for both"),
             )
         );
         println!(
             "CPU µs/tx: the coordinator's user+system time over the measured window ÷ the \
-             transactions completed in it; peak RSS: its VmHWM; ratios: dtm-host / dtm"
+             transactions completed in it; peak RSS: its VmHWM; ratios: dtm-host (or dtm-host/0) / dtm"
         );
         let mut index = 0;
         for store in stores() {
