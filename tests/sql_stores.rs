@@ -242,6 +242,38 @@ async fn postgres_creates_a_submitted_transaction_with_the_lease_of_its_first_ca
     assert_eq!(writes.len(), 3, "no lease renewal: {writes:#?}");
 }
 
+/// A store call's connection goes back for the next call as it is: sqlx's pool would ping it
+/// first, one round trip more per call. (Only a connection idle for a while, or after a failed
+/// call, is pinged before use.)
+#[tokio::test]
+async fn postgres_store_calls_send_no_pings_between_them() {
+    let Some(server) = test_servers::Server::shared(Backend::Postgres.kind()) else {
+        return;
+    };
+    let relay = Relay::counting_postgres_round_trips(server.port());
+    relay.open().await;
+    let scope = StoreScope::on(server, Backend::Postgres, "no_pings");
+    let (host, busi) = (
+        Host::start_with(&scope.env(relay.port)).await,
+        Busi::start().await,
+    );
+    const SAGAS: usize = 20;
+    let before = relay.round_trips();
+    for _ in 0..SAGAS {
+        let gid = host.new_gid().await;
+        let mut body = transfer(&gid, &busi);
+        body["wait_result"] = json!(true);
+        assert_eq!(host.post("/submit", body).await.0, 200);
+    }
+    let round_trips = relay.round_trips() - before;
+    // Three writes per saga (README, "When branch results are stored"), and the cron's claims
+    // now and then; with a ping after each call it was more than six per saga.
+    assert!(
+        round_trips < 4 * SAGAS,
+        "{round_trips} round trips for {SAGAS} sagas"
+    );
+}
+
 /// A PostgreSQL server that logs every statement, a host on it (in schema `schema`) and a
 /// business service; `None` where PostgreSQL cannot run here.
 async fn logged_postgres(schema: &str) -> Option<(test_servers::Server, Host, Busi)> {

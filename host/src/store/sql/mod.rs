@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sqlx::AssertSqlSafe;
+use sqlx::{AssertSqlSafe, Connection};
 
 use self::dialect::{ScanConditions, Statements};
 use self::group_commit::Grouped;
@@ -63,37 +63,58 @@ pub struct SqlStore {
     groups: Option<Groups>,
 }
 
-/// Evaluates `$body` with `$pool` bound to the store's pool, once per server type.
+/// Evaluates `$body` with `$lender` bound to the store's lender of connections (`lender.rs`),
+/// once per server type.
 macro_rules! on_pool {
-    ($store:expr, $pool:ident => $body:expr) => {
+    ($store:expr, $lender:ident => $body:expr) => {
         match &$store.pool {
-            Pool::Postgres($pool) => $body,
-            Pool::MySql($pool) => $body,
+            Pool::Postgres($lender) => $body,
+            Pool::MySql($lender) => $body,
         }
+    };
+}
+
+/// Evaluates `$body`, which gives a `StoreResult`, with `$conn` bound to a connection lent for
+/// it (`&mut` the server's connection type), once per server type. A `return` or `?` in
+/// `$body` leaves the body, not the caller; the connection is kept for the next call unless the
+/// backend failed (`Lent::settle`).
+macro_rules! on_connection {
+    ($store:expr, $conn:ident => $body:expr) => {
+        on_pool!($store, lender => {
+            let mut lent = lender.lend().await.map_err(db_error)?;
+            let result: StoreResult<_> = async {
+                let $conn = &mut *lent;
+                $body
+            }
+            .await;
+            lent.settle(result)
+        })
     };
 }
 
 // Below `on_pool!`, which `pool.rs` uses.
 mod group_commit;
 mod groups;
+mod lender;
 mod pool;
 mod rows;
 
-/// Runs `$body` in a transaction `$tx` begun on `$pool`, and ends it before going on: committed
-/// when `$body` gives `Ok`, rolled back when it gives `Err` (a `return` or `?` in `$body` leaves
-/// the body, not the caller). A transaction that is only dropped is rolled back once its
-/// connection's return to the pool has run in the background, and until then its locks stay:
-/// a claim that found nothing would hide rows from other hosts' claims (MySQL's locking reads
-/// also lock the index record after the range they scan).
+/// Runs `$body` in a transaction `$tx` begun on connection `$conn`, and ends it before going
+/// on: committed when `$body` gives `Ok`, rolled back when it gives `Err` (a `return` or `?` in
+/// `$body` leaves the body, not the caller). A transaction that is only dropped is rolled back
+/// only when its connection is next used or closed, and until then its locks stay: a claim
+/// that found nothing would hide rows from other hosts' claims (MySQL's locking reads also lock
+/// the index record after the range they scan).
 macro_rules! in_transaction {
-    ($pool:expr, $tx:ident => $body:expr) => {{
-        let mut $tx = $pool.begin().await.map_err(db_error)?;
+    ($conn:expr, $tx:ident => $body:expr) => {{
+        let mut $tx = $conn.begin().await.map_err(db_error)?;
         let result: StoreResult<_> = async { $body }.await;
         match result {
             Ok(value) => $tx.commit().await.map_err(db_error).map(|()| value),
             Err(e) => {
-                // The body's error says what went wrong; a failed rollback ends with the
-                // connection, which the pool then closes.
+                // The body's error says what went wrong; a failed rollback is sent again
+                // before the connection's next statement (sqlx), and a broken connection is
+                // closed by the lender.
                 let _ = $tx.rollback().await;
                 Err(e)
             }
@@ -241,7 +262,7 @@ impl SqlStore {
             .map_err(prefix)?;
         let sql = Statements::new(dialect, &scope);
         let groups = match &pool {
-            Pool::Postgres(pg) => Some(Groups::start(pg, &sql.globals, &sql.branches)),
+            Pool::Postgres(lender) => Some(Groups::start(lender, &sql.globals, &sql.branches)),
             Pool::MySql(_) => None,
         };
         let store = SqlStore {
@@ -335,16 +356,16 @@ impl SqlStore {
         );
         let ddl = dialect.schema_ddl(scope);
         let (lock, unlock) = dialect.ddl_lock();
-        on_pool!(self, pool => {
+        on_connection!(self, conn => {
             let existing: i64 = sqlx::query_scalar(dynamic(count_sql))
                 .bind(scope)
-                .fetch_one(pool)
+                .fetch_one(&mut *conn)
                 .await
                 .map_err(db_error)?;
             if existing == 3 {
                 return Ok(());
             }
-            let mut conn = pool.acquire().await.map_err(db_error)?;
+            // The lock is the session's: taken and given back on this one connection.
             sqlx::query(lock).execute(&mut *conn).await.map_err(db_error)?;
             let mut created = Ok(());
             for statement in ddl {
@@ -393,7 +414,7 @@ impl SqlStore {
             self.sql.insert_global.clone()
         };
         self.run(|| async {
-            on_pool!(self, pool => {
+            on_connection!(self, conn => {
                 let g = global;
                 let insert = sqlx::query(dynamic(sql.clone()))
                     .bind(&g.gid)
@@ -415,10 +436,10 @@ impl SqlStore {
                     .bind(&g.rollback_reason);
                 if one_statement {
                     let insert = bind_branches!(self, insert, &global.gid, branches);
-                    insert.execute(pool).await.map_err(write_error)?;
+                    insert.execute(conn).await.map_err(write_error)?;
                     return Ok(());
                 }
-                in_transaction!(pool, tx => {
+                in_transaction!(conn, tx => {
                     insert.execute(&mut *tx).await.map_err(write_error)?;
                     if !branches.is_empty() {
                         let insert = sqlx::query(dynamic(self.sql.insert_branches(branches.len())));
@@ -442,12 +463,12 @@ impl SqlStore {
     ) -> StoreResult<()> {
         let groups = by_status(outcomes);
         self.run(|| async {
-            on_pool!(self, pool => {
+            on_connection!(self, conn => {
                 if let [group] = groups.as_slice() {
                     // One statement, guarded by the transaction's status.
-                    return update_branches!(self, pool, gid, group, now, true);
+                    return update_branches!(self, conn, gid, group, now, true);
                 }
-                in_transaction!(pool, tx => {
+                in_transaction!(conn, tx => {
                     let unfinished =
                         lock_status!(self, &mut *tx, gid).is_some_and(|s| !s.is_finished());
                     if !unfinished {
@@ -487,7 +508,7 @@ impl SqlStore {
             self.sql.change_status.clone()
         };
         self.run(|| async {
-            on_pool!(self, pool => {
+            on_connection!(self, conn => {
                 let update = sqlx::query(dynamic(sql.clone()))
                     .bind(to.as_str())
                     .bind(self.time(now))
@@ -514,14 +535,14 @@ impl SqlStore {
                             .bind(gid);
                         update = bind_keys!(update, records);
                     }
-                    let changed = update.fetch_optional(pool).await.map_err(db_error)?;
+                    let changed = update.fetch_optional(conn).await.map_err(db_error)?;
                     return found(changed.is_some());
                 }
                 if groups.is_empty() {
-                    let changed = update.execute(pool).await.map_err(db_error)?;
+                    let changed = update.execute(conn).await.map_err(db_error)?;
                     return found(changed.rows_affected() > 0);
                 }
-                in_transaction!(pool, tx => {
+                in_transaction!(conn, tx => {
                     let changed = update.execute(&mut *tx).await.map_err(db_error)?;
                     found(changed.rows_affected() > 0)?;
                     for group in &groups {
@@ -539,8 +560,8 @@ impl SqlStore {
 impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         self.run(|| async {
-            on_pool!(self, pool => {
-                sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(db_error)
+            on_connection!(self, conn => {
+                sqlx::query("SELECT 1").execute(conn).await.map(|_| ()).map_err(db_error)
             })
         })
         .await
@@ -549,8 +570,8 @@ impl Store for SqlStore {
     async fn wipe_all(&self) -> StoreResult<()> {
         let tables = [&self.sql.branches, &self.sql.globals, &self.sql.kv];
         self.run(|| async {
-            on_pool!(self, pool => {
-                in_transaction!(pool, tx => {
+            on_connection!(self, conn => {
+                in_transaction!(conn, tx => {
                     for table in tables {
                         sqlx::query(dynamic(format!("DELETE FROM {table}")))
                             .execute(&mut *tx)
@@ -566,10 +587,10 @@ impl Store for SqlStore {
 
     async fn find_global(&self, gid: &str) -> StoreResult<Option<TransGlobal>> {
         self.run(|| async {
-            on_pool!(self, pool => {
+            on_connection!(self, conn => {
                 let row = sqlx::query(dynamic(self.sql.find_global.clone()))
                     .bind(gid)
-                    .fetch_optional(pool)
+                    .fetch_optional(conn)
                     .await
                     .map_err(db_error)?;
                 row.map(|r| self.global_from(&r)).transpose()
@@ -595,7 +616,7 @@ impl Store for SqlStore {
             },
         );
         self.run(|| async {
-            on_pool!(self, pool => {
+            on_connection!(self, conn => {
                 let mut query = sqlx::query(dynamic(sql.clone()));
                 if let Some(id) = before {
                     query = query.bind(id);
@@ -614,7 +635,7 @@ impl Store for SqlStore {
                 }
                 let rows = query
                     .bind(limit_param(limit))
-                    .fetch_all(pool)
+                    .fetch_all(conn)
                     .await
                     .map_err(db_error)?;
                 let items = rows
@@ -629,10 +650,10 @@ impl Store for SqlStore {
 
     async fn find_branches(&self, gid: &str) -> StoreResult<Vec<Branch>> {
         self.run(|| async {
-            on_pool!(self, pool => {
+            on_connection!(self, conn => {
                 let rows = sqlx::query(dynamic(self.sql.find_branches.clone()))
                     .bind(gid)
-                    .fetch_all(pool)
+                    .fetch_all(conn)
                     .await
                     .map_err(db_error)?;
                 rows.iter().map(|r| self.branch_from(r)).collect()
@@ -668,8 +689,8 @@ impl Store for SqlStore {
         branches: &[Branch],
     ) -> StoreResult<()> {
         self.run(|| async {
-            on_pool!(self, pool => {
-                in_transaction!(pool, tx => {
+            on_connection!(self, conn => {
+                in_transaction!(conn, tx => {
                     if lock_status!(self, &mut *tx, gid) != Some(expected) {
                         return Err(StoreError::NotFound);
                     }
@@ -744,7 +765,7 @@ impl Store for SqlStore {
         now: Millis,
     ) -> StoreResult<()> {
         self.run(|| async {
-            on_pool!(self, pool => {
+            on_connection!(self, conn => {
                 let changed = sqlx::query(dynamic(self.sql.touch_cron_time.clone()))
                     .bind(interval_secs)
                     .bind(self.time(next_cron_time))
@@ -752,7 +773,7 @@ impl Store for SqlStore {
                     .bind(gid)
                     .bind(status.as_str())
                     .bind(owner)
-                    .execute(pool)
+                    .execute(conn)
                     .await
                     .map_err(db_error)?
                     .rows_affected();
@@ -778,8 +799,8 @@ impl Store for SqlStore {
         let owner = crate::gid::new_gid();
         let due = self.time(due_before);
         self.run(|| async {
-            on_pool!(self, pool => {
-                in_transaction!(pool, tx => {
+            on_connection!(self, conn => {
+                in_transaction!(conn, tx => {
                     // Locks due rows that no other host holds; theirs are skipped, not waited
                     // for. They stay locked until the commit, so the update below takes each.
                     let ids: Vec<i64> = sqlx::query_scalar(dynamic(self.sql.claim_pick.clone()))
@@ -819,12 +840,12 @@ impl Store for SqlStore {
     ) -> StoreResult<(usize, bool)> {
         let after = self.time(after);
         self.run(|| async {
-            on_pool!(self, pool => {
+            on_connection!(self, conn => {
                 // One more than asked for tells whether any remain.
                 let ids: Vec<i64> = sqlx::query_scalar(dynamic(self.sql.reset_pick.clone()))
                     .bind(after)
                     .bind(limit_param(limit).saturating_add(1))
-                    .fetch_all(pool)
+                    .fetch_all(&mut *conn)
                     .await
                     .map_err(db_error)?;
                 let has_remaining = ids.len() > limit;
@@ -840,7 +861,7 @@ impl Store for SqlStore {
                 }
                 let changed = query
                     .bind(after)
-                    .execute(pool)
+                    .execute(conn)
                     .await
                     .map_err(db_error)?
                     .rows_affected();
@@ -854,10 +875,10 @@ impl Store for SqlStore {
         let due = self.time(due_before);
         let count: i64 = self
             .run(|| async {
-                on_pool!(self, pool => {
+                on_connection!(self, conn => {
                     sqlx::query_scalar(dynamic(self.sql.count_due.clone()))
                         .bind(due)
-                        .fetch_one(pool)
+                        .fetch_one(conn)
                         .await
                         .map_err(db_error)
                 })
@@ -875,7 +896,7 @@ impl Store for SqlStore {
     ) -> StoreResult<Option<TransGlobal>> {
         let claimed = self
             .run(|| async {
-                on_pool!(self, pool => {
+                on_connection!(self, conn => {
                     sqlx::query(dynamic(self.sql.claim_one.clone()))
                         .bind(self.time(lease_until))
                         .bind(owner)
@@ -883,7 +904,7 @@ impl Store for SqlStore {
                         .bind(gid)
                         .bind(owner)
                         .bind(self.time(now))
-                        .execute(pool)
+                        .execute(conn)
                         .await
                         .map(|done| done.rows_affected())
                         .map_err(db_error)
@@ -899,12 +920,12 @@ impl Store for SqlStore {
 
     async fn release(&self, gid: &str, owner: &str, now: Millis) -> StoreResult<()> {
         self.run(|| async {
-            on_pool!(self, pool => {
+            on_connection!(self, conn => {
                 sqlx::query(dynamic(self.sql.release.clone()))
                     .bind(self.time(now))
                     .bind(gid)
                     .bind(owner)
-                    .execute(pool)
+                    .execute(conn)
                     .await
                     .map(drop)
                     .map_err(db_error)
@@ -916,13 +937,13 @@ impl Store for SqlStore {
     async fn reset_cron_time(&self, gid: &str, now: Millis) -> StoreResult<()> {
         let changed = self
             .run(|| async {
-                on_pool!(self, pool => {
+                on_connection!(self, conn => {
                     sqlx::query(dynamic(self.sql.reset_one.clone()))
                         .bind(self.time(now))
                         .bind(self.time(now))
                         .bind(gid)
                         .bind(self.time(now))
-                        .execute(pool)
+                        .execute(conn)
                         .await
                         .map(|done| done.rows_affected())
                         .map_err(db_error)
@@ -940,14 +961,14 @@ impl Store for SqlStore {
         let before = parse_position(position)?;
         let sql = self.sql.scan_kv(before.is_some());
         self.run(|| async {
-            on_pool!(self, pool => {
+            on_connection!(self, conn => {
                 let mut query = sqlx::query(dynamic(sql.clone())).bind(cat);
                 if let Some(id) = before {
                     query = query.bind(id);
                 }
                 let rows = query
                     .bind(limit_param(limit))
-                    .fetch_all(pool)
+                    .fetch_all(conn)
                     .await
                     .map_err(db_error)?;
                 let items = rows
@@ -963,7 +984,7 @@ impl Store for SqlStore {
     async fn find_kv(&self, cat: &str, key: &str) -> StoreResult<Vec<KvEntry>> {
         let sql = self.sql.find_kv(!cat.is_empty(), !key.is_empty());
         self.run(|| async {
-            on_pool!(self, pool => {
+            on_connection!(self, conn => {
                 let mut query = sqlx::query(dynamic(sql.clone()));
                 if !cat.is_empty() {
                     query = query.bind(cat);
@@ -971,7 +992,7 @@ impl Store for SqlStore {
                 if !key.is_empty() {
                     query = query.bind(key);
                 }
-                let rows = query.fetch_all(pool).await.map_err(db_error)?;
+                let rows = query.fetch_all(conn).await.map_err(db_error)?;
                 rows.iter().map(|r| self.kv_from(r)).collect()
             })
         })
@@ -980,14 +1001,14 @@ impl Store for SqlStore {
 
     async fn create_kv(&self, cat: &str, key: &str, value: &str, now: Millis) -> StoreResult<()> {
         self.run(|| async {
-            on_pool!(self, pool => {
+            on_connection!(self, conn => {
                 sqlx::query(dynamic(self.sql.create_kv.clone()))
                     .bind(cat)
                     .bind(key)
                     .bind(value)
                     .bind(self.time(now))
                     .bind(self.time(now))
-                    .execute(pool)
+                    .execute(conn)
                     .await
                     .map(|_| ())
                     .map_err(write_error)
@@ -1005,14 +1026,14 @@ impl Store for SqlStore {
         now: Millis,
     ) -> StoreResult<()> {
         self.run(|| async {
-            on_pool!(self, pool => {
+            on_connection!(self, conn => {
                 let changed = sqlx::query(dynamic(self.sql.update_kv.clone()))
                     .bind(value)
                     .bind(self.time(now))
                     .bind(cat)
                     .bind(key)
                     .bind(version)
-                    .execute(pool)
+                    .execute(conn)
                     .await
                     .map_err(db_error)?
                     .rows_affected();
@@ -1027,11 +1048,11 @@ impl Store for SqlStore {
 
     async fn delete_kv(&self, cat: &str, key: &str) -> StoreResult<()> {
         self.run(|| async {
-            on_pool!(self, pool => {
+            on_connection!(self, conn => {
                 let changed = sqlx::query(dynamic(self.sql.delete_kv.clone()))
                     .bind(cat)
                     .bind(key)
-                    .execute(pool)
+                    .execute(conn)
                     .await
                     .map_err(db_error)?
                     .rows_affected();

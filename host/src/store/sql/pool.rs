@@ -1,14 +1,16 @@
 //! Pool setup: connection options per server, the pool's size fitted to what the server accepts,
-//! the checks before a pooled connection is handed out, and why a request got no connection.
+//! the lender that keeps the connections between calls (`lender.rs`), and why a request got no
+//! connection.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlSslMode};
+use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlSslMode};
 use sqlx::pool::PoolOptions;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgSslMode};
-use sqlx::{Connection, Database};
+use sqlx::postgres::{PgConnectOptions, PgSslMode, Postgres};
+use sqlx::Database;
 
+use super::lender::Lender;
 use super::{backend, db_error, Dialect, SqlStore};
 use crate::store::{StoreOptions, StoreResult};
 
@@ -32,8 +34,8 @@ pub(super) const MYSQL_CONNECTION_LIMIT: &str = "SELECT CAST(@@max_connections A
 pub(super) const IDLE_BEFORE_CHECK: Duration = Duration::from_secs(1);
 
 pub(super) enum Pool {
-    Postgres(PgPool),
-    MySql(MySqlPool),
+    Postgres(Arc<Lender<Postgres>>),
+    MySql(Arc<Lender<MySql>>),
 }
 
 /// When a store call last failed.
@@ -71,34 +73,21 @@ where
     Ok(make(max).connect_lazy_with(options))
 }
 
-/// The pool's settings, for at most `max` connections.
-pub(super) fn pool_options<DB: Database>(
-    config: &StoreOptions,
-    last_failure: &LastFailure,
-    max: u32,
-) -> PoolOptions<DB> {
-    let lifetime = u64::try_from(config.conn_max_life_time)
-        .ok()
-        .filter(|&minutes| minutes > 0)
-        .map(|minutes| Duration::from_secs(minutes * 60));
-    let last_failure = last_failure.clone();
+/// The pool's settings, for at most `max` connections. The pool only opens connections: the
+/// lender (`lender.rs`) keeps them between calls and checks them.
+pub(super) fn pool_options<DB: Database>(max: u32) -> PoolOptions<DB> {
     PoolOptions::new()
         .max_connections(max)
         .acquire_timeout(CONNECT_TIMEOUT)
-        .max_lifetime(lifetime)
-        // sqlx pings every connection it takes back, so pinging again on every hand-out would add
-        // a round trip to each store call. Only a connection that may have gone bad while idle
-        // is checked: one idle for a while, or since before the last failed call (after a
-        // server restart, all of them).
         .test_before_acquire(false)
-        .before_acquire(move |conn: &mut DB::Connection, meta| {
-            let suspect = meta.idle_for >= IDLE_BEFORE_CHECK
-                || last_failure
-                    .lock()
-                    .map(|at| at.is_some_and(|at| at.elapsed() <= meta.idle_for))
-                    .unwrap_or(true);
-            Box::pin(async move { Ok(!suspect || conn.ping().await.is_ok()) })
-        })
+}
+
+/// `Store.ConnMaxLifeTime` (minutes; 0: no limit).
+fn lifetime(config: &StoreOptions) -> Option<Duration> {
+    u64::try_from(config.conn_max_life_time)
+        .ok()
+        .filter(|&minutes| minutes > 0)
+        .map(|minutes| Duration::from_secs(minutes * 60))
 }
 
 /// The server's address from the config, with the server's usual port when none is set.
@@ -143,12 +132,15 @@ impl Pool {
                 if !config.password.is_empty() {
                     options = options.password(&config.password);
                 }
-                let make = |max| pool_options(config, last_failure, max);
-                Pool::Postgres(
-                    fitted_pool(make, options, configured, POSTGRES_CONNECTION_LIMIT)
+                let pool =
+                    fitted_pool(pool_options, options, configured, POSTGRES_CONNECTION_LIMIT)
                         .await
-                        .map_err(db_error)?,
-                )
+                        .map_err(db_error)?;
+                Pool::Postgres(Arc::new(Lender::new(
+                    pool,
+                    lifetime(config),
+                    last_failure.clone(),
+                )))
             }
             Dialect::MySql => {
                 // No default database: Store.Db may not exist yet, and every table is qualified.
@@ -165,21 +157,22 @@ impl Pool {
                     options = options.password(&config.password);
                 }
                 let mysql_options = |max| {
-                    pool_options(config, last_failure, max).after_connect(
-                        |conn: &mut sqlx::MySqlConnection, _| {
-                            Box::pin(async move {
-                                sqlx::Executor::execute(conn, READ_COMMITTED)
-                                    .await
-                                    .map(drop)
-                            })
-                        },
-                    )
+                    pool_options(max).after_connect(|conn: &mut sqlx::MySqlConnection, _| {
+                        Box::pin(async move {
+                            sqlx::Executor::execute(conn, READ_COMMITTED)
+                                .await
+                                .map(drop)
+                        })
+                    })
                 };
-                Pool::MySql(
-                    fitted_pool(mysql_options, options, configured, MYSQL_CONNECTION_LIMIT)
-                        .await
-                        .map_err(db_error)?,
-                )
+                let pool = fitted_pool(mysql_options, options, configured, MYSQL_CONNECTION_LIMIT)
+                    .await
+                    .map_err(db_error)?;
+                Pool::MySql(Arc::new(Lender::new(
+                    pool,
+                    lifetime(config),
+                    last_failure.clone(),
+                )))
             }
         })
     }
@@ -190,11 +183,7 @@ impl SqlStore {
     /// pool was busy (more store calls at once than it serves: back-pressure, not an outage),
     /// or opening one failed.
     pub(super) fn why_no_connection(&self) -> String {
-        let (open, idle, max) = on_pool!(self, pool => (
-            pool.size(),
-            pool.num_idle(),
-            pool.options().get_max_connections()
-        ));
+        let (open, idle, max) = on_pool!(self, lender => lender.usage());
         let waited = CONNECT_TIMEOUT.as_secs();
         if open >= max && idle == 0 {
             format!(

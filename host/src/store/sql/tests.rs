@@ -54,9 +54,14 @@ fn fresh_config(dialect: Dialect) -> Option<StoreOptions> {
 }
 
 async fn execute(store: &SqlStore, sql: String) {
-    on_pool!(store, pool => {
-        sqlx::query(dynamic(sql)).execute(pool).await.unwrap();
-    })
+    let executed: StoreResult<()> = async {
+        on_connection!(store, conn => {
+            sqlx::query(dynamic(sql)).execute(conn).await.map_err(db_error)?;
+            Ok(())
+        })
+    }
+    .await;
+    executed.unwrap();
 }
 
 /// Opens `count` stores on one fresh scope, first running `setup` statements there (`{scope}`
@@ -411,7 +416,7 @@ async fn mysql_an_unreachable_server_is_a_clear_error() {
 /// The connections go away under a running store: calls fail with a backend error, no panic.
 async fn lost_connections_are_backend_errors(dialect: Dialect) {
     with_stores(dialect, 2, &[], |stores| async move {
-        on_pool!(stores[1], pool => pool.close().await);
+        on_pool!(stores[1], lender => lender.close().await);
         match stores[1].find_global("x").await {
             Err(StoreError::Backend(message)) => {
                 assert!(message.starts_with(dialect.name()), "{message}")

@@ -9,9 +9,10 @@ mod postgres;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use sqlx::postgres::PgPool;
+use sqlx::postgres::Postgres;
 
 use super::group_commit::{GroupCommit, GroupResults, Write};
+use super::lender::Lender;
 use crate::clock::Millis;
 use crate::model::{Branch, GlobalStatus, TransGlobal};
 use crate::store::{BranchOutcome, StatusChange, StoreError};
@@ -65,19 +66,20 @@ pub(super) struct Groups {
 }
 
 impl Groups {
-    /// Starts the three collectors on `pool`, for dtm's tables `globals` and `branches`.
-    pub fn start(pool: &PgPool, globals: &str, branches: &str) -> Self {
+    /// Starts the three collectors on `lender`'s connections, for dtm's tables `globals` and
+    /// `branches`.
+    pub fn start(lender: &Arc<Lender<Postgres>>, globals: &str, branches: &str) -> Self {
         let sql = Arc::new(postgres::Sql::new(globals, branches));
-        let (p, s) = (pool.clone(), sql.clone());
+        let (l, s) = (lender.clone(), sql.clone());
         let creations =
-            GroupCommit::start(move |group| postgres::create(p.clone(), s.create.clone(), group));
-        let (p, s) = (pool.clone(), sql.clone());
+            GroupCommit::start(move |group| postgres::create(l.clone(), s.create.clone(), group));
+        let (l, s) = (lender.clone(), sql.clone());
         let results = GroupCommit::start(move |group| {
-            postgres::save_results(p.clone(), s.results.clone(), group)
+            postgres::save_results(l.clone(), s.results.clone(), group)
         });
-        let (p, s) = (pool.clone(), sql);
+        let (l, s) = (lender.clone(), sql);
         let changes =
-            GroupCommit::start(move |group| postgres::change(p.clone(), s.change.clone(), group));
+            GroupCommit::start(move |group| postgres::change(l.clone(), s.change.clone(), group));
         Groups {
             creations,
             results,

@@ -4,9 +4,12 @@
 //! prepares it once. Every write of a group gets the answer its own statement would have given,
 //! under the same guards.
 
-use sqlx::postgres::{PgArguments, PgPool, Postgres};
+use std::sync::Arc;
+
+use sqlx::postgres::{PgArguments, Postgres};
 
 use super::super::group_commit::GroupResults;
+use super::super::lender::Lender;
 use super::super::{db_error, dynamic, last_per_record, write_error, Dialect};
 use super::{answers, BranchResults, Creation, StatusWrite};
 use crate::clock::Millis;
@@ -178,14 +181,26 @@ impl<'a> Named<'a> {
 /// A group statement that returns the gids it wrote.
 type Scalar<'q> = sqlx::query::QueryScalar<'q, Postgres, String, PgArguments>;
 
+/// Runs `statement` on a connection `lender` lends: the gids it wrote, or its error as `error`
+/// words it.
+async fn written(
+    lender: &Lender<Postgres>,
+    statement: Scalar<'_>,
+    error: fn(sqlx::Error) -> StoreError,
+) -> Result<Vec<String>, StoreError> {
+    let mut conn = lender.lend().await.map_err(db_error)?;
+    let result = statement.fetch_all(&mut *conn).await.map_err(error);
+    conn.settle(result)
+}
+
 pub(super) async fn create(
-    pool: PgPool,
+    lender: Arc<Lender<Postgres>>,
     sql: String,
     group: Vec<Creation>,
 ) -> Result<GroupResults, StoreError> {
     let globals: Vec<&TransGlobal> = group.iter().map(|c| &c.global).collect();
     let records: Vec<&Branch> = group.iter().flat_map(|c| &c.branches).collect();
-    let returned: Vec<String> = sqlx::query_scalar(dynamic(sql))
+    let statement = sqlx::query_scalar(dynamic(sql))
         .bind(column(&globals, |g| g.gid.as_str()))
         .bind(column(&globals, |g| g.trans_type.as_str()))
         .bind(column(&globals, |g| g.status.as_str()))
@@ -211,32 +226,28 @@ pub(super) async fn create(
         .bind(column(&records, |b| b.status.as_str()))
         .bind(column(&records, |b| b.finish_time.map(ms)))
         .bind(column(&records, |b| ms(b.create_time)))
-        .bind(column(&records, |b| ms(b.update_time)))
-        .fetch_all(&pool)
-        .await
-        .map_err(write_error)?;
+        .bind(column(&records, |b| ms(b.update_time)));
+    let returned = written(&lender, statement, write_error).await?;
     answers(&group, returned, StoreError::UniqueConflict)
 }
 
 pub(super) async fn save_results(
-    pool: PgPool,
+    lender: Arc<Lender<Postgres>>,
     sql: String,
     group: Vec<BranchResults>,
 ) -> Result<GroupResults, StoreError> {
     let named = Named::of(&group, |w| (w.gid.as_str(), &w.outcomes, w.now));
-    let returned: Vec<String> = named
+    let statement = named
         .bind(sqlx::query_scalar(dynamic(sql)))
         .bind(column(&named.records, |r| ms(r.2)))
         .bind(column(&group, |w| w.gid.as_str()))
-        .bind(named.counts.as_slice())
-        .fetch_all(&pool)
-        .await
-        .map_err(db_error)?;
+        .bind(named.counts.as_slice());
+    let returned = written(&lender, statement, db_error).await?;
     answers(&group, returned, StoreError::NotFound)
 }
 
 pub(super) async fn change(
-    pool: PgPool,
+    lender: Arc<Lender<Postgres>>,
     sql: String,
     group: Vec<StatusWrite>,
 ) -> Result<GroupResults, StoreError> {
@@ -256,6 +267,6 @@ pub(super) async fn change(
         .bind(column(&group, |w| w.change.custom_data.as_deref()))
         .bind(column(&group, |w| w.change.options.as_deref()))
         .bind(named.counts.as_slice());
-    let returned: Vec<String> = named.bind(query).fetch_all(&pool).await.map_err(db_error)?;
+    let returned = written(&lender, named.bind(query), db_error).await?;
     answers(&group, returned, StoreError::NotFound)
 }
