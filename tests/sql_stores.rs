@@ -214,12 +214,7 @@ async fn postgres_writes_the_last_result_with_the_final_status() {
         return;
     };
     busi.once("/TransIn", Reply::ok().after(Duration::from_millis(300)));
-    let gid = host.new_gid().await;
-    let mut body = transfer(&gid, &busi);
-    body["wait_result"] = json!(true);
-    assert_eq!(host.post("/submit", body).await.0, 200);
-    assert_eq!(host.branch_statuses(&gid).await, SUCCEEDED);
-    let writes = logged_writes(&server, &gid);
+    let writes = writes_of_a_saga(&server, &host, &busi, json!({})).await;
     assert_eq!(writes.len(), 3, "{writes:#?}");
 }
 
@@ -232,13 +227,8 @@ async fn postgres_creates_a_submitted_transaction_with_the_lease_of_its_first_ca
     let Some((server, host, busi)) = logged_postgres("first_lease").await else {
         return;
     };
-    let gid = host.new_gid().await;
-    let mut body = transfer(&gid, &busi);
-    body["wait_result"] = json!(true);
-    body["retry_interval"] = json!(1);
-    assert_eq!(host.post("/submit", body).await.0, 200);
-    assert_eq!(host.branch_statuses(&gid).await, SUCCEEDED);
-    let writes = logged_writes(&server, &gid);
+    let options = json!({"retry_interval": 1});
+    let writes = writes_of_a_saga(&server, &host, &busi, options).await;
     assert_eq!(writes.len(), 3, "no lease renewal: {writes:#?}");
 }
 
@@ -282,6 +272,25 @@ async fn logged_postgres(schema: &str) -> Option<(test_servers::Server, Host, Bu
     let scope = StoreScope::on(&server, Backend::Postgres, schema);
     let (host, busi) = (scope.start_host().await, Busi::start().await);
     Some((server, host, busi))
+}
+
+/// Runs a transfer saga with `wait_result` (and `options` added to its body) to success on
+/// `host`, and returns the writes `server` logged for it.
+async fn writes_of_a_saga(
+    server: &test_servers::Server,
+    host: &Host,
+    busi: &Busi,
+    options: serde_json::Value,
+) -> Vec<String> {
+    let gid = host.new_gid().await;
+    let mut body = transfer(&gid, busi);
+    body["wait_result"] = json!(true);
+    for (key, value) in options.as_object().into_iter().flatten() {
+        body[key] = value.clone();
+    }
+    assert_eq!(host.post("/submit", body).await.0, 200);
+    assert_eq!(host.branch_statuses(&gid).await, SUCCEEDED);
+    logged_writes(server, &gid)
 }
 
 /// The INSERTs and UPDATEs that `server` logged with `gid` among their parameters.

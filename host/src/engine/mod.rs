@@ -66,7 +66,8 @@ pub enum BranchWrites {
     /// Each definite result is written before the pass goes on: in a commit of its own while
     /// the pass calls the next branch or waits for one, or, when the pass changes the status
     /// next, in that commit where the store takes them (not MySQL: see
-    /// `Store::status_change_takes_outcomes`) (`UpdateBranchSync` ≥ 1, dtm's default).
+    /// `Store::status_change_takes_outcomes`) (`UpdateBranchSync` ≥ 1: dtm-host's default, and
+    /// dtm's since December 2025; dtm v1.19.0 defaults to 0).
     EachAtOnce,
     /// The pass keeps its results and writes them with its next status change, in that one
     /// commit, or all together when it ends (`UpdateBranchSync: 0`). A 2-branch saga then costs
