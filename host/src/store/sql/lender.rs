@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, Database};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::pool::{LastFailure, CONNECT_TIMEOUT, IDLE_BEFORE_CHECK};
+use super::pool::{LastFailure, CONNECT_TIMEOUT};
 use crate::store::{StoreError, StoreResult};
 
+/// A kept connection idle for longer is checked with a ping before it is lent.
+const IDLE_BEFORE_CHECK: Duration = Duration::from_secs(1);
 /// A kept connection unused for this long is closed (as sqlx's pool closes idle ones).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 

@@ -30,8 +30,6 @@ pub(super) const POSTGRES_CONNECTION_LIMIT: &str =
      - current_setting('superuser_reserved_connections')::bigint";
 /// How many connections MySQL accepts (one more is kept for an administrator).
 pub(super) const MYSQL_CONNECTION_LIMIT: &str = "SELECT CAST(@@max_connections AS SIGNED)";
-/// A pooled connection idle for longer is checked with a ping before use.
-pub(super) const IDLE_BEFORE_CHECK: Duration = Duration::from_secs(1);
 
 pub(super) enum Pool {
     Postgres(Arc<Lender<Postgres>>),
