@@ -176,6 +176,11 @@ impl Connection {
         Ok(Self::Cluster(client.get_async_connection().await?))
     }
 
+    /// One node: a script may touch keys of any slot (the indexes with a transaction's record).
+    pub fn is_one_node(&self) -> bool {
+        matches!(self, Self::Node(_))
+    }
+
     /// Independent commands, possibly on many slots, answered in the order given. On one node
     /// they go as one pipeline; on a cluster each goes to its slot's node, all at once (each
     /// node's connection pipelines them), so they must not depend on each other's order.

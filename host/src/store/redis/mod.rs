@@ -20,10 +20,10 @@
 //!
 //! The keys of one transaction share the hash tag `{<gid>}`, so each script touches one slot.
 //! The schedule (`cron`) and listing (`list`) indexes live in 16 buckets on other slots, so
-//! creations and claims from several hosts spread over 16 keys instead of one. An index update is
-//! a separate call from the transaction's script; the order of the two calls is chosen so that a
-//! crash between them leaves an index entry without (or ahead of) its record, never a record
-//! without its entry, and the readers repair such entries:
+//! creations and claims from several hosts spread over 16 keys instead of one. On a cluster an
+//! index update is a separate call from the transaction's script (another slot); the order of the
+//! two calls is chosen so that a crash between them leaves an index entry without (or ahead of)
+//! its record, never a record without its entry, and the readers repair such entries:
 //!
 //! * creation indexes first (`ZADD LT` / `NX`), then writes the record: an entry whose record
 //!   never came is dropped by a claim after being seen twice without a record, one lease apart
@@ -32,6 +32,10 @@
 //!   meets a finished record drops the entry;
 //! * a reschedule writes the record, then the entry's score: a claim that meets a record not yet
 //!   due moves the entry to the record's time.
+//!
+//! On one node, where a script may touch any key, the status change and reschedule scripts
+//! update the schedule entry themselves: one round trip each, and nothing between to repair.
+//! Creation sends its index entries and its script in one pipeline there too.
 //!
 //! Listing entries of records that expired or were never written are removed by a trim step
 //! (`trim_listing`), run when a claim finds nothing due and on about one creation in

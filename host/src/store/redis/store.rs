@@ -105,6 +105,23 @@ impl RedisStore {
         self.drop_listing(bucket, &stale).await
     }
 
+    /// Gives a script the schedule key `index` on one node, where the script updates the entry
+    /// itself (one round trip); on a cluster that key is on another slot, and it comes back to
+    /// be updated in a call of its own.
+    fn index_in_script(
+        &self,
+        invocation: &mut redis::ScriptInvocation<'_>,
+        index: Option<String>,
+    ) -> Option<String> {
+        match index {
+            Some(key) if self.conn.is_one_node() => {
+                invocation.key(key);
+                None
+            }
+            other => other,
+        }
+    }
+
     async fn drop_listing(&self, bucket: usize, members: &[&String]) -> StoreResult<()> {
         if members.is_empty() {
             return Ok(());
@@ -408,8 +425,9 @@ impl Store for RedisStore {
         }
     }
 
-    /// The record first, then (when final) the schedule entry: a crash between leaves an entry
-    /// that the next claim finds finished and drops.
+    /// The record first, then (when final) the schedule entry: on one node in the same script,
+    /// on a cluster in a call of its own (a crash between leaves an entry that the next claim
+    /// finds finished and drops).
     async fn change_status(
         &self,
         gid: &str,
@@ -418,13 +436,16 @@ impl Store for RedisStore {
         change: StatusChange,
         now: Millis,
     ) -> StoreResult<()> {
+        let unschedule = to.is_finished().then(|| self.keys.cron(bucket_of(gid)));
         let mut invocation = self.scripts.change_status.key(self.keys.global(gid));
+        invocation.key(self.keys.branches(gid));
+        let unschedule_apart = self.index_in_script(&mut invocation, unschedule);
         invocation
-            .key(self.keys.branches(gid))
             .arg(from.as_str())
             .arg(to.as_str())
             .arg(now)
             .arg(self.ttl(to.is_finished()))
+            .arg(gid)
             .arg(outcome_args(&change.branch_outcomes));
         for (name, value) in [
             ("rollback_reason", change.rollback_reason),
@@ -442,21 +463,19 @@ impl Store for RedisStore {
             "notfound" => return Err(StoreError::NotFound),
             _ => return Err(unexpected("change status", &reply)),
         }
-        if to.is_finished() {
+        if let Some(cron) = unschedule_apart {
             self.cmd::<i64>(
                 "unschedule finished transaction",
-                redis::cmd("ZREM")
-                    .arg(self.keys.cron(bucket_of(gid)))
-                    .arg(gid),
+                redis::cmd("ZREM").arg(cron).arg(gid),
             )
             .await?;
         }
         Ok(())
     }
 
-    /// The record first, then the schedule entry: a crash between leaves the entry at its old
-    /// time, and the claim it then gets finds the record not due and moves the entry to the
-    /// record's time.
+    /// The record first, then the schedule entry: on one node in the same script, on a cluster
+    /// in a call of its own (a crash between leaves the entry at its old time, and the claim it
+    /// then gets finds the record not due and moves the entry to the record's time).
     async fn touch_cron_time(
         &self,
         gid: &str,
@@ -466,32 +485,32 @@ impl Store for RedisStore {
         next_cron_time: Millis,
         now: Millis,
     ) -> StoreResult<()> {
+        let reschedule = (!status.is_finished()).then(|| self.keys.cron(bucket_of(gid)));
         let mut invocation = self.scripts.touch.key(self.keys.global(gid));
+        invocation.key(self.keys.branches(gid));
+        let reschedule_apart = self.index_in_script(&mut invocation, reschedule);
         invocation
-            .key(self.keys.branches(gid))
             .arg(status.as_str())
             .arg(interval_secs)
             .arg(next_cron_time)
             .arg(now)
             .arg(self.ttl(status.is_finished()))
-            .arg(owner);
+            .arg(owner)
+            .arg(gid);
         let reply: Vec<String> = self.eval("reschedule", &invocation).await?;
         match verdict(&reply) {
-            "ok" if !status.is_finished() => {
-                self.cmd::<i64>(
-                    "reschedule",
-                    redis::cmd("ZADD")
-                        .arg(self.keys.cron(bucket_of(gid)))
-                        .arg(next_cron_time)
-                        .arg(gid),
-                )
-                .await?;
-                Ok(())
-            }
-            "ok" => Ok(()),
-            "notfound" => Err(StoreError::NotFound),
-            _ => Err(unexpected("touch", &reply)),
+            "ok" => {}
+            "notfound" => return Err(StoreError::NotFound),
+            _ => return Err(unexpected("touch", &reply)),
         }
+        if let Some(cron) = reschedule_apart {
+            self.cmd::<i64>(
+                "reschedule",
+                redis::cmd("ZADD").arg(cron).arg(next_cron_time).arg(gid),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     async fn count_due(&self, due_before: Millis) -> StoreResult<u64> {

@@ -245,6 +245,75 @@ async fn stale_schedule_entries_are_repaired_by_claims() {
     assert_eq!(score, None);
 }
 
+/// On one node a final status change removes the schedule entry in its script, and a reschedule
+/// moves it in its script: no ZREM or ZADD sent on their own, one round trip each. MONITOR
+/// shows each command a client sent, and marks those a script ran `lua`.
+#[tokio::test]
+async fn on_one_node_the_schedule_entry_changes_in_the_status_scripts() {
+    use futures::StreamExt as _;
+    let Some(t) = TestStore::new().await else {
+        return;
+    };
+    let mut redis = t.redis().await;
+    let client = Client::open(format!("redis://127.0.0.1:{}", t.port)).unwrap();
+    let mut monitor = client
+        .get_async_monitor()
+        .await
+        .unwrap()
+        .into_on_message::<String>();
+    let base = 1_000_000;
+    let gid = "one-trip";
+    let cron = t.store.keys.cron(bucket_of(gid));
+    t.store
+        .save_new(&sample_global(gid, base), &[])
+        .await
+        .unwrap();
+    let (status, owner) = (GlobalStatus::Prepared, "");
+    t.store
+        .touch_cron_time(gid, status, owner, 20, base + 20_000, base)
+        .await
+        .unwrap();
+    let score: Option<f64> = redis.zscore(&cron, gid).await.unwrap();
+    assert_eq!(
+        score,
+        Some((base + 20_000) as f64),
+        "moved by the reschedule"
+    );
+    let change = StatusChange::default();
+    t.store
+        .change_status(gid, status, GlobalStatus::Succeed, change, base + 1)
+        .await
+        .unwrap();
+    let score: Option<f64> = redis.zscore(&cron, gid).await.unwrap();
+    assert_eq!(score, None, "removed by the final status change");
+    let marker = format!("end of {}", t.prefix);
+    let _: String = redis::cmd("ECHO")
+        .arg(&marker)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut index_writes = Vec::new();
+    while let Some(line) = tokio::time::timeout(std::time::Duration::from_secs(5), monitor.next())
+        .await
+        .unwrap()
+    {
+        if line.contains(&marker) {
+            break;
+        }
+        if line.contains(&cron) && (line.contains("\"ZADD\"") || line.contains("\"ZREM\"")) {
+            index_writes.push(line);
+        }
+    }
+    // The creation's ZADD LT goes in its pipeline (twice when its script had to be loaded);
+    // the reschedule and the removal must come from the scripts.
+    index_writes.retain(|line| !line.contains("\"LT\""));
+    assert_eq!(index_writes.len(), 2, "{index_writes:#?}");
+    assert!(
+        index_writes.iter().all(|line| line.contains(" lua]")),
+        "sent apart: {index_writes:#?}"
+    );
+}
+
 #[tokio::test]
 async fn keys_expire_as_configured_and_spread_over_slots() {
     let Some(t) = TestStore::new().await else {
