@@ -33,9 +33,9 @@
 //! * a reschedule writes the record, then the entry's score: a claim that meets a record not yet
 //!   due moves the entry to the record's time.
 //!
-//! On one node, where a script may touch any key, the status change and reschedule scripts
-//! update the schedule entry themselves: one round trip each, and nothing between to repair.
-//! Creation sends its index entries and its script in one pipeline there too.
+//! On one node, where a script may touch any key, the creation, status change and reschedule
+//! scripts write the index entries themselves: one round trip and one command each, and nothing
+//! between to repair.
 //!
 //! Listing entries of records that expired or were never written are removed by a trim step
 //! (`trim_listing`), run when a claim finds nothing due and on about one creation in

@@ -324,52 +324,71 @@ impl Store for RedisStore {
         read_branches(gid, fields)
     }
 
-    /// Indexes first, then creates the record (see the module doc for why this order).
+    /// On one node the script writes the record and its index entries; on a cluster the
+    /// indexes go first, then the record (see the module doc for why this order).
     async fn save_new(&self, global: &TransGlobal, branches: &[Branch]) -> StoreResult<()> {
         let gid = global.gid.as_str();
         let bucket = bucket_of(gid);
         let member = listing_member(global.create_time, gid);
         let fields = global_fields(global);
+        let (cron, list) = (self.keys.cron(bucket), self.keys.list(bucket));
+        let indexes_in_script = self.conn.is_one_node();
         let mut create = redis::cmd("EVALSHA");
+        create.arg(self.scripts.create.get_hash());
+        if indexes_in_script {
+            create
+                .arg(4)
+                .arg(self.keys.global(gid))
+                .arg(self.keys.branches(gid));
+            create.arg(&cron).arg(&list);
+        } else {
+            create
+                .arg(2)
+                .arg(self.keys.global(gid))
+                .arg(self.keys.branches(gid));
+        }
         create
-            .arg(self.scripts.create.get_hash())
-            .arg(2)
-            .arg(self.keys.global(gid))
-            .arg(self.keys.branches(gid))
             .arg(self.ttl(global.status.is_finished()))
+            .arg(global.next_cron_time)
+            .arg(gid)
+            .arg(&member)
             .arg(fields.len() * 2);
         for (name, value) in &fields {
             create.arg(*name).arg(value);
         }
         create.arg(branch_args(branches));
-        // Index entries first. On one node this is one round trip (a node runs the commands of
-        // one connection in order); on a cluster the entries and the record are on other
-        // slots, and `Connection` sends the script once the entries are written.
         let mut pipe = redis::pipe();
-        // LT: a new entry, or an earlier time for an existing one (a stale entry left by an
-        // earlier record of this gid must not delay the new one; an entry of a live record
-        // moved earlier only costs a claim that finds it not due and moves it back).
-        pipe.cmd("ZADD")
-            .arg(self.keys.cron(bucket))
-            .arg("LT")
-            .arg(global.next_cron_time)
-            .arg(gid)
-            .ignore()
-            .cmd("ZADD")
-            .arg(self.keys.list(bucket))
-            .arg("NX")
-            .arg(0)
-            .arg(&member)
-            .ignore()
-            .add_command(create);
+        if !indexes_in_script {
+            // Index entries first: on a cluster they are on other slots, and `Connection` sends
+            // the script once they are written.
+            // LT: a new entry, or an earlier time for an existing one (a stale entry left by an
+            // earlier record of this gid must not delay the new one; an entry of a live record
+            // moved earlier only costs a claim that finds it not due and moves it back).
+            pipe.cmd("ZADD")
+                .arg(&cron)
+                .arg("LT")
+                .arg(global.next_cron_time)
+                .arg(gid)
+                .ignore()
+                .cmd("ZADD")
+                .arg(&list)
+                .arg("NX")
+                .arg(0)
+                .arg(&member)
+                .ignore();
+        }
+        pipe.add_command(create);
         let (reply,): (Vec<String>,) = self
             .eval_pipe("create transaction", &self.scripts.create, &pipe)
             .await?;
         match verdict(&reply) {
             "ok" => {}
             "conflict" => {
-                // Our listing entry is another record's only if it has the same create_time.
-                if reply.get(1).map(String::as_str) != Some(&global.create_time.to_string()) {
+                // Our listing entry, written apart, is another record's only if it has the same
+                // create_time.
+                let ours =
+                    reply.get(1).map(String::as_str) != Some(&global.create_time.to_string());
+                if !indexes_in_script && ours {
                     self.drop_listing(bucket, &[&member]).await?;
                 }
                 return Err(StoreError::UniqueConflict);
