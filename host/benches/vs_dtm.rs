@@ -23,7 +23,11 @@
 //! coordinator's CPU time per transaction (user + system time from `/proc/<pid>/stat` over the
 //! measured window ÷ the transactions completed in it), its peak RSS (VmHWM), the errors of
 //! all runs, and the store server's CPU time per transaction (all its processes, PostgreSQL's
-//! backends included): what the store costs, which on 2 shared cores bounds the TPS of both. Each row ends in `<workload> <store>: TPS ratio x, CPU ratio y` (dtm-host / dtm).
+//! backends included): what the store costs, which on 2 shared cores bounds the TPS of both, and
+//! this process's CPU time per transaction (the load generator and the business service). Each
+//! row ends in `<workload> <store>: TPS ratio x, CPU ratio y` (dtm-host / dtm), and a line of what
+//! 3× dtm's TPS leaves a coordinator: the machine's cores give each transaction cores × 1 s ÷
+//! that TPS of CPU; the store server and this process take their share of it.
 //!
 //! Settings (environment): BENCH_SECONDS, BENCH_RUNS, BENCH_CONCURRENCY,
 //! BENCH_TAIL_CONCURRENCY, BENCH_STORES (default `embedded,mysql,postgres,redis`),
@@ -149,6 +153,8 @@ struct Run {
     cpu_us_per_tx: f64,
     /// The store server's CPU time per transaction (all its processes), when it has one.
     store_us_per_tx: Option<f64>,
+    /// This process's CPU time per transaction: the load generator and the business service.
+    bench_us_per_tx: f64,
 }
 
 struct Bench {
@@ -160,6 +166,9 @@ struct Bench {
     busi: String,
     grpc_busi: String,
     clock_ticks: f64,
+    /// The machine's cores: with the rest of the machine idle, they bound what all processes
+    /// together spend per transaction at a given TPS.
+    cores: f64,
 }
 
 impl Bench {
@@ -257,27 +266,31 @@ impl Bench {
         let edges = Arc::new(Mutex::new(Vec::new()));
         let (pid, sampled) = (side.pid, edges.clone());
         let store = side.store_port.and_then(server_pid);
+        let bench = std::process::id();
         let figures = measure_window(
             workload.clients,
             self.seconds,
             move |n| one(n),
             move || {
                 let store_ticks = store.map_or(0, tree_ticks);
-                sampled
-                    .lock()
-                    .unwrap()
-                    .push((cpu_ticks(pid), store_ticks, Instant::now()))
+                sampled.lock().unwrap().push((
+                    cpu_ticks(pid),
+                    store_ticks,
+                    cpu_ticks(bench),
+                    Instant::now(),
+                ))
             },
         )
         .await;
         let edges = edges.lock().unwrap();
-        let (ticks, window) = (edges[1].0 - edges[0].0, edges[1].2 - edges[0].2);
+        let (ticks, window) = (edges[1].0 - edges[0].0, edges[1].3 - edges[0].3);
         let transactions = figures.tps * window.as_secs_f64();
         let per_tx = |ticks: u64| ticks as f64 / self.clock_ticks * 1e6 / transactions;
         Run {
             figures,
             cpu_us_per_tx: per_tx(ticks),
             store_us_per_tx: store.map(|_| per_tx(edges[1].1.saturating_sub(edges[0].1))),
+            bench_us_per_tx: per_tx(edges[1].2.saturating_sub(edges[0].2)),
         }
     }
 
@@ -315,8 +328,16 @@ impl Bench {
         println!();
         println!("{} — {}", workload.describe(), store_pair(store));
         println!(
-            "  {:<10} {:>9} {:>9} {:>9} {:>11} {:>13} {:>7} {:>15}   TPS of each run",
-            "", "TPS", "p50 ms", "p99 ms", "CPU µs/tx", "peak RSS MiB", "errors", "store CPU µs/tx"
+            "  {:<10} {:>9} {:>9} {:>9} {:>11} {:>13} {:>7} {:>15} {:>15}   TPS of each run",
+            "",
+            "TPS",
+            "p50 ms",
+            "p99 ms",
+            "CPU µs/tx",
+            "peak RSS MiB",
+            "errors",
+            "store CPU µs/tx",
+            "bench CPU µs/tx"
         );
         let mut summary = Vec::new();
         for (side, runs) in sides.iter().zip(&runs) {
@@ -331,9 +352,10 @@ impl Bench {
                 .iter()
                 .map(|r| r.store_us_per_tx)
                 .collect::<Option<Vec<f64>>>()
-                .map_or("-".to_owned(), |each| format!("{:.0}", median(each)));
+                .map(median);
+            let bench_cpu = median(runs.iter().map(|r| r.bench_us_per_tx));
             println!(
-                "  {:<10} {:>9.0} {:>9.2} {:>9.2} {:>11.0} {:>13.1} {:>7} {:>15}   {}{}",
+                "  {:<10} {:>9.0} {:>9.2} {:>9.2} {:>11.0} {:>13.1} {:>7} {:>15} {:>15.0}   {}{}",
                 side.label,
                 tps,
                 median(runs.iter().map(|r| r.figures.p50_ms)),
@@ -341,17 +363,20 @@ impl Bench {
                 cpu,
                 peak_rss_mib(side.pid),
                 errors,
-                store_cpu,
+                store_cpu.map_or("-".to_owned(), |cpu| format!("{cpu:.0}")),
+                bench_cpu,
                 each.join(" "),
                 if errors > 0 { "   !! errors" } else { "" }
             );
-            summary.push((tps, cpu));
+            summary.push((tps, cpu, store_cpu.unwrap_or(0.0) + bench_cpu));
             if let Some(reason) = side.failure.lock().unwrap().as_ref() {
                 let reason: String = reason.chars().take(300).collect();
                 println!("    {} first error: {reason}", side.label);
             }
         }
-        for (setting, (tps, cpu)) in settings.iter().zip(&summary[1..]) {
+        let target = 3.0 * summary[0].0;
+        let budget = self.cores * 1e6 / target;
+        for (setting, (tps, cpu, others)) in settings.iter().zip(&summary[1..]) {
             println!(
                 "{}{} {}: TPS ratio {:.2}, CPU ratio {:.2}",
                 workload.name(),
@@ -359,6 +384,14 @@ impl Bench {
                 store_name(store),
                 tps / summary[0].0,
                 cpu / summary[0].1
+            );
+            println!(
+                "  {}: 3x dtm is {target:.0} TPS, {budget:.0} µs of CPU per transaction on {} \
+                 cores; the store and the bench took {others:.0} µs per {0} transaction, leaving \
+                 {:.0} µs for {0} (it took {cpu:.0})",
+                setting.label,
+                self.cores,
+                budget - others,
             );
         }
         drop((dtm, hosts));
@@ -540,6 +573,7 @@ fn main() {
             busi: start_reading_busi().await,
             grpc_busi: start_grpc_busi().await,
             clock_ticks: clock_ticks_per_second(),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
         };
         let clients = env_or("BENCH_CONCURRENCY", 64);
         let workloads = [
