@@ -70,6 +70,15 @@ pub(super) fn verdict(reply: &[String]) -> &str {
     reply.first().map(String::as_str).unwrap_or("")
 }
 
+/// The answer of a script that says `{'ok'}` or `{'notfound'}`.
+pub(super) fn ok_or_not_found(script: &str, reply: &[String]) -> Result<(), StoreError> {
+    match verdict(reply) {
+        "ok" => Ok(()),
+        "notfound" => Err(StoreError::NotFound),
+        _ => Err(unexpected(script, reply)),
+    }
+}
+
 pub(super) fn unexpected(script: &str, reply: &[String]) -> StoreError {
     StoreError::Backend(format!(
         "redis: unexpected answer of the {script} script: {reply:?}"

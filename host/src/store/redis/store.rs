@@ -12,7 +12,7 @@ use super::keys::{
 use super::record::{
     branch_args, claimed_record, global_fields, outcome_args, read_branches, read_global, read_kv,
 };
-use super::scripts::{unexpected, verdict};
+use super::scripts::{ok_or_not_found, unexpected, verdict};
 use super::{now_ms, RedisStore};
 use crate::clock::Millis;
 use crate::model::{Branch, GlobalStatus, KvEntry, ScanFilter, TransGlobal};
@@ -437,11 +437,7 @@ impl Store for RedisStore {
             .arg(self.data_expire)
             .arg(outcome_args(outcomes));
         let reply: Vec<String> = self.eval("save branch outcomes", &invocation).await?;
-        match verdict(&reply) {
-            "ok" => Ok(()),
-            "notfound" => Err(StoreError::NotFound),
-            _ => Err(unexpected("outcomes", &reply)),
-        }
+        ok_or_not_found("outcomes", &reply)
     }
 
     /// The record first, then (when final) the schedule entry: on one node in the same script,
@@ -477,11 +473,7 @@ impl Store for RedisStore {
             }
         }
         let reply: Vec<String> = self.eval("change status", &invocation).await?;
-        match verdict(&reply) {
-            "ok" => {}
-            "notfound" => return Err(StoreError::NotFound),
-            _ => return Err(unexpected("change status", &reply)),
-        }
+        ok_or_not_found("change status", &reply)?;
         if let Some(cron) = unschedule_apart {
             self.cmd::<i64>(
                 "unschedule finished transaction",
@@ -517,11 +509,7 @@ impl Store for RedisStore {
             .arg(owner)
             .arg(gid);
         let reply: Vec<String> = self.eval("reschedule", &invocation).await?;
-        match verdict(&reply) {
-            "ok" => {}
-            "notfound" => return Err(StoreError::NotFound),
-            _ => return Err(unexpected("touch", &reply)),
-        }
+        ok_or_not_found("touch", &reply)?;
         if let Some(cron) = reschedule_apart {
             self.cmd::<i64>(
                 "reschedule",
@@ -854,22 +842,14 @@ impl Store for RedisStore {
         let mut invocation = self.scripts.kv_update.key(self.keys.kv_entry(cat, key));
         invocation.arg(value).arg(version).arg(now);
         let reply: Vec<String> = self.eval("update kv", &invocation).await?;
-        match verdict(&reply) {
-            "ok" => Ok(()),
-            "notfound" => Err(StoreError::NotFound),
-            _ => Err(unexpected("kv update", &reply)),
-        }
+        ok_or_not_found("kv update", &reply)
     }
 
     async fn delete_kv(&self, cat: &str, key: &str) -> StoreResult<()> {
         let mut invocation = self.scripts.kv_delete.key(self.keys.kv_entry(cat, key));
         invocation.key(self.keys.kv_order(cat)).arg(key);
         let reply: Vec<String> = self.eval("delete kv", &invocation).await?;
-        match verdict(&reply) {
-            "ok" => Ok(()),
-            "notfound" => Err(StoreError::NotFound),
-            _ => Err(unexpected("kv delete", &reply)),
-        }
+        ok_or_not_found("kv delete", &reply)
     }
 }
 
