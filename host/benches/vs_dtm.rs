@@ -587,7 +587,7 @@ fn main() {
              alternating; medians of the runs; {} cores",
             bench.runs,
             bench.seconds,
-            std::thread::available_parallelism().map_or(0, |n| n.get())
+            bench.cores
         );
         println!(
             "same for both: one load generator (this process, HTTP/1.1 client pool of up to 1024 \

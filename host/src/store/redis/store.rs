@@ -334,18 +334,13 @@ impl Store for RedisStore {
         let (cron, list) = (self.keys.cron(bucket), self.keys.list(bucket));
         let indexes_in_script = self.conn.is_one_node();
         let mut create = redis::cmd("EVALSHA");
-        create.arg(self.scripts.create.get_hash());
+        create
+            .arg(self.scripts.create.get_hash())
+            .arg(if indexes_in_script { 4 } else { 2 })
+            .arg(self.keys.global(gid))
+            .arg(self.keys.branches(gid));
         if indexes_in_script {
-            create
-                .arg(4)
-                .arg(self.keys.global(gid))
-                .arg(self.keys.branches(gid));
             create.arg(&cron).arg(&list);
-        } else {
-            create
-                .arg(2)
-                .arg(self.keys.global(gid))
-                .arg(self.keys.branches(gid));
         }
         create
             .arg(self.ttl(global.status.is_finished()))
