@@ -20,6 +20,7 @@ use sqlx::{AssertSqlSafe, Connection};
 use self::dialect::{ScanConditions, Statements};
 use self::group_commit::Grouped;
 use self::groups::{BranchResults, Creation, Groups, StatusWrite};
+use self::literals::Literals;
 use self::pool::{LastFailure, Pool};
 use super::common::{backend, page, parse_position};
 use super::{BranchOutcome, Page, StatusChange, Store, StoreError, StoreOptions, StoreResult};
@@ -96,8 +97,10 @@ macro_rules! on_connection {
 mod group_commit;
 mod groups;
 mod lender;
+mod literals;
 mod pool;
 mod rows;
+mod script;
 
 /// Runs `$body` in a transaction `$tx` begun on connection `$conn`, and ends it before going
 /// on: committed when `$body` gives `Ok`, rolled back when it gives `Err` (a `return` or `?` in
@@ -176,7 +179,33 @@ macro_rules! bind_keys {
     }};
 }
 
-/// Binds the columns of `insert_branches` for each of `$branches`, all under `$gid`.
+/// Binds the columns of `insert_global` for `$global` (on a sqlx query, or `Literals`).
+macro_rules! bind_global {
+    ($store:expr, $query:expr, $global:expr) => {{
+        let g = $global;
+        $query
+            .bind(&g.gid)
+            .bind(g.trans_type.as_str())
+            .bind(g.status.as_str())
+            .bind(&g.query_prepared)
+            .bind(g.protocol.as_str())
+            .bind($store.time(g.create_time))
+            .bind($store.time(g.update_time))
+            .bind($store.opt_time(g.finish_time))
+            .bind($store.opt_time(g.rollback_time))
+            .bind(g.options.to_json())
+            .bind(&g.custom_data)
+            .bind(g.next_cron_interval)
+            .bind($store.time(g.next_cron_time))
+            .bind(&g.owner)
+            .bind(&g.ext_data)
+            .bind(&g.result)
+            .bind(&g.rollback_reason)
+    }};
+}
+
+/// Binds the columns of `insert_branches` for each of `$branches`, all under `$gid` (on a sqlx
+/// query, or `Literals`).
 macro_rules! bind_branches {
     ($store:expr, $query:expr, $gid:expr, $branches:expr) => {{
         let mut query = $query;
@@ -404,50 +433,36 @@ fn truncate_reason(reason: Option<String>) -> Option<String> {
 
 /// The writes a PostgreSQL store groups (`groups/`), each written on its own.
 impl SqlStore {
-    /// `Store::save_new` written alone: one statement (PostgreSQL) or one transaction (MySQL).
+    /// `Store::save_new` written alone: one statement (PostgreSQL) or one transaction sent as
+    /// one query (MySQL, `script.rs`); either way one round trip.
     async fn create_alone(&self, global: &TransGlobal, branches: &[Branch]) -> StoreResult<()> {
-        // PostgreSQL takes both inserts in one statement; MySQL needs a transaction.
-        let one_statement = self.dialect() == Dialect::Postgres && !branches.is_empty();
-        let sql = if one_statement {
-            self.sql.insert_global_with_branches(branches.len())
-        } else {
+        if let Pool::MySql(lender) = &self.pool {
+            let mut statements =
+                vec![bind_global!(self, Literals::default(), global)
+                    .fill(&self.sql.insert_global)?];
+            if !branches.is_empty() {
+                let values = bind_branches!(self, Literals::default(), &global.gid, branches);
+                statements.push(values.fill(&self.sql.insert_branches(branches.len()))?);
+            }
+            return self
+                .run(|| async {
+                    let lent = lender.lend().await.map_err(db_error)?;
+                    script::commit_in_one_query(lent, &statements, write_error).await
+                })
+                .await;
+        }
+        // PostgreSQL takes both inserts in one statement.
+        let sql = if branches.is_empty() {
             self.sql.insert_global.clone()
+        } else {
+            self.sql.insert_global_with_branches(branches.len())
         };
         self.run(|| async {
             on_connection!(self, conn => {
-                let g = global;
-                let insert = sqlx::query(dynamic(sql.clone()))
-                    .bind(&g.gid)
-                    .bind(g.trans_type.as_str())
-                    .bind(g.status.as_str())
-                    .bind(&g.query_prepared)
-                    .bind(g.protocol.as_str())
-                    .bind(self.time(g.create_time))
-                    .bind(self.time(g.update_time))
-                    .bind(self.opt_time(g.finish_time))
-                    .bind(self.opt_time(g.rollback_time))
-                    .bind(g.options.to_json())
-                    .bind(&g.custom_data)
-                    .bind(g.next_cron_interval)
-                    .bind(self.time(g.next_cron_time))
-                    .bind(&g.owner)
-                    .bind(&g.ext_data)
-                    .bind(&g.result)
-                    .bind(&g.rollback_reason);
-                if one_statement {
-                    let insert = bind_branches!(self, insert, &global.gid, branches);
-                    insert.execute(conn).await.map_err(write_error)?;
-                    return Ok(());
-                }
-                in_transaction!(conn, tx => {
-                    insert.execute(&mut *tx).await.map_err(write_error)?;
-                    if !branches.is_empty() {
-                        let insert = sqlx::query(dynamic(self.sql.insert_branches(branches.len())));
-                        let insert = bind_branches!(self, insert, &global.gid, branches);
-                        insert.execute(&mut *tx).await.map_err(write_error)?;
-                    }
-                    Ok(())
-                })
+                let insert = bind_global!(self, sqlx::query(dynamic(sql.clone())), global);
+                let insert = bind_branches!(self, insert, &global.gid, branches);
+                insert.execute(conn).await.map_err(write_error)?;
+                Ok(())
             })
         })
         .await

@@ -530,3 +530,93 @@ async fn postgres_writes_queued_together_are_written_as_one() {
         assert_eq!(records[0].status, branch_status::SUCCEED);
     }
 }
+
+/// MySQL: a creation with its branch records is one query, one round trip: the server's general
+/// log shows one `Query` for it, with both inserts and the commit, and nothing else naming its
+/// tables (no prepared statements, no statements sent apart).
+#[tokio::test]
+async fn mysql_a_creation_is_one_query() {
+    use crate::model::op;
+    let Some(config) = fresh_config(Dialect::MySql) else {
+        return;
+    };
+    let store = SqlStore::open(Dialect::MySql, &config).await.unwrap();
+    let branches: Vec<Branch> = ["01", "02"]
+        .into_iter()
+        .map(|id| {
+            Branch::new(
+                "one-query",
+                id.into(),
+                op::ACTION,
+                "http://busi".into(),
+                vec![],
+                1,
+            )
+        })
+        .collect();
+    execute(&store, "SET GLOBAL log_output = 'TABLE'".into()).await;
+    execute(&store, "SET GLOBAL general_log = 1".into()).await;
+    let created = store
+        .save_new(&sample_global("one-query", 1_000), &branches)
+        .await;
+    execute(&store, "SET GLOBAL general_log = 0".into()).await;
+    created.unwrap();
+    let logged: StoreResult<Vec<(String, Vec<u8>)>> = async {
+        on_connection!(store, conn => {
+            sqlx::query_as(
+                "SELECT command_type, argument FROM mysql.general_log \
+                 WHERE argument LIKE CONCAT('%`', ?, '`.trans%') ORDER BY event_time",
+            )
+            .bind(&config.db)
+            .fetch_all(conn)
+            .await
+            .map_err(db_error)
+        })
+    }
+    .await;
+    let logged: Vec<(String, String)> = logged
+        .unwrap()
+        .into_iter()
+        .map(|(command, argument)| (command, String::from_utf8_lossy(&argument).into_owned()))
+        .collect();
+    assert_eq!(logged.len(), 1, "{logged:#?}");
+    let (command, text) = &logged[0];
+    assert_eq!(command, "Query");
+    for part in [
+        "START TRANSACTION",
+        "trans_global",
+        "trans_branch_op",
+        "COMMIT",
+    ] {
+        assert!(text.contains(part), "{part} missing from {text}");
+    }
+    assert_eq!(store.find_branches("one-query").await.unwrap().len(), 2);
+}
+
+/// MySQL: a creation whose branch records the server refuses after it inserted the transaction
+/// (two records with one key) leaves nothing: the transaction it began is rolled back, not left
+/// open for the connection's next call to commit.
+#[tokio::test]
+async fn mysql_a_creation_refused_midway_leaves_nothing() {
+    use crate::model::op;
+    let Some(store) = fresh(Dialect::MySql).await else {
+        return;
+    };
+    let twice = Branch::new(
+        "midway",
+        "01".into(),
+        op::ACTION,
+        "http://busi".into(),
+        vec![],
+        1,
+    );
+    let refused = store
+        .save_new(&sample_global("midway", 1_000), &[twice.clone(), twice])
+        .await;
+    assert_eq!(refused, Err(StoreError::UniqueConflict));
+    store
+        .save_new(&sample_global("next", 1_000), &[])
+        .await
+        .unwrap();
+    assert!(store.find_global("midway").await.unwrap().is_none());
+}
