@@ -2,6 +2,7 @@
 //! service, and a load loop that reports TPS and latency percentiles.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -246,9 +247,19 @@ impl HostProcess {
     /// Starts it with extra environment variables; `{GRPC_PORT}` in a value stands for its gRPC
     /// port.
     pub async fn start_with(log_level: &str, env: &[(impl AsRef<str>, impl AsRef<str>)]) -> Self {
+        Self::start_binary(Path::new(env!("CARGO_BIN_EXE_dtm-host")), log_level, env).await
+    }
+
+    /// Starts `binary` (a dtm-host built from other code, say) as [`HostProcess::start_with`]
+    /// starts this build's.
+    pub async fn start_binary(
+        binary: &Path,
+        log_level: &str,
+        env: &[(impl AsRef<str>, impl AsRef<str>)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (port, grpc_port) = (common::free_port(), common::free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_dtm-host"))
+        let child = Command::new(binary)
             .env("HTTP_PORT", port.to_string())
             .env("GRPC_PORT", grpc_port.to_string())
             .env("STORE_DATA_DIR", dir.path().join("data"))

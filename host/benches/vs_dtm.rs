@@ -33,12 +33,15 @@
 //! BENCH_TAIL_CONCURRENCY, BENCH_STORES (default `embedded,mysql,postgres,redis`),
 //! BENCH_LOG_LEVEL (every coordinator's LogLevel, default info: their default),
 //! BENCH_UPDATE_BRANCH_SYNC (unset: each its default, dtm 0 and dtm-host 1, plus dtm-host/0;
-//! set: both this, no dtm-host/0).
+//! set: both this, no dtm-host/0), BENCH_BASELINE (a dtm-host binary built from other code, say
+//! an earlier commit, measured beside this build with its settings: `baseline`, ratio lines
+//! `<workload>-baseline`).
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
 mod support;
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -134,6 +137,8 @@ struct HostSetting {
     update_branch_sync: Option<String>,
     /// Added to the workload's name in its ratio line.
     suffix: &'static str,
+    /// Another dtm-host binary to run (`None`: this build).
+    binary: Option<PathBuf>,
 }
 
 /// One coordinator under load.
@@ -162,6 +167,9 @@ struct Bench {
     runs: usize,
     log_level: String,
     update_branch_sync: Option<String>,
+    /// BENCH_BASELINE: a dtm-host binary built from other code, measured beside this build with
+    /// its settings.
+    baseline: Option<PathBuf>,
     client: reqwest::Client,
     busi: String,
     grpc_busi: String,
@@ -175,25 +183,37 @@ impl Bench {
     /// The dtm-host settings measured against dtm: the one BENCH_UPDATE_BRANCH_SYNC gives both,
     /// or else dtm-host's default and, beside it, dtm's `UpdateBranchSync: 0`.
     fn host_settings(&self) -> Vec<HostSetting> {
-        match &self.update_branch_sync {
+        let mut settings = match &self.update_branch_sync {
             Some(value) => vec![HostSetting {
                 label: "dtm-host",
                 update_branch_sync: Some(value.clone()),
                 suffix: "",
+                binary: None,
             }],
             None => vec![
                 HostSetting {
                     label: "dtm-host",
                     update_branch_sync: None,
                     suffix: "",
+                    binary: None,
                 },
                 HostSetting {
                     label: "dtm-host/0",
                     update_branch_sync: Some("0".into()),
                     suffix: "-ubs0",
+                    binary: None,
                 },
             ],
+        };
+        if let Some(binary) = &self.baseline {
+            settings.push(HostSetting {
+                label: "baseline",
+                update_branch_sync: self.update_branch_sync.clone(),
+                suffix: "-baseline",
+                binary: Some(binary.clone()),
+            });
         }
+        settings
     }
 
     /// A fresh dtm and a fresh dtm-host per setting on `store`, each in a scope of its own, and
@@ -235,7 +255,10 @@ impl Bench {
                     env.push(("STORE_MAX_OPEN_CONNS".into(), SQL_POOL.to_string()));
                 }
             }
-            hosts.push(HostProcess::start_with(&self.log_level, &env).await);
+            hosts.push(match &setting.binary {
+                Some(binary) => HostProcess::start_binary(binary, &self.log_level, &env).await,
+                None => HostProcess::start_with(&self.log_level, &env).await,
+            });
         }
         (dtm, hosts, store_port)
     }
@@ -566,6 +589,7 @@ fn main() {
             runs: env_or("BENCH_RUNS", 3).max(1) as usize,
             log_level: std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
             update_branch_sync: std::env::var("BENCH_UPDATE_BRANCH_SYNC").ok(),
+            baseline: std::env::var_os("BENCH_BASELINE").map(PathBuf::from),
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(1024)
                 .build()
