@@ -29,7 +29,8 @@ pub fn sample_global(gid: &str, now: i64) -> TransGlobal {
     }
 }
 
-fn branch(gid: &str, id: &str, op: &str) -> Branch {
+/// A branch record of `gid` with a URL and payload of its own.
+pub fn branch(gid: &str, id: &str, op: &str) -> Branch {
     Branch::new(
         gid,
         id.to_owned(),

@@ -12,7 +12,7 @@ use test_servers::{Kind, Server};
 
 use super::pool::CONNECT_TIMEOUT;
 use super::*;
-use crate::store::suite::sample_global;
+use crate::store::suite::{branch, sample_global};
 
 fn kind(dialect: Dialect) -> Kind {
     match dialect {
@@ -541,19 +541,10 @@ async fn mysql_a_creation_is_one_query() {
         return;
     };
     let store = SqlStore::open(Dialect::MySql, &config).await.unwrap();
-    let branches: Vec<Branch> = ["01", "02"]
-        .into_iter()
-        .map(|id| {
-            Branch::new(
-                "one-query",
-                id.into(),
-                op::ACTION,
-                "http://busi".into(),
-                vec![],
-                1,
-            )
-        })
-        .collect();
+    let branches = [
+        branch("one-query", "01", op::ACTION),
+        branch("one-query", "02", op::ACTION),
+    ];
     execute(&store, "SET GLOBAL log_output = 'TABLE'".into()).await;
     execute(&store, "SET GLOBAL general_log = 1".into()).await;
     let created = store
@@ -602,14 +593,7 @@ async fn mysql_a_creation_refused_midway_leaves_nothing() {
     let Some(store) = fresh(Dialect::MySql).await else {
         return;
     };
-    let twice = Branch::new(
-        "midway",
-        "01".into(),
-        op::ACTION,
-        "http://busi".into(),
-        vec![],
-        1,
-    );
+    let twice = branch("midway", "01", op::ACTION);
     let refused = store
         .save_new(&sample_global("midway", 1_000), &[twice.clone(), twice])
         .await;
