@@ -44,20 +44,6 @@ CREATE TABLE IF NOT EXISTS trans_global (
 );
 CREATE INDEX IF NOT EXISTS trans_global_due ON trans_global(next_cron_time)
   WHERE status IN ('prepared', 'submitted', 'aborting');
-CREATE TABLE IF NOT EXISTS trans_branch_op (
-  gid TEXT NOT NULL,
-  branch_id TEXT NOT NULL,
-  op TEXT NOT NULL,
-  pos INTEGER NOT NULL,
-  url TEXT NOT NULL,
-  bin_data BLOB,
-  status TEXT NOT NULL,
-  finish_time INTEGER,
-  rollback_time INTEGER,
-  create_time INTEGER,
-  update_time INTEGER,
-  PRIMARY KEY (gid, branch_id, op)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS kv (
   id INTEGER PRIMARY KEY,
   cat TEXT NOT NULL,
@@ -69,6 +55,46 @@ CREATE TABLE IF NOT EXISTS kv (
   UNIQUE (cat, k)
 );
 ";
+
+/// The branch table's columns. Branches are keyed by their global's row id, which grows with each
+/// new transaction: the branches of the transactions in one commit sit side by side, so the
+/// commit writes a few shared pages to the WAL instead of one scattered page per transaction, as
+/// a key that starts with the (random) gid did.
+const BRANCH_COLUMNS: &str = "
+  global_id INTEGER NOT NULL,
+  branch_id TEXT NOT NULL,
+  op TEXT NOT NULL,
+  pos INTEGER NOT NULL,
+  url TEXT NOT NULL,
+  bin_data BLOB,
+  status TEXT NOT NULL,
+  finish_time INTEGER,
+  rollback_time INTEGER,
+  create_time INTEGER,
+  update_time INTEGER,
+  PRIMARY KEY (global_id, branch_id, op)
+";
+
+/// Stores made before branches were keyed by their global's row id kept them in a table keyed by
+/// gid; this moves them over in one transaction when such a store is opened.
+fn key_branches_by_global_id() -> String {
+    format!(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE trans_branch_op_by_id ({BRANCH_COLUMNS}) WITHOUT ROWID;
+         INSERT INTO trans_branch_op_by_id
+           SELECT g.id, b.branch_id, b.op, b.pos, b.url, b.bin_data, b.status, b.finish_time,
+                  b.rollback_time, b.create_time, b.update_time
+           FROM trans_branch_op b JOIN trans_global g ON g.gid = b.gid;
+         DROP TABLE trans_branch_op;
+         ALTER TABLE trans_branch_op_by_id RENAME TO trans_branch_op;
+         COMMIT;"
+    )
+}
+
+/// The branch columns `read_branch` takes, for the branches of the global whose gid is `?1`.
+const BRANCHES_OF_GID: &str = "SELECT pos, ?1, url, bin_data, branch_id, op, status, finish_time, \
+    create_time, update_time FROM trans_branch_op \
+    WHERE global_id = (SELECT id FROM trans_global WHERE gid = ?1) ORDER BY pos";
 
 const GLOBAL_COLUMNS: &str = "id, gid, trans_type, status, query_prepared, protocol, create_time, \
     update_time, finish_time, rollback_time, options, custom_data, next_cron_interval, \
@@ -111,6 +137,19 @@ impl SqliteStore {
         let path = data_dir.join("dtm.sqlite");
         let conn = open(&path)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS trans_branch_op ({BRANCH_COLUMNS}) WITHOUT ROWID"
+        ))
+        .map_err(backend)?;
+        if branches_keyed_by_gid(&conn)? {
+            conn.execute_batch(&key_branches_by_global_id())
+                .map_err(|e| {
+                    backend(format!(
+                        "cannot rekey the branches of {}: {e}",
+                        path.display()
+                    ))
+                })?;
+        }
         let writer = writer::spawn(conn)?;
         Ok(Self {
             writer,
@@ -209,18 +248,35 @@ fn read_kv(row: &Row<'_>) -> rusqlite::Result<KvEntry> {
     })
 }
 
-/// Inserts branch records at positions `first_pos`, `first_pos + 1`, …
-fn insert_branches(conn: &Connection, branches: &[Branch], first_pos: i64) -> StoreResult<()> {
+/// Whether the store keeps branches in the layout of before they were keyed by their global's row
+/// id (a `gid` column).
+fn branches_keyed_by_gid(conn: &Connection) -> StoreResult<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('trans_branch_op') WHERE name = 'gid')",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(backend)
+}
+
+/// Inserts the branch records of the global whose row id is `global_id` at positions
+/// `first_pos`, `first_pos + 1`, …
+fn insert_branches(
+    conn: &Connection,
+    global_id: i64,
+    branches: &[Branch],
+    first_pos: i64,
+) -> StoreResult<()> {
     let mut stmt = conn
         .prepare_cached(
-            "INSERT INTO trans_branch_op (pos, gid, url, bin_data, branch_id, op, status, finish_time, create_time, update_time) \
+            "INSERT INTO trans_branch_op (pos, global_id, url, bin_data, branch_id, op, status, finish_time, create_time, update_time) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .map_err(backend)?;
     for (b, pos) in branches.iter().zip(first_pos..) {
         stmt.execute(params![
             pos,
-            b.gid,
+            global_id,
             b.url,
             b.bin_data,
             b.branch_id,
@@ -252,7 +308,8 @@ fn update_branches(
     let mut update = conn
         .prepare_cached(
             "UPDATE trans_branch_op SET status = ?1, finish_time = ?2, update_time = ?2 \
-             WHERE gid = ?3 AND branch_id = ?4 AND op = ?5",
+             WHERE global_id = (SELECT id FROM trans_global WHERE gid = ?3) \
+             AND branch_id = ?4 AND op = ?5",
         )
         .map_err(backend)?;
     for o in outcomes {
@@ -334,12 +391,7 @@ impl Store for SqliteStore {
     async fn find_branches(&self, gid: &str) -> StoreResult<Vec<Branch>> {
         let gid = gid.to_owned();
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT pos, gid, url, bin_data, branch_id, op, status, finish_time, create_time, update_time \
-                     FROM trans_branch_op WHERE gid = ?1 ORDER BY pos",
-                )
-                .map_err(backend)?;
+            let mut stmt = conn.prepare_cached(BRANCHES_OF_GID).map_err(backend)?;
             stmt.query_map([gid], read_branch)
                 .and_then(|rows| rows.collect())
                 .map_err(backend)
@@ -371,7 +423,7 @@ impl Store for SqliteStore {
             if inserted == 0 {
                 return Err(StoreError::UniqueConflict);
             }
-            insert_branches(conn, &branches, 0)
+            insert_branches(conn, conn.last_insert_rowid(), &branches, 0)
         })
         .await
     }
@@ -385,18 +437,24 @@ impl Store for SqliteStore {
         let gid = gid.to_owned();
         let branches = branches.to_vec();
         self.write_all_or_none(move |conn| {
-            let status: Option<String> = conn
-                .prepare_cached("SELECT status FROM trans_global WHERE gid = ?1")
-                .and_then(|mut s| s.query_row([&gid], |r| r.get(0)).optional())
+            let global: Option<(i64, String)> = conn
+                .prepare_cached("SELECT id, status FROM trans_global WHERE gid = ?1")
+                .and_then(|mut s| {
+                    s.query_row([&gid], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
                 .map_err(backend)?;
-            if status.as_deref() != Some(expected.as_str()) {
+            let Some((global_id, status)) = global else {
+                return Err(StoreError::NotFound);
+            };
+            if status != expected.as_str() {
                 return Err(StoreError::NotFound);
             }
             let count: i64 = conn
-                .prepare_cached("SELECT COUNT(*) FROM trans_branch_op WHERE gid = ?1")
-                .and_then(|mut s| s.query_row([&gid], |r| r.get(0)))
+                .prepare_cached("SELECT COUNT(*) FROM trans_branch_op WHERE global_id = ?1")
+                .and_then(|mut s| s.query_row([global_id], |r| r.get(0)))
                 .map_err(backend)?;
-            insert_branches(conn, &branches, count)
+            insert_branches(conn, global_id, &branches, count)
         })
         .await
     }
@@ -739,6 +797,79 @@ mod tests {
             "a refused write was applied"
         );
         store.save_new(&global, &[]).await.unwrap();
+    }
+
+    /// A store whose branches are in the layout of before they were keyed by their global's row
+    /// id gets them moved over when it is opened, each under its own global.
+    #[tokio::test]
+    async fn branches_keyed_by_gid_are_moved_to_their_globals_row_id() {
+        use crate::store::suite::{branch, sample_global};
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SqliteStore::open(dir.path()).unwrap();
+            store
+                .save_new(&sample_global("g1", 1_000), &[])
+                .await
+                .unwrap();
+            store
+                .save_new(&sample_global("g2", 1_000), &[])
+                .await
+                .unwrap();
+        }
+        let old = Connection::open(dir.path().join("dtm.sqlite")).unwrap();
+        old.execute_batch(
+            "DROP TABLE trans_branch_op;
+             CREATE TABLE trans_branch_op (
+               gid TEXT NOT NULL, branch_id TEXT NOT NULL, op TEXT NOT NULL, pos INTEGER NOT NULL,
+               url TEXT NOT NULL, bin_data BLOB, status TEXT NOT NULL, finish_time INTEGER,
+               rollback_time INTEGER, create_time INTEGER, update_time INTEGER,
+               PRIMARY KEY (gid, branch_id, op)
+             ) WITHOUT ROWID;",
+        )
+        .unwrap();
+        let written = [
+            ("g2", 0, branch("g2", "01", "action")),
+            ("g1", 0, branch("g1", "01", "compensate")),
+            ("g1", 1, branch("g1", "01", "action")),
+        ];
+        for (gid, pos, b) in &written {
+            old.execute(
+                "INSERT INTO trans_branch_op (gid, branch_id, op, pos, url, bin_data, status, create_time, update_time) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+                params![gid, b.branch_id, b.op, pos, b.url, b.bin_data, b.status, b.create_time],
+            )
+            .unwrap();
+        }
+        drop(old);
+
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let g1 = store.find_branches("g1").await.unwrap();
+        let ops: Vec<_> = g1
+            .iter()
+            .map(|b| (b.gid.as_str(), b.op.as_str(), b.url.as_str()))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                ("g1", "compensate", "http://busi/01/compensate"),
+                ("g1", "action", "http://busi/01/action")
+            ]
+        );
+        assert_eq!(store.find_branches("g2").await.unwrap().len(), 1);
+        store
+            .append_branches(
+                "g1",
+                GlobalStatus::Prepared,
+                &[branch("g1", "02", "action")],
+            )
+            .await
+            .unwrap();
+        drop(store);
+        // Opened again, the store is already in the new layout and keeps what was added.
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let g1 = store.find_branches("g1").await.unwrap();
+        assert_eq!(g1.len(), 3);
+        assert_eq!(g1[2].branch_id, "02");
     }
 
     #[tokio::test]
