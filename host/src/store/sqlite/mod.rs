@@ -297,24 +297,23 @@ fn insert_branches(
     Ok(())
 }
 
-/// Writes branch outcomes; `NotFound` if a branch does not exist (the caller's savepoint then
-/// undoes the others).
+/// Writes the outcomes of branches of the global whose row id is `global_id`; `NotFound` if a
+/// branch does not exist (the caller's savepoint then undoes the others).
 fn update_branches(
     conn: &Connection,
-    gid: &str,
+    global_id: i64,
     outcomes: &[BranchOutcome],
     now: Millis,
 ) -> StoreResult<()> {
     let mut update = conn
         .prepare_cached(
             "UPDATE trans_branch_op SET status = ?1, finish_time = ?2, update_time = ?2 \
-             WHERE global_id = (SELECT id FROM trans_global WHERE gid = ?3) \
-             AND branch_id = ?4 AND op = ?5",
+             WHERE global_id = ?3 AND branch_id = ?4 AND op = ?5",
         )
         .map_err(backend)?;
     for o in outcomes {
         let changed = update
-            .execute(params![o.status, now, gid, o.branch_id, o.op])
+            .execute(params![o.status, now, global_id, o.branch_id, o.op])
             .map_err(backend)?;
         if changed == 0 {
             return Err(StoreError::NotFound);
@@ -468,16 +467,16 @@ impl Store for SqliteStore {
         let (gid, outcomes) = (gid.to_owned(), outcomes.to_vec());
         // One UPDATE that fails changes nothing; several need a savepoint.
         self.submit(outcomes.len() > 1, move |conn| {
-            let unfinished = conn
+            let unfinished: Option<i64> = conn
                 .prepare_cached(&format!(
-                    "SELECT 1 FROM trans_global WHERE gid = ?1 AND {UNFINISHED}"
+                    "SELECT id FROM trans_global WHERE gid = ?1 AND {UNFINISHED}"
                 ))
-                .and_then(|mut s| s.exists(params![gid]))
+                .and_then(|mut s| s.query_row(params![gid], |r| r.get(0)).optional())
                 .map_err(backend)?;
-            if !unfinished {
+            let Some(global_id) = unfinished else {
                 return Err(StoreError::NotFound);
-            }
-            update_branches(conn, &gid, &outcomes, now)
+            };
+            update_branches(conn, global_id, &outcomes, now)
         })
         .await
     }
@@ -495,25 +494,31 @@ impl Store for SqliteStore {
         self.submit(multi_statement, move |conn| {
             let finish_time = (to == GlobalStatus::Succeed).then_some(now);
             let rollback_time = (to == GlobalStatus::Failed).then_some(now);
-            let changed = conn
+            // RETURNING: the row id the branch outcomes are written under, without a second
+            // lookup through the gid index.
+            let changed: Option<i64> = conn
                 .prepare_cached(
                     "UPDATE trans_global SET status = ?1, update_time = ?2, \
                      finish_time = COALESCE(?3, finish_time), rollback_time = COALESCE(?4, rollback_time), \
                      rollback_reason = COALESCE(?5, rollback_reason), result = COALESCE(?6, result), \
                      custom_data = COALESCE(?7, custom_data), options = COALESCE(?8, options) \
-                     WHERE gid = ?9 AND status = ?10",
+                     WHERE gid = ?9 AND status = ?10 RETURNING id",
                 )
                 .and_then(|mut s| {
-                    s.execute(params![
-                        to.as_str(), now, finish_time, rollback_time, change.rollback_reason,
-                        change.result, change.custom_data, change.options, gid, from.as_str()
-                    ])
+                    s.query_row(
+                        params![
+                            to.as_str(), now, finish_time, rollback_time, change.rollback_reason,
+                            change.result, change.custom_data, change.options, gid, from.as_str()
+                        ],
+                        |r| r.get(0),
+                    )
+                    .optional()
                 })
                 .map_err(backend)?;
-            if changed == 0 {
+            let Some(global_id) = changed else {
                 return Err(StoreError::NotFound);
-            }
-            update_branches(conn, &gid, &change.branch_outcomes, now)
+            };
+            update_branches(conn, global_id, &change.branch_outcomes, now)
         })
         .await
     }
