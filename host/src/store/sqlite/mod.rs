@@ -833,15 +833,15 @@ mod tests {
         )
         .unwrap();
         let written = [
-            ("g2", 0, branch("g2", "01", "action")),
-            ("g1", 0, branch("g1", "01", "compensate")),
-            ("g1", 1, branch("g1", "01", "action")),
+            (0, branch("g2", "01", "action")),
+            (0, branch("g1", "01", "compensate")),
+            (1, branch("g1", "01", "action")),
         ];
-        for (gid, pos, b) in &written {
+        for (pos, b) in &written {
             old.execute(
                 "INSERT INTO trans_branch_op (gid, branch_id, op, pos, url, bin_data, status, create_time, update_time) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-                params![gid, b.branch_id, b.op, pos, b.url, b.bin_data, b.status, b.create_time],
+                params![b.gid, b.branch_id, b.op, pos, b.url, b.bin_data, b.status, b.create_time],
             )
             .unwrap();
         }
