@@ -4,8 +4,8 @@
 
 use super::{Page, StoreError, StoreResult};
 
-/// Only these statuses are ever claimed or pulled in (SQLite, PostgreSQL and MySQL; the Redis
-/// scripts say the same in `redis/lua/prelude.lua`).
+/// Only these statuses are ever claimed or pulled in (PostgreSQL and MySQL; SQLite writes the same
+/// as three equalities in `sqlite/mod.rs`, the Redis scripts say it in `redis/lua/prelude.lua`).
 pub(super) const UNFINISHED: &str = "status IN ('prepared', 'submitted', 'aborting')";
 
 pub(super) fn backend(e: impl std::fmt::Display) -> StoreError {

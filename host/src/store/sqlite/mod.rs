@@ -16,10 +16,17 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use self::writer::WriteOp;
-use super::common::{backend, page, parse_position, UNFINISHED};
+use super::common::{backend, page, parse_position};
 use super::{BranchOutcome, Page, StatusChange, Store, StoreError, StoreResult};
 use crate::clock::Millis;
 use crate::model::{Branch, GlobalStatus, KvEntry, ScanFilter, TransGlobal, TransOptions};
+
+/// An unfinished transaction: only these statuses are ever claimed or pulled in (the condition
+/// of `store/common.rs`, written out). SQLite evaluates `status IN (<3 constants>)` by building a
+/// temporary b-tree each time a statement runs it, and the index below runs its condition on
+/// every insert and status change: three equalities cost none. Stores made before this had
+/// `trans_global_due` with the `IN` form; `SCHEMA` drops it.
+const UNFINISHED: &str = "(status = 'prepared' OR status = 'submitted' OR status = 'aborting')";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS trans_global (
@@ -42,8 +49,9 @@ CREATE TABLE IF NOT EXISTS trans_global (
   result TEXT NOT NULL DEFAULT '',
   rollback_reason TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS trans_global_due ON trans_global(next_cron_time)
-  WHERE status IN ('prepared', 'submitted', 'aborting');
+DROP INDEX IF EXISTS trans_global_due;
+CREATE INDEX IF NOT EXISTS trans_global_unfinished_due ON trans_global(next_cron_time)
+  WHERE status = 'prepared' OR status = 'submitted' OR status = 'aborting';
 CREATE TABLE IF NOT EXISTS kv (
   id INTEGER PRIMARY KEY,
   cat TEXT NOT NULL,
@@ -494,30 +502,31 @@ impl Store for SqliteStore {
         self.submit(multi_statement, move |conn| {
             let finish_time = (to == GlobalStatus::Succeed).then_some(now);
             let rollback_time = (to == GlobalStatus::Failed).then_some(now);
-            // RETURNING: the row id the branch outcomes are written under, without a second
-            // lookup through the gid index.
-            let changed: Option<i64> = conn
-                .prepare_cached(
-                    "UPDATE trans_global SET status = ?1, update_time = ?2, \
-                     finish_time = COALESCE(?3, finish_time), rollback_time = COALESCE(?4, rollback_time), \
-                     rollback_reason = COALESCE(?5, rollback_reason), result = COALESCE(?6, result), \
-                     custom_data = COALESCE(?7, custom_data), options = COALESCE(?8, options) \
-                     WHERE gid = ?9 AND status = ?10 RETURNING id",
-                )
-                .and_then(|mut s| {
-                    s.query_row(
-                        params![
-                            to.as_str(), now, finish_time, rollback_time, change.rollback_reason,
-                            change.result, change.custom_data, change.options, gid, from.as_str()
-                        ],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                })
+            // The row is found first and then updated by its id, which the branch outcomes are
+            // written under: `UPDATE ... RETURNING` would build a temporary b-tree for its
+            // result each time. The writer's transaction began IMMEDIATE (`writer.rs`): no other
+            // connection can change the row between the two.
+            let found: Option<i64> = conn
+                .prepare_cached("SELECT id FROM trans_global WHERE gid = ?1 AND status = ?2")
+                .and_then(|mut s| s.query_row(params![gid, from.as_str()], |r| r.get(0)).optional())
                 .map_err(backend)?;
-            let Some(global_id) = changed else {
+            let Some(global_id) = found else {
                 return Err(StoreError::NotFound);
             };
+            conn.prepare_cached(
+                "UPDATE trans_global SET status = ?1, update_time = ?2, \
+                 finish_time = COALESCE(?3, finish_time), rollback_time = COALESCE(?4, rollback_time), \
+                 rollback_reason = COALESCE(?5, rollback_reason), result = COALESCE(?6, result), \
+                 custom_data = COALESCE(?7, custom_data), options = COALESCE(?8, options) \
+                 WHERE id = ?9",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    to.as_str(), now, finish_time, rollback_time, change.rollback_reason,
+                    change.result, change.custom_data, change.options, global_id
+                ])
+            })
+            .map_err(backend)?;
             update_branches(conn, global_id, &change.branch_outcomes, now)
         })
         .await
@@ -875,6 +884,72 @@ mod tests {
         let g1 = store.find_branches("g1").await.unwrap();
         assert_eq!(g1.len(), 3);
         assert_eq!(g1[2].branch_id, "02");
+    }
+
+    /// What a statement's program does, one opcode name per step (`EXPLAIN`).
+    fn opcodes(conn: &Connection, sql: &str) -> Vec<String> {
+        let mut stmt = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+        let names = stmt.query_map([], |r| r.get(1)).unwrap();
+        names.collect::<Result<_, _>>().unwrap()
+    }
+
+    #[tokio::test]
+    async fn writes_of_globals_test_unfinished_without_a_temporary_btree() {
+        use crate::store::suite::sample_global;
+        let dir = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open(dir.path()).unwrap());
+        let file = dir.path().join("dtm.sqlite");
+        // The due index as stores made before had it.
+        Connection::open(&file)
+            .unwrap()
+            .execute_batch(
+                "DROP INDEX trans_global_unfinished_due;
+                 CREATE INDEX trans_global_due ON trans_global(next_cron_time)
+                   WHERE status IN ('prepared', 'submitted', 'aborting');",
+            )
+            .unwrap();
+
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store
+            .save_new(&sample_global("g1", 1_000), &[])
+            .await
+            .unwrap();
+        let conn = Connection::open(&file).unwrap();
+        let indexes: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'index' \
+                 AND tbl_name = 'trans_global' AND sql IS NOT NULL",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(indexes, ["trans_global_unfinished_due"]);
+        // Inserts and status changes test the due index's condition; lookups test UNFINISHED.
+        for sql in [
+            "INSERT INTO trans_global (gid, trans_type, status, protocol) \
+             VALUES ('g2', 'saga', 'submitted', 'http')",
+            "UPDATE trans_global SET status = 'succeed' WHERE id = 1",
+            &format!("SELECT id FROM trans_global WHERE gid = 'g1' AND {UNFINISHED}"),
+        ] {
+            let ops = opcodes(&conn, sql);
+            assert!(
+                !ops.iter().any(|op| op == "OpenEphemeral"),
+                "{sql} builds a temporary b-tree: {ops:?}"
+            );
+        }
+        let plan: String = conn
+            .query_row(
+                &format!(
+                    "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM trans_global \
+                     WHERE {UNFINISHED} AND next_cron_time < 5"
+                ),
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("trans_global_unfinished_due"), "{plan}");
     }
 
     #[tokio::test]
