@@ -35,10 +35,20 @@ pub enum CallError {
     JsonRpcPayload,
     #[error("invalid branch header '{0}'")]
     Header(String),
-    #[error("http call to {url} failed: {error}")]
-    Send { url: String, error: reqwest::Error },
-    #[error("reading the response of {url} failed: {error}")]
-    Read { url: String, error: reqwest::Error },
+    #[error("http call to {url} failed: {}", with_causes(error))]
+    Send {
+        url: String,
+        error: hyper_util::client::legacy::Error,
+    },
+    #[error("reading the response of {url} failed: {}", with_causes(error))]
+    Read { url: String, error: hyper::Error },
+    #[error("http call to {url} timed out after {after:?}")]
+    TimedOut {
+        url: String,
+        after: std::time::Duration,
+    },
+    #[error("http call redirected more than 10 times, last to {0}")]
+    TooManyRedirects(String),
 }
 
 /// An HTTP client the callers need could not be built (at start-up).
@@ -46,8 +56,21 @@ pub enum CallError {
 pub enum ClientError {
     /// The client of HTTP and JSON-RPC branch calls.
     #[error("cannot build the HTTP client: {0}")]
-    Branches(reqwest::Error),
+    Branches(rustls::Error),
     /// The client posting to `AlertWebHook`.
     #[error("alert webhook client: {0}")]
     AlertWebHook(reqwest::Error),
+}
+
+/// An error and what caused it, outermost first: hyper's own message names only the stage
+/// ("client error (Connect)"), the cause says what went wrong ("Connection refused").
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
 }

@@ -1,27 +1,62 @@
 //! Plain HTTP branch calls (docs/api.md §4.2) and the classification of their responses (§3.4).
+//!
+//! Branch calls go out on hyper's pooled client directly: the request is built from the URL
+//! string the call already has, with no general-purpose client layers on top (URL re-parsing,
+//! per-request client clones, a redirect layer on every call); a redirect is followed here only
+//! when a branch answers with one.
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
-
-/// How much of a branch's answer is read (and may end up in a rollback reason).
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
-
+use bytes::Bytes;
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, LOCATION, USER_AGENT,
+};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::{json, Value};
 
 use super::{BranchCall, CallError, CallResult, ClientError};
 use crate::model::TransType;
 use crate::protocol::jsonrpc::{FAILURE_CODE, ONGOING_CODE};
 
+/// How much of a branch's answer is read (and may end up in a rollback reason).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Redirects followed for one call, as dtm's HTTP client (Go's) follows them.
+const MAX_REDIRECTS: usize = 10;
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
 #[derive(Clone)]
 pub struct HttpCaller {
-    client: reqwest::Client,
+    client: Client<Connector, Full<Bytes>>,
 }
 
 impl HttpCaller {
     pub fn new() -> Result<Self, ClientError> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("dtm-host/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(ClientError::Branches)?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(ClientError::Branches)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
         Ok(Self { client })
     }
 
@@ -31,12 +66,11 @@ impl HttpCaller {
         // always POST here (dtm's GET for empty workflow input is a quirk).
         let post =
             !call.body.is_empty() || matches!(call.trans_type, TransType::Xa | TransType::Workflow);
-        let request = if post {
-            self.client.post(&url).body(call.body.clone())
-        } else {
-            self.client.get(&url)
-        };
-        match self.send(request, call, &url).await {
+        let method = if post { Method::POST } else { Method::GET };
+        match self
+            .send(method, &url, Bytes::from(call.body.clone()), call)
+            .await
+        {
             Ok((status, body)) => classify(status, &body),
             Err(e) => e.into(),
         }
@@ -75,64 +109,157 @@ impl HttpCaller {
             params.insert(key.into(), value.into());
         }
         let envelope = json!({"jsonrpc": "2.0", "id": crate::gid::new_gid(), "method": method, "params": params});
-        let request = self.client.post(url).body(envelope.to_string());
-        let (status, body) = self.send(request, call, &call.url).await?;
+        let (status, body) = self
+            .send(
+                Method::POST,
+                url.as_str(),
+                envelope.to_string().into(),
+                call,
+            )
+            .await?;
         Ok(match classify(status, &body) {
             CallResult::Success => classify_json_rpc(&body),
             other => other,
         })
     }
 
-    /// Adds dtm's headers and the timeout, sends, and reads the whole answer.
+    /// Sends with dtm's headers, follows redirects, and reads the start of the answer, all
+    /// within the call's timeout.
     async fn send(
         &self,
-        request: reqwest::RequestBuilder,
-        call: &BranchCall,
+        method: Method,
         url: &str,
+        body: Bytes,
+        call: &BranchCall,
     ) -> Result<(u16, String), CallError> {
-        // dtm's headers: Content-Type, then the branch headers, a same-named one replacing it.
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        for (name, value) in call.headers.iter() {
-            match (
-                HeaderName::try_from(name.as_str()),
-                HeaderValue::try_from(value.as_str()),
-            ) {
-                (Ok(name), Ok(value)) => {
-                    headers.insert(name, value);
-                }
-                _ => return Err(CallError::Header(name.clone())),
-            }
-        }
-        let mut response = request
-            .headers(headers)
-            .timeout(call.timeout)
-            .send()
-            .await
-            .map_err(|error| CallError::Send {
+        let uri = parse_uri(url)?;
+        match tokio::time::timeout(call.timeout, self.follow(method, uri, body, call)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(CallError::TimedOut {
                 url: url.to_owned(),
-                error,
-            })?;
-        let status = response.status().as_u16();
-        // Only the start of an answer is read: enough to classify it and to report why.
-        let mut body = Vec::new();
-        while body.len() < MAX_ANSWER_BYTES {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    body.extend_from_slice(&chunk[..chunk.len().min(MAX_ANSWER_BYTES - body.len())])
+                after: call.timeout,
+            }),
+        }
+    }
+
+    async fn follow(
+        &self,
+        mut method: Method,
+        mut uri: Uri,
+        mut body: Bytes,
+        call: &BranchCall,
+    ) -> Result<(u16, String), CallError> {
+        for _ in 0..=MAX_REDIRECTS {
+            let mut request = Request::new(Full::new(body.clone()));
+            *request.method_mut() = method.clone();
+            *request.uri_mut() = uri.clone();
+            *request.headers_mut() = branch_headers(call)?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|error| CallError::Send {
+                    url: uri.to_string(),
+                    error,
+                })?;
+            let status = response.status();
+            let next = match status {
+                StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND | StatusCode::SEE_OTHER => {
+                    // As Go's client: the next request is a GET without the body.
+                    if method != Method::HEAD {
+                        method = Method::GET;
+                    }
+                    body = Bytes::new();
+                    redirect_target(&uri, response.headers())
                 }
-                Ok(None) => break,
-                Err(error) => {
-                    return Err(CallError::Read {
-                        url: url.to_owned(),
-                        error,
-                    })
+                StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT => {
+                    redirect_target(&uri, response.headers())
                 }
+                _ => None,
+            };
+            match next {
+                Some(next) => uri = next,
+                None => return read_answer(&uri, response).await,
             }
         }
-        let body = String::from_utf8_lossy(&body).into_owned();
-        Ok((status, body))
+        Err(CallError::TooManyRedirects(uri.to_string()))
     }
+}
+
+/// The URL as a request target. A URL the strict parser refuses (a space, say) is normalised
+/// (percent-encoded) the way a WHATWG URL parser does, as the client used before did.
+fn parse_uri(url: &str) -> Result<Uri, CallError> {
+    url.parse::<Uri>()
+        .or_else(|_| {
+            let normalised = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+            normalised
+                .as_str()
+                .parse::<Uri>()
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|reason| CallError::BadUrl {
+            url: url.to_owned(),
+            reason,
+        })
+}
+
+/// Where a redirect points, resolved against the URL that answered it.
+fn redirect_target(base: &Uri, headers: &HeaderMap) -> Option<Uri> {
+    let location = headers.get(LOCATION)?.to_str().ok()?;
+    let base = reqwest::Url::parse(&base.to_string()).ok()?;
+    base.join(location).ok()?.as_str().parse().ok()
+}
+
+/// dtm's headers: Content-Type, then the branch headers, a same-named one replacing it.
+fn branch_headers(call: &BranchCall) -> Result<HeaderMap, CallError> {
+    let mut headers = HeaderMap::with_capacity(3 + call.headers.len());
+    headers.insert(
+        USER_AGENT,
+        HeaderValue::from_static(concat!("dtm-host/", env!("CARGO_PKG_VERSION"))),
+    );
+    headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in call.headers.iter() {
+        match (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            (Ok(name), Ok(value)) => {
+                headers.insert(name, value);
+            }
+            _ => return Err(CallError::Header(name.clone())),
+        }
+    }
+    Ok(headers)
+}
+
+/// The status and the start of the answer: enough to classify it and to report why.
+async fn read_answer(
+    uri: &Uri,
+    response: http::Response<hyper::body::Incoming>,
+) -> Result<(u16, String), CallError> {
+    let status = response.status().as_u16();
+    let mut incoming = response.into_body();
+    let mut body = Vec::new();
+    while body.len() < MAX_ANSWER_BYTES {
+        match incoming.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(chunk) = frame.data_ref() {
+                    body.extend_from_slice(
+                        &chunk[..chunk.len().min(MAX_ANSWER_BYTES - body.len())],
+                    );
+                }
+            }
+            None => break,
+            Some(Err(error)) => {
+                return Err(CallError::Read {
+                    url: uri.to_string(),
+                    error,
+                })
+            }
+        }
+    }
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// The `error` member of a JSON-RPC answer: -32901 is FAILURE, -32902 ONGOING (the codes dtm
@@ -237,6 +364,152 @@ mod tests {
             classify_json_rpc("not json"),
             CallResult::Error(_)
         ));
+    }
+
+    /// What a branch received: method, path and query, the headers named, the body.
+    type Seen = Arc<std::sync::Mutex<Vec<(String, String, Vec<String>, String)>>>;
+
+    /// A branch server on loopback: `/moved` answers 302 and `/kept` 307 towards `/busi`,
+    /// `/loop` redirects to itself, `/slow` answers after 2 s, anything else records the
+    /// request and answers SUCCESS.
+    async fn branch_server() -> (String, Seen) {
+        use axum::http::{header, Request, StatusCode};
+        use axum::response::IntoResponse;
+        let seen = Seen::default();
+        let record = seen.clone();
+        let app = axum::Router::new().fallback(move |request: Request<axum::body::Body>| {
+            let record = record.clone();
+            async move {
+                let target = request.uri().to_string();
+                let redirect = |status, to: &str| {
+                    (status, [(header::LOCATION, to.to_owned())]).into_response()
+                };
+                match request.uri().path() {
+                    "/moved" => return redirect(StatusCode::FOUND, "/busi?from=moved"),
+                    "/kept" => return redirect(StatusCode::TEMPORARY_REDIRECT, "busi"),
+                    "/loop" => return redirect(StatusCode::FOUND, "/loop"),
+                    "/slow" => tokio::time::sleep(Duration::from_secs(2)).await,
+                    _ => {}
+                }
+                let method = request.method().to_string();
+                let headers = ["user-agent", "content-type", "x-tenant"]
+                    .iter()
+                    .map(|name| {
+                        let value = request.headers().get(*name);
+                        value.map_or("", |v| v.to_str().unwrap()).to_owned()
+                    })
+                    .collect();
+                let body = axum::body::to_bytes(request.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                let body = String::from_utf8(body.to_vec()).unwrap();
+                record.lock().unwrap().push((method, target, headers, body));
+                r#"{"dtm_result":"SUCCESS"}"#.into_response()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{address}"), seen)
+    }
+
+    fn branch_call(url: String, body: &str) -> BranchCall {
+        BranchCall {
+            url,
+            body: body.as_bytes().to_vec(),
+            gid: "g1".into(),
+            trans_type: TransType::Saga,
+            branch_id: "01".into(),
+            op: "action".into(),
+            protocol: crate::model::Protocol::Http,
+            headers: Arc::new(BTreeMap::from([
+                ("Content-Type".to_owned(), "text/plain".to_owned()),
+                ("X-Tenant".to_owned(), "t1".to_owned()),
+            ])),
+            timeout: Duration::from_millis(500),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_carries_dtms_parameters_headers_and_body() {
+        let (base, seen) = branch_server().await;
+        let caller = HttpCaller::new().unwrap();
+        let posted = caller
+            .call(&branch_call(format!("{base}/busi"), "{}"))
+            .await;
+        assert_eq!(posted, CallResult::Success);
+        let empty = branch_call(format!("{base}/busi?a=b c"), "");
+        assert_eq!(caller.call(&empty).await, CallResult::Success);
+        let user_agent = concat!("dtm-host/", env!("CARGO_PKG_VERSION"));
+        let headers = vec![user_agent.to_owned(), "text/plain".into(), "t1".into()];
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                (
+                    "POST".to_owned(),
+                    "/busi?branch_id=01&gid=g1&op=action&trans_type=saga".to_owned(),
+                    headers.clone(),
+                    "{}".to_owned()
+                ),
+                (
+                    "GET".to_owned(),
+                    "/busi?a=b%20c&branch_id=01&gid=g1&op=action&trans_type=saga".to_owned(),
+                    headers,
+                    String::new()
+                ),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn redirects_are_followed_as_gos_client_follows_them() {
+        let (base, seen) = branch_server().await;
+        let caller = HttpCaller::new().unwrap();
+        for path in ["moved", "kept"] {
+            let call = branch_call(format!("{base}/{path}"), "{\"amount\":30}");
+            assert_eq!(caller.call(&call).await, CallResult::Success, "{path}");
+        }
+        let seen: Vec<_> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(method, target, _, body)| (method.clone(), target.clone(), body.clone()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                // 302: the next request is a GET without the body.
+                ("GET".into(), "/busi?from=moved".into(), String::new()),
+                // 307: the same method and body, to the target resolved against the URL.
+                ("POST".into(), "/busi".into(), "{\"amount\":30}".to_owned()),
+            ]
+        );
+        let looping = caller.call(&branch_call(format!("{base}/loop"), "")).await;
+        assert!(
+            matches!(&looping, CallResult::Error(e) if e.contains("redirected more than 10 times")),
+            "{looping:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_or_unreachable_branch_is_an_error_that_says_why() {
+        let (base, _) = branch_server().await;
+        let caller = HttpCaller::new().unwrap();
+        let slow = caller.call(&branch_call(format!("{base}/slow"), "")).await;
+        assert!(
+            matches!(&slow, CallResult::Error(e) if e.contains("timed out after 500ms")),
+            "{slow:?}"
+        );
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = closed.local_addr().unwrap();
+        drop(closed);
+        let refused = caller
+            .call(&branch_call(format!("http://{address}/busi"), ""))
+            .await;
+        assert!(
+            matches!(&refused, CallResult::Error(e) if e.contains("Connection refused")),
+            "{refused:?}"
+        );
     }
 
     #[test]
