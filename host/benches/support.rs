@@ -350,12 +350,27 @@ where
     let one = Arc::new(one);
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
+    // BENCH_RATE (transactions per second, all workers together) paces the load: each worker
+    // starts its next transaction on a fixed schedule, or at once when it is behind. At one
+    // rate, two builds do the same work in the same batches, so their CPU time per transaction
+    // compares even on a machine whose speed drifts between runs.
+    let pace = std::env::var("BENCH_RATE")
+        .ok()
+        .and_then(|rate| rate.parse::<f64>().ok())
+        .filter(|rate| *rate > 0.0)
+        .map(|rate| Duration::from_secs_f64(concurrency as f64 / rate));
     let mut workers = Vec::new();
     for w in 0..concurrency {
         let (one, measuring, stop) = (one.clone(), measuring.clone(), stop.clone());
         workers.push(tokio::spawn(async move {
             let (mut latencies, mut errors, mut n) = (Vec::new(), 0usize, 0u64);
+            // Workers are spread over the period, not started together.
+            let first = tokio::time::Instant::now()
+                + pace.map_or(Duration::ZERO, |p| p.mul_f64(w as f64 / concurrency as f64));
             while !stop.load(Ordering::Relaxed) {
+                if let Some(pace) = pace {
+                    tokio::time::sleep_until(first + pace.mul_f64(n as f64)).await;
+                }
                 let started = Instant::now();
                 let ok = one(w * 1_000_000_000 + n).await;
                 n += 1;
