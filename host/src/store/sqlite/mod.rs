@@ -25,7 +25,7 @@ use crate::model::{Branch, GlobalStatus, KvEntry, ScanFilter, TransGlobal, Trans
 /// of `store/common.rs`, written out). SQLite evaluates `status IN (<3 constants>)` by building a
 /// temporary b-tree each time a statement runs it, and the index below runs its condition on
 /// every insert and status change: three equalities cost none. Stores made before this had
-/// `trans_global_due` with the `IN` form; `SCHEMA` drops it.
+/// `trans_global_due` with the `IN` form; `unfinished_due_index` drops it.
 const UNFINISHED: &str = "(status = 'prepared' OR status = 'submitted' OR status = 'aborting')";
 
 const SCHEMA: &str = "
@@ -49,9 +49,6 @@ CREATE TABLE IF NOT EXISTS trans_global (
   result TEXT NOT NULL DEFAULT '',
   rollback_reason TEXT NOT NULL DEFAULT ''
 );
-DROP INDEX IF EXISTS trans_global_due;
-CREATE INDEX IF NOT EXISTS trans_global_unfinished_due ON trans_global(next_cron_time)
-  WHERE status = 'prepared' OR status = 'submitted' OR status = 'aborting';
 CREATE TABLE IF NOT EXISTS kv (
   id INTEGER PRIMARY KEY,
   cat TEXT NOT NULL,
@@ -82,6 +79,16 @@ const BRANCH_COLUMNS: &str = "
   update_time INTEGER,
   PRIMARY KEY (global_id, branch_id, op)
 ";
+
+/// The unfinished transactions by `next_cron_time`: what the recovery loop claims. Its condition
+/// is `UNFINISHED` itself, so that the queries that say `UNFINISHED` can use it.
+fn unfinished_due_index() -> String {
+    format!(
+        "DROP INDEX IF EXISTS trans_global_due;
+         CREATE INDEX IF NOT EXISTS trans_global_unfinished_due ON trans_global(next_cron_time)
+           WHERE {UNFINISHED};"
+    )
+}
 
 /// Stores made before branches were keyed by their global's row id kept them in a table keyed by
 /// gid; this moves them over in one transaction when such a store is opened.
@@ -145,6 +152,8 @@ impl SqliteStore {
         let path = data_dir.join("dtm.sqlite");
         let conn = open(&path)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        conn.execute_batch(&unfinished_due_index())
+            .map_err(backend)?;
         conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS trans_branch_op ({BRANCH_COLUMNS}) WITHOUT ROWID"
         ))
