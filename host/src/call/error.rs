@@ -47,8 +47,8 @@ pub enum CallError {
         url: String,
         after: std::time::Duration,
     },
-    #[error("http call redirected more than 10 times, last to {0}")]
-    TooManyRedirects(String),
+    #[error("http call redirected more than {limit} times, last to {last}", limit = super::http::MAX_REDIRECTS)]
+    TooManyRedirects { last: String },
 }
 
 /// An HTTP client the callers need could not be built (at start-up).

@@ -24,7 +24,7 @@ use crate::protocol::jsonrpc::{FAILURE_CODE, ONGOING_CODE};
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// Redirects followed for one call, as dtm's HTTP client (Go's) follows them.
-const MAX_REDIRECTS: usize = 10;
+pub(super) const MAX_REDIRECTS: usize = 10;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -182,7 +182,9 @@ impl HttpCaller {
                 None => return read_answer(&uri, response).await,
             }
         }
-        Err(CallError::TooManyRedirects(uri.to_string()))
+        Err(CallError::TooManyRedirects {
+            last: uri.to_string(),
+        })
     }
 }
 
