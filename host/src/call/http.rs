@@ -5,9 +5,12 @@
 //! per-request client clones, a redirect layer on every call); a redirect is followed here only
 //! when a branch answers with one.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, LOCATION, USER_AGENT,
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, LOCATION, PROXY_AUTHORIZATION,
+    USER_AGENT,
 };
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
@@ -16,6 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::{json, Value};
 
+use super::proxy::{ProxyConnector, ProxyRules};
 use super::{BranchCall, CallError, CallResult, ClientError};
 use crate::model::TransType;
 use crate::protocol::jsonrpc::{FAILURE_CODE, ONGOING_CODE};
@@ -26,15 +30,22 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Redirects followed for one call, as dtm's HTTP client (Go's) follows them.
 pub(super) const MAX_REDIRECTS: usize = 10;
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Connector = hyper_rustls::HttpsConnector<ProxyConnector>;
 
 #[derive(Clone)]
 pub struct HttpCaller {
     client: Client<Connector, Full<Bytes>>,
+    proxies: Option<Arc<ProxyRules>>,
 }
 
 impl HttpCaller {
+    /// A caller that follows the proxy environment variables (see [`ProxyRules::from_env`]).
     pub fn new() -> Result<Self, ClientError> {
+        Self::with_proxies(ProxyRules::from_env())
+    }
+
+    pub fn with_proxies(proxies: Option<ProxyRules>) -> Result<Self, ClientError> {
+        let proxies = proxies.map(Arc::new);
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -52,12 +63,12 @@ impl HttpCaller {
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(http);
+            .wrap_connector(ProxyConnector::new(http, proxies.clone()));
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);
-        Ok(Self { client })
+        Ok(Self { client, proxies })
     }
 
     pub async fn call(&self, call: &BranchCall) -> CallResult {
@@ -154,6 +165,13 @@ impl HttpCaller {
             *request.method_mut() = method.clone();
             *request.uri_mut() = uri.clone();
             *request.headers_mut() = branch_headers(call)?;
+            if let Some(auth) = self
+                .proxies
+                .as_ref()
+                .and_then(|p| p.authorization_for(&uri))
+            {
+                request.headers_mut().insert(PROXY_AUTHORIZATION, auth);
+            }
             let response = self
                 .client
                 .request(request)
@@ -256,6 +274,7 @@ async fn read_answer(
             Some(Err(error)) => {
                 return Err(CallError::Read {
                     url: uri.to_string(),
+                    status,
                     error,
                 })
             }

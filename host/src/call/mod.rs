@@ -5,6 +5,7 @@ pub mod alert;
 mod error;
 pub mod grpc;
 mod http;
+mod proxy;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

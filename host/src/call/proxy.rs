@@ -1,0 +1,496 @@
+//! Which HTTP branch calls go through a proxy, and the connections for them.
+//!
+//! dtm's HTTP client (Go's) takes its proxies from `HTTP_PROXY` / `HTTPS_PROXY` and its
+//! exceptions from `NO_PROXY` (each also in lower case), and never proxies `localhost` or a
+//! loopback address; the same rules apply here. Through an `http://` proxy, a plain-HTTP branch
+//! is asked of the proxy (absolute-form target, with the proxy's credentials) and an HTTPS
+//! branch goes through a CONNECT tunnel; through a `socks5://` or `socks5h://` proxy, both go
+//! through a SOCKS5 connection that names the branch's host (the proxy resolves it, as Go's
+//! client has it do for both schemes). TLS to an HTTPS branch then runs inside the tunnel as
+//! over a direct connection.
+
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Uri};
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::proxy::{SocksV5, Tunnel};
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::proxy::matcher::{Intercept, Matcher};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tower::Service;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The proxy rules read from the environment.
+pub struct ProxyRules {
+    matcher: Matcher,
+}
+
+impl ProxyRules {
+    /// The rules in the environment; `None` when neither `HTTP_PROXY` nor `HTTPS_PROXY` (nor
+    /// their lower-case forms) names a proxy.
+    pub fn from_env() -> Option<Self> {
+        let var = |names: [&str; 2]| {
+            names
+                .iter()
+                .find_map(|name| std::env::var(name).ok())
+                .unwrap_or_default()
+        };
+        let rules = Self::new(
+            &var(["HTTP_PROXY", "http_proxy"]),
+            &var(["HTTPS_PROXY", "https_proxy"]),
+            &var(["NO_PROXY", "no_proxy"]),
+        );
+        if let Some(rules) = &rules {
+            // The matcher's Debug leaves the proxies' credentials out.
+            tracing::info!(proxies = ?rules.matcher, "HTTP branch calls go through proxies");
+        }
+        rules
+    }
+
+    /// Rules from the variables' values (an empty value names no proxy); `None` when neither
+    /// proxy is named.
+    pub fn new(http_proxy: &str, https_proxy: &str, no_proxy: &str) -> Option<Self> {
+        if http_proxy.is_empty() && https_proxy.is_empty() {
+            return None;
+        }
+        let matcher = Matcher::builder()
+            .http(http_proxy)
+            .https(https_proxy)
+            .no(no_proxy)
+            .build();
+        Some(Self { matcher })
+    }
+
+    /// The proxy a call to `target` goes through, if any.
+    fn proxy_for(&self, target: &Uri) -> Option<Intercept> {
+        if is_loopback(target.host()?) {
+            return None;
+        }
+        self.matcher.intercept(target)
+    }
+
+    /// The `Proxy-Authorization` a request to `target` carries: only a plain-HTTP request asked
+    /// of an HTTP proxy names the proxy's credentials in its own headers (a tunnel gives them
+    /// when it is opened).
+    pub fn authorization_for(&self, target: &Uri) -> Option<HeaderValue> {
+        if target.scheme() != Some(&Scheme::HTTP) {
+            return None;
+        }
+        let proxy = self.proxy_for(target)?;
+        if proxy.uri().scheme() != Some(&Scheme::HTTP) {
+            return None;
+        }
+        proxy.basic_auth().cloned()
+    }
+}
+
+/// `localhost` or a loopback address, which Go's client never sends to a proxy.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Why a connection through a proxy was not made.
+#[derive(Debug, thiserror::Error)]
+enum ProxyError {
+    #[error("connecting to proxy {proxy}")]
+    Connect {
+        proxy: Uri,
+        #[source]
+        source: BoxError,
+    },
+    #[error("opening a tunnel through proxy {proxy}")]
+    Tunnel {
+        proxy: Uri,
+        #[source]
+        source: BoxError,
+    },
+    #[error("through SOCKS proxy {proxy}")]
+    Socks {
+        proxy: Uri,
+        #[source]
+        source: BoxError,
+    },
+    #[error("proxy {proxy}: only http://, socks5:// and socks5h:// proxies are supported")]
+    Scheme { proxy: Uri },
+}
+
+/// Opens the TCP connection of a branch call: to the branch, or through its proxy.
+#[derive(Clone)]
+pub struct ProxyConnector {
+    tcp: HttpConnector,
+    rules: Option<Arc<ProxyRules>>,
+}
+
+impl ProxyConnector {
+    pub fn new(tcp: HttpConnector, rules: Option<Arc<ProxyRules>>) -> Self {
+        Self { tcp, rules }
+    }
+}
+
+impl Service<Uri> for ProxyConnector {
+    type Response = BranchConnection;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<BranchConnection, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.tcp.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, target: Uri) -> Self::Future {
+        let proxy = self
+            .rules
+            .as_ref()
+            .and_then(|rules| rules.proxy_for(&target));
+        let tcp = self.tcp.clone();
+        Box::pin(async move {
+            match proxy {
+                None => connect_direct(tcp, target).await,
+                Some(proxy) => connect_through(tcp, target, proxy).await,
+            }
+        })
+    }
+}
+
+async fn connect_direct(mut tcp: HttpConnector, target: Uri) -> Result<BranchConnection, BoxError> {
+    let io = tcp.call(target).await?;
+    Ok(BranchConnection {
+        io,
+        via_http_proxy: false,
+    })
+}
+
+async fn connect_through(
+    mut tcp: HttpConnector,
+    target: Uri,
+    proxy: Intercept,
+) -> Result<BranchConnection, BoxError> {
+    let proxy_uri = proxy.uri().clone();
+    match (
+        proxy_uri.scheme_str(),
+        target.scheme() == Some(&Scheme::HTTPS),
+    ) {
+        (Some("http"), false) => {
+            let io = tcp
+                .call(proxy_uri.clone())
+                .await
+                .map_err(|e| ProxyError::Connect {
+                    proxy: proxy_uri,
+                    source: e.into(),
+                })?;
+            Ok(BranchConnection {
+                io,
+                via_http_proxy: true,
+            })
+        }
+        (Some("http"), true) => {
+            let mut tunnel = Tunnel::new(proxy_uri.clone(), tcp);
+            if let Some(auth) = proxy.basic_auth() {
+                tunnel = tunnel.with_auth(auth.clone());
+            }
+            let io = tunnel.call(target).await.map_err(|e| ProxyError::Tunnel {
+                proxy: proxy_uri,
+                source: e.into(),
+            })?;
+            Ok(BranchConnection {
+                io,
+                via_http_proxy: false,
+            })
+        }
+        (Some("socks5" | "socks5h"), _) => {
+            let mut socks = SocksV5::new(proxy_uri.clone(), tcp).local_dns(false);
+            if let Some((user, password)) = proxy.raw_auth() {
+                socks = socks.with_auth(user.to_owned(), password.to_owned());
+            }
+            let io = socks
+                .call(with_port(target)?)
+                .await
+                .map_err(|e| ProxyError::Socks {
+                    proxy: proxy_uri,
+                    source: e.into(),
+                })?;
+            Ok(BranchConnection {
+                io,
+                via_http_proxy: false,
+            })
+        }
+        _ => Err(ProxyError::Scheme { proxy: proxy_uri }.into()),
+    }
+}
+
+/// `target` with its port spelled out: the SOCKS connector takes a missing port for 443 even
+/// for `http://`.
+fn with_port(target: Uri) -> Result<Uri, BoxError> {
+    if target.port().is_some() {
+        return Ok(target);
+    }
+    let port = if target.scheme() == Some(&Scheme::HTTPS) {
+        443
+    } else {
+        80
+    };
+    let host = target.host().unwrap_or_default();
+    let authority: Authority = format!("{host}:{port}").parse()?;
+    let mut parts = target.into_parts();
+    parts.authority = Some(authority);
+    Ok(Uri::from_parts(parts)?)
+}
+
+/// A branch call's TCP connection, saying whether requests on it go to an HTTP proxy (which
+/// takes them with absolute-form targets).
+pub struct BranchConnection {
+    io: TokioIo<TcpStream>,
+    via_http_proxy: bool,
+}
+
+impl Connection for BranchConnection {
+    fn connected(&self) -> Connected {
+        self.io.connected().proxy(self.via_http_proxy)
+    }
+}
+
+impl Read for BranchConnection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl Write for BranchConnection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::net::{IpAddr, SocketAddr};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use axum::extract::ConnectInfo;
+    use test_servers::{non_loopback_address, ForwardProxy, ProxyKind};
+    use tokio::io::AsyncReadExt as _;
+
+    use super::*;
+    use crate::call::http::HttpCaller;
+    use crate::call::{BranchCall, CallResult};
+    use crate::model::{Protocol, TransType};
+
+    /// What a branch saw of one request: where it came from, its `Via` header.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Seen {
+        peer: IpAddr,
+        via: String,
+    }
+
+    /// A branch on `ip` that records each request and answers SUCCESS; its base URL.
+    async fn branch_on(ip: IpAddr) -> (String, Arc<Mutex<Vec<Seen>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let app = axum::Router::new().fallback(
+            move |ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: http::HeaderMap| {
+                let record = record.clone();
+                async move {
+                    let via = headers.get("via").map_or("", |v| v.to_str().unwrap());
+                    record.lock().unwrap().push(Seen {
+                        peer: peer.ip(),
+                        via: via.to_owned(),
+                    });
+                    r#"{"dtm_result":"SUCCESS"}"#
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+        (format!("http://{address}"), seen)
+    }
+
+    fn call(url: String) -> BranchCall {
+        BranchCall {
+            url,
+            body: b"{}".to_vec(),
+            gid: "g1".into(),
+            trans_type: TransType::Saga,
+            branch_id: "01".into(),
+            op: "action".into(),
+            protocol: Protocol::Http,
+            headers: Arc::new(BTreeMap::new()),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn caller(http_proxy: &str, https_proxy: &str, no_proxy: &str) -> HttpCaller {
+        HttpCaller::with_proxies(ProxyRules::new(http_proxy, https_proxy, no_proxy)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn plain_http_branches_are_asked_of_an_http_proxy_with_its_credentials() {
+        let Some(proxy) = ForwardProxy::start(ProxyKind::Http, Some(("alice", "s3cret"))) else {
+            return;
+        };
+        let (base, seen) = branch_on(non_loopback_address()).await;
+        let result = caller(&proxy.url(), "", "")
+            .call(&call(format!("{base}/busi")))
+            .await;
+        assert_eq!(result, CallResult::Success, "{}", proxy.log());
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1);
+        assert!(seen[0].via.contains("tinyproxy"), "{seen:?}");
+        assert!(
+            proxy
+                .log()
+                .contains(&format!("POST {base}/busi?branch_id=01")),
+            "{}",
+            proxy.log()
+        );
+        let wrong = proxy.url().replace("s3cret", "guess");
+        let refused = caller(&wrong, "", "")
+            .call(&call(format!("{base}/busi")))
+            .await;
+        // tinyproxy refuses wrong credentials with 401 (and may hang up before its body).
+        assert!(
+            matches!(&refused, CallResult::Error(e) if e.contains("http status 401")),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn loopback_and_no_proxy_branches_are_called_directly() {
+        let Some(proxy) = ForwardProxy::start(ProxyKind::Http, None) else {
+            return;
+        };
+        let (local, seen_locally) = branch_on(IpAddr::from([127, 0, 0, 1])).await;
+        let (remote, seen_remotely) = branch_on(non_loopback_address()).await;
+        let host = remote.trim_start_matches("http://");
+        let host = host.split(':').next().unwrap();
+        let caller = caller(&proxy.url(), &proxy.url(), &format!("example.org, {host}"));
+        let via_localhost = local.replace("127.0.0.1", "localhost");
+        for url in [&local, &via_localhost, &remote] {
+            let result = caller.call(&call(format!("{url}/busi"))).await;
+            assert_eq!(result, CallResult::Success, "{url}");
+        }
+        let seen: Vec<Seen> = [seen_locally, seen_remotely]
+            .iter()
+            .flat_map(|seen| seen.lock().unwrap().clone())
+            .collect();
+        assert_eq!(seen.len(), 3);
+        assert!(seen.iter().all(|s| s.via.is_empty()), "{seen:?}");
+        assert!(!proxy.log().contains("busi"), "{}", proxy.log());
+    }
+
+    #[tokio::test]
+    async fn https_branches_go_through_a_connect_tunnel() {
+        let Some(proxy) = ForwardProxy::start(ProxyKind::Http, Some(("alice", "s3cret"))) else {
+            return;
+        };
+        // Not a TLS server: it keeps what arrives first and hangs up, so the call fails after
+        // its TLS handshake has started inside the tunnel.
+        let listener = tokio::net::TcpListener::bind((non_loopback_address(), 0))
+            .await
+            .unwrap();
+        let address = listener.local_addr().unwrap();
+        let first_bytes = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buffer = [0u8; 3];
+            stream.read_exact(&mut buffer).await.unwrap();
+            buffer
+        });
+        let result = caller("", &proxy.url(), "")
+            .call(&call(format!("https://{address}/busi")))
+            .await;
+        assert!(matches!(result, CallResult::Error(_)), "{result:?}");
+        // A TLS handshake record (0x16) of TLS 1.x (0x03 ..).
+        assert_eq!(first_bytes.await.unwrap()[..2], [0x16, 0x03]);
+        assert!(
+            proxy.log().contains(&format!("CONNECT {address}")),
+            "{}",
+            proxy.log()
+        );
+    }
+
+    #[tokio::test]
+    async fn socks5_proxies_carry_branch_calls() {
+        let Some(proxy) = ForwardProxy::start(ProxyKind::Socks5, Some(("bob", "pa55"))) else {
+            return;
+        };
+        let (base, seen) = branch_on(non_loopback_address()).await;
+        let result = caller(&proxy.url(), "", "")
+            .call(&call(format!("{base}/busi")))
+            .await;
+        assert_eq!(result, CallResult::Success);
+        // The proxy connects from 127.0.0.1; a direct call would come from the branch's own
+        // address.
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].peer, IpAddr::from([127, 0, 0, 1]), "{seen:?}");
+        let wrong = proxy.url().replace("pa55", "guess");
+        let refused = caller(&wrong, "", "")
+            .call(&call(format!("{base}/busi")))
+            .await;
+        assert!(
+            matches!(&refused, CallResult::Error(e) if e.contains("through SOCKS proxy socks5://127.0.0.1")),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unsupported_proxy_scheme_is_an_error_that_names_it() {
+        let result = caller("https://127.0.0.1:9", "", "")
+            .call(&call("http://192.0.2.55:9/busi".to_owned()))
+            .await;
+        assert!(
+            matches!(&result, CallResult::Error(e)
+                if e.contains("proxy https://127.0.0.1:9/: only http://, socks5:// and socks5h:// proxies are supported")),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn without_a_proxy_named_there_are_no_rules() {
+        assert!(ProxyRules::new("", "", "example.org").is_none());
+        assert!(ProxyRules::new("", "http://127.0.0.1:1", "").is_some());
+    }
+}
