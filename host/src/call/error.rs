@@ -40,8 +40,15 @@ pub enum CallError {
         url: String,
         error: hyper_util::client::legacy::Error,
     },
-    #[error("reading the response of {url} failed: {}", with_causes(error))]
-    Read { url: String, error: hyper::Error },
+    #[error(
+        "reading the response (http status {status}) of {url} failed: {}",
+        with_causes(error)
+    )]
+    Read {
+        url: String,
+        status: u16,
+        error: hyper::Error,
+    },
     #[error("http call to {url} timed out after {after:?}")]
     TimedOut {
         url: String,
