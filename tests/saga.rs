@@ -414,3 +414,37 @@ async fn out_of_range_options_are_refused() {
     }
     assert!(busi.all_calls().is_empty());
 }
+
+/// dtm's client sends branch calls through the proxy in `HTTP_PROXY`, except to loopback; so
+/// does dtm-host.
+#[tokio::test]
+async fn branch_calls_go_through_the_proxy_named_in_http_proxy() {
+    use test_servers::{non_loopback_address, ForwardProxy, ProxyKind};
+    let Some(proxy) = ForwardProxy::start(ProxyKind::Http, Some(("alice", "s3cret"))) else {
+        return;
+    };
+    let remote = Busi::start_at((non_loopback_address(), 0).into()).await;
+    let local = Busi::start().await;
+    let host = Host::start_with(&[("HTTP_PROXY", proxy.url())]).await;
+    for busi in [&remote, &local] {
+        let gid = host.new_gid().await;
+        assert_eq!(host.post("/submit", transfer(&gid, busi)).await.0, 200);
+        host.wait_status(&gid, "succeed", 10).await;
+    }
+    let via = |busi: &Busi| -> Vec<String> {
+        let calls = busi.all_calls();
+        let via = calls.iter().map(|c| c.headers.get("via").cloned());
+        via.map(Option::unwrap_or_default).collect()
+    };
+    let proxied = via(&remote);
+    assert_eq!(proxied.len(), 2, "{}", proxy.log());
+    assert!(
+        proxied.iter().all(|v| v.contains("tinyproxy")),
+        "{proxied:?}"
+    );
+    assert_eq!(
+        via(&local),
+        ["", ""],
+        "loopback branches are called directly"
+    );
+}

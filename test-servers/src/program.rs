@@ -22,6 +22,9 @@ impl Program {
     pub const REDIS_SERVER: Program = Program::new("redis-server", "redis-server");
     pub const REDIS_CLI: Program = Program::new("redis-cli", "redis-tools");
     pub const ETCD: Program = Program::new("etcd", "etcd-server");
+    /// Forward proxies, for branch calls through `HTTP_PROXY` / `HTTPS_PROXY`.
+    pub const TINYPROXY: Program = Program::new("tinyproxy", "tinyproxy");
+    pub const MICROSOCKS: Program = Program::new("microsocks", "microsocks");
     pub const CHROMIUM: Program = Program::new("chromium", "chromium");
     pub const CHROMEDRIVER: Program = Program::new("chromedriver", "chromium-driver");
     /// The Go toolchain, to build dtm itself and the Go SDK tests. The machines come with Go

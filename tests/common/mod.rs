@@ -95,9 +95,12 @@ pub fn run_to_exit(env: &[(&str, &str)], args: &[&str]) -> (ExitStatus, String) 
 /// Serves `app` in the background on `port` of 127.0.0.1 (0 = any free port); returns
 /// `127.0.0.1:port`.
 pub async fn serve(app: axum::Router, port: u16) -> String {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
+    serve_at(app, ([127, 0, 0, 1], port).into()).await
+}
+
+/// As [`serve`], on `address`.
+pub async fn serve_at(app: axum::Router, address: std::net::SocketAddr) -> String {
+    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     address
@@ -476,11 +479,16 @@ impl Busi {
 
     /// Starts on a given port (0 = any free port).
     pub async fn start_on(port: u16) -> Self {
+        Self::start_at(([127, 0, 0, 1], port).into()).await
+    }
+
+    /// Starts on `address` (port 0 = any free port).
+    pub async fn start_at(address: std::net::SocketAddr) -> Self {
         let state = Arc::new(BusiState::default());
         let app = axum::Router::new()
             .fallback(busi_handler)
             .with_state(state.clone());
-        let base = format!("http://{}", serve(app, port).await);
+        let base = format!("http://{}", serve_at(app, address).await);
         Self { base, state }
     }
 
