@@ -21,12 +21,10 @@ pub enum CallError {
     NoEndpoint(String),
     #[error("resolving '{server}' failed: {error}")]
     Resolve { server: String, error: DriverError },
-    #[error("gRPC channel cache poisoned")]
-    ChannelCachePoisoned,
     #[error("bad gRPC server '{endpoint}': {error}")]
     BadServer {
         endpoint: String,
-        error: tonic::transport::Error,
+        error: http::uri::InvalidUri,
     },
     /// A JSON-RPC branch URL that does not parse (the parser's message in `reason`).
     #[error("bad url '{url}': {reason}")]
@@ -71,7 +69,7 @@ pub enum ClientError {
 
 /// An error and what caused it, outermost first: hyper's own message names only the stage
 /// ("client error (Connect)"), the cause says what went wrong ("Connection refused").
-fn with_causes(error: &dyn std::error::Error) -> String {
+pub(super) fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(e) = cause {

@@ -1,39 +1,55 @@
 //! gRPC branch calls (docs/api.md §4.7): the stored payload bytes go out as the request message
 //! unchanged (a pass-through codec, no re-encoding: `codec.rs`), with dtm's metadata; the reply
-//! is ignored and the status code classified (§3.5). One lazily connected channel per server,
-//! reused. Where a call goes (the driver's URL split, resolution, balancing) is `resolve.rs`.
+//! is ignored and the status code classified (§3.5). Where a call goes (the driver's URL split,
+//! resolution, balancing) is `resolve.rs`.
+//!
+//! Calls go out on hyper's pooled HTTP/2 client directly (one connection per server, connected
+//! on first use and shared by every call to it), not through a tonic `Channel`: a channel hands
+//! each request to a worker task through a queue, a hop per call that showed in profiles.
 
 mod codec;
 mod resolve;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
+use http::Uri;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+use tower::ServiceExt as _;
 
 pub use codec::RawCodec;
-use resolve::{Routing, SERVER_CACHE_LIMIT};
+use resolve::Routing;
 
 use super::{BranchCall, CallError, CallResult};
 use crate::config::Balancing;
 use crate::drivers::{Driver, GrpcCall, ServerMethod};
 use crate::metrics::Metrics;
 
+type GrpcClient = Client<HttpConnector, tonic::body::Body>;
+
 pub struct GrpcCaller {
     balancing: Balancing,
     metrics: Arc<Metrics>,
-    /// Per endpoint, whichever driver resolved it: a `host:port` is dialed the same way.
-    channels: Mutex<HashMap<String, Channel>>,
+    /// Pools one HTTP/2 connection per `host:port`, whichever driver resolved it.
+    client: GrpcClient,
     routing: RwLock<Arc<Routing>>,
 }
 
 impl GrpcCaller {
     pub fn new(driver: Arc<dyn Driver>, balancing: Balancing, metrics: Arc<Metrics>) -> Self {
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .build(tcp);
         Self {
             balancing,
-            channels: Mutex::default(),
+            client,
             routing: RwLock::new(Routing::new(driver, metrics.clone())),
             metrics,
         }
@@ -61,27 +77,6 @@ impl GrpcCaller {
     /// The driver's split of a branch URL, remembered.
     pub fn server_method(&self, url: &str) -> Result<ServerMethod, CallError> {
         self.routing().server_method(url)
-    }
-
-    fn channel(&self, endpoint: &str) -> Result<Channel, CallError> {
-        let mut channels = self
-            .channels
-            .lock()
-            .map_err(|_| CallError::ChannelCachePoisoned)?;
-        if let Some(channel) = channels.get(endpoint) {
-            return Ok(channel.clone());
-        }
-        let channel = Endpoint::from_shared(format!("http://{endpoint}"))
-            .map_err(|error| CallError::BadServer {
-                endpoint: endpoint.to_owned(),
-                error,
-            })?
-            .connect_lazy();
-        if channels.len() >= SERVER_CACHE_LIMIT {
-            channels.clear();
-        }
-        channels.insert(endpoint.to_owned(), channel.clone());
-        Ok(channel)
     }
 
     /// The endpoint the next call to `server` goes to (resolved through the driver, cached).
@@ -125,11 +120,14 @@ impl GrpcCaller {
             .parse::<http::uri::PathAndQuery>()
             .map_err(|e| CallResult::Error(format!("bad gRPC method '{method}': {e}")))?;
         let (endpoint, resolved) = routing.endpoint(&server, self.balancing).await?;
-        let channel = self.channel(&endpoint)?;
-        let mut grpc = tonic::client::Grpc::new(channel);
-        grpc.ready()
-            .await
-            .map_err(|e| CallResult::Error(format!("gRPC server {endpoint} not ready: {e}")))?;
+        let origin = format!("http://{endpoint}")
+            .parse::<Uri>()
+            .map_err(|error| CallError::BadServer {
+                endpoint: endpoint.clone(),
+                error,
+            })?;
+        let client = self.client.clone().map_err(unavailable_if_unreachable);
+        let mut grpc = tonic::client::Grpc::with_origin(client, origin);
         let mut request = tonic::Request::new(payload);
         request.set_timeout(call.timeout);
         let metadata = request.metadata_mut();
@@ -153,13 +151,32 @@ impl GrpcCaller {
             })?;
             metadata.insert(key, value);
         }
-        let outcome = grpc.unary(request, path, RawCodec).await;
+        // The whole call, connecting included, within the call's timeout (the server is told
+        // it as `grpc-timeout`); a call that outlasts it ends as Go's client ends it.
+        let outcome = tokio::time::timeout(call.timeout, grpc.unary(request, path, RawCodec))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Status::deadline_exceeded(format!(
+                    "no answer within {:?}",
+                    call.timeout
+                )))
+            });
         if let (Err(status), Some(resolved)) = (&outcome, &resolved) {
             if status.code() == Code::Unavailable {
                 resolved.mark_stale();
             }
         }
         outcome.map(|_| ()).map_err(classify)
+    }
+}
+
+/// A server that cannot be reached is `Unavailable` (as a gRPC client reports it, and what
+/// makes a resolved endpoint list stale); any other failure is classified from its causes.
+fn unavailable_if_unreachable(error: hyper_util::client::legacy::Error) -> Status {
+    if error.is_connect() {
+        Status::unavailable(super::error::with_causes(&error))
+    } else {
+        Status::from_error(Box::new(error))
     }
 }
 
@@ -314,6 +331,56 @@ mod tests {
         assert_eq!(
             caller.next_endpoint("other://svc").await.unwrap(),
             "10.0.0.3:3"
+        );
+    }
+
+    fn branch_call(url: String) -> BranchCall {
+        BranchCall {
+            url,
+            body: vec![8, 30],
+            gid: "g1".into(),
+            trans_type: crate::model::TransType::Saga,
+            branch_id: "01".into(),
+            op: "action".into(),
+            protocol: crate::model::Protocol::Grpc,
+            headers: Arc::default(),
+            timeout: Duration::from_millis(300),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_times_out_and_an_absent_one_is_unavailable() {
+        let caller = GrpcCaller::new(
+            Arc::new(crate::drivers::DefaultDriver::default()),
+            Balancing::default(),
+            Arc::default(),
+        );
+        // Takes connections and never says a word.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = silent.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = silent.accept().await {
+                held.push(stream);
+            }
+        });
+        let result = caller
+            .call(&branch_call(format!("{address}/busi.Busi/TransOut")))
+            .await;
+        assert!(
+            matches!(&result, CallResult::Error(e) if e == "gRPC status DeadlineExceeded: no answer within 300ms"),
+            "{result:?}"
+        );
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = closed.local_addr().unwrap();
+        drop(closed);
+        let result = caller
+            .call(&branch_call(format!("{address}/busi.Busi/TransOut")))
+            .await;
+        assert!(
+            matches!(&result, CallResult::Error(e)
+                if e.starts_with("gRPC status Unavailable") && e.contains("Connection refused")),
+            "{result:?}"
         );
     }
 

@@ -16,9 +16,8 @@ use crate::metrics::Metrics;
 const DEFAULT_REFRESH: Duration = Duration::from_secs(30);
 /// Most parsed URLs remembered; the cache starts over when full.
 const PARSE_CACHE_LIMIT: usize = 65_536;
-/// Most servers with a channel or a resolution kept; the caches start over when full (calls
-/// under way keep their channel).
-pub(super) const SERVER_CACHE_LIMIT: usize = 4_096;
+/// Most servers with a resolution kept; the cache starts over when full.
+const SERVER_CACHE_LIMIT: usize = 4_096;
 
 /// The endpoints a server with a driver scheme resolved to.
 pub(super) struct Resolved {
