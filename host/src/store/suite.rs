@@ -56,6 +56,7 @@ macro_rules! store_suite {
             conditional_branch_append,
             branch_outcome_needs_unfinished_global,
             status_change_with_branch_outcomes,
+            a_transaction_of_many_branches,
             concurrent_writes_get_their_own_answers,
             status_compare_and_set,
             reset_cron_times,
@@ -525,6 +526,60 @@ pub async fn status_change_with_branch_outcomes(store: &dyn Store) {
         branch_states(store, &g.gid).await,
         [succeed.clone(), succeed]
     );
+}
+
+/// A saga of thousands of steps: its records and its outcomes are written whole, though they
+/// outnumber what one call may carry in some backends if sent at once (Lua's `unpack` takes at
+/// most 8000 values, an SQLite statement at most 32766 parameters).
+pub async fn a_transaction_of_many_branches(store: &dyn Store) {
+    const N: usize = 4_000;
+    let g = sample_global("suite-many-branches", 1_000);
+    let records: Vec<Branch> = (0..N)
+        .map(|i| branch(&g.gid, &format!("{i:04}"), op::ACTION))
+        .collect();
+    store.save_new(&g, &records).await.unwrap();
+    let outcomes = |range: std::ops::Range<usize>| -> Vec<BranchOutcome> {
+        range
+            .map(|i| outcome(&format!("{i:04}"), op::ACTION, branch_status::SUCCEED))
+            .collect()
+    };
+    store
+        .save_branch_outcomes(&g.gid, &outcomes(0..N / 2), 2_000)
+        .await
+        .unwrap();
+    let change = StatusChange {
+        branch_outcomes: outcomes(N / 2..N),
+        ..Default::default()
+    };
+    store
+        .change_status(
+            &g.gid,
+            GlobalStatus::Prepared,
+            GlobalStatus::Succeed,
+            change,
+            3_000,
+        )
+        .await
+        .unwrap();
+    let branches = store.find_branches(&g.gid).await.unwrap();
+    assert_eq!(branches.len(), N);
+    for (i, b) in branches.iter().enumerate() {
+        let finished = if i < N / 2 { 2_000 } else { 3_000 };
+        assert_eq!(
+            (
+                b.branch_id.as_str(),
+                b.url.as_str(),
+                b.status.as_str(),
+                b.finish_time
+            ),
+            (
+                format!("{i:04}").as_str(),
+                format!("http://busi/{i:04}/action").as_str(),
+                "succeed",
+                Some(finished)
+            )
+        );
+    }
 }
 
 /// Writes of many transactions at once, as a loaded coordinator makes them (PostgreSQL writes
