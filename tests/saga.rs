@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{saga, transfer, Busi, Host, Reply};
+use common::{run_to_exit, saga, transfer, Busi, Host, Reply};
 use serde_json::json;
 
 const SUCCEEDED: [&str; 4] = ["prepared", "succeed", "prepared", "succeed"];
@@ -425,7 +425,13 @@ async fn branch_calls_go_through_the_proxy_named_in_http_proxy() {
     };
     let remote = Busi::start_at((non_loopback_address(), 0).into()).await;
     let local = Busi::start().await;
-    let host = Host::start_with(&[("HTTP_PROXY", proxy.url())]).await;
+    // None of the machine's own exceptions.
+    let env = [
+        ("HTTP_PROXY", proxy.url()),
+        ("NO_PROXY", String::new()),
+        ("no_proxy", String::new()),
+    ];
+    let host = Host::start_with(&env).await;
     for busi in [&remote, &local] {
         let gid = host.new_gid().await;
         assert_eq!(host.post("/submit", transfer(&gid, busi)).await.0, 200);
@@ -447,4 +453,19 @@ async fn branch_calls_go_through_the_proxy_named_in_http_proxy() {
         ["", ""],
         "loopback branches are called directly"
     );
+}
+
+/// A proxy setting dtm-host cannot use stops the start, naming the variable but not its value.
+#[test]
+fn an_unusable_proxy_setting_stops_the_start() {
+    let env = [("HTTPS_PROXY", "https://bob:secret@127.0.0.1:3128")];
+    let (status, output) = run_to_exit(&env, &[]);
+    assert!(!status.success(), "{output}");
+    assert!(
+        output.contains(
+            "cannot use the proxy setting HTTPS_PROXY: only http://, socks5:// and socks5h:// proxies are supported"
+        ),
+        "{output}"
+    );
+    assert!(!output.contains("secret"), "{output}");
 }

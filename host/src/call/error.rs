@@ -62,6 +62,9 @@ pub enum ClientError {
     /// The client of HTTP and JSON-RPC branch calls.
     #[error("cannot build the HTTP client: {0}")]
     Branches(rustls::Error),
+    /// A proxy variable of the environment that names no usable proxy.
+    #[error(transparent)]
+    Proxy(#[from] super::proxy::ProxySettingError),
     /// The client posting to `AlertWebHook`.
     #[error("alert webhook client: {0}")]
     AlertWebHook(reqwest::Error),

@@ -39,11 +39,13 @@ pub struct HttpCaller {
 }
 
 impl HttpCaller {
-    /// A caller that follows the proxy environment variables (see [`ProxyRules::from_env`]).
+    /// A caller that follows the proxy environment variables (see [`ProxyRules::from_env`]);
+    /// an error when one of them names no usable proxy.
     pub fn new() -> Result<Self, ClientError> {
-        Self::with_proxies(ProxyRules::from_env())
+        Self::with_proxies(ProxyRules::from_env()?)
     }
 
+    /// A caller whose calls go through `proxies` (`None`: every call goes direct).
     pub fn with_proxies(proxies: Option<ProxyRules>) -> Result<Self, ClientError> {
         let proxies = proxies.map(Arc::new);
         let mut http = HttpConnector::new();

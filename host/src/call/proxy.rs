@@ -33,40 +33,61 @@ pub struct ProxyRules {
     matcher: Matcher,
 }
 
+/// A proxy variable whose value dtm-host cannot use: the start stops with it. The value itself
+/// is left out, as it may hold credentials.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use the proxy setting {variable}: {reason}")]
+pub struct ProxySettingError {
+    variable: &'static str,
+    reason: &'static str,
+}
+
 impl ProxyRules {
     /// The rules in the environment; `None` when neither `HTTP_PROXY` nor `HTTPS_PROXY` (nor
-    /// their lower-case forms) names a proxy.
-    pub fn from_env() -> Option<Self> {
-        let var = |names: [&str; 2]| {
+    /// their lower-case forms) names a proxy, or `NO_PROXY` is `*`.
+    pub fn from_env() -> Result<Option<Self>, ProxySettingError> {
+        // As Go's client: the first of the two names that is set and not empty.
+        let var = |names: [&'static str; 2]| {
             names
-                .iter()
-                .find_map(|name| std::env::var(name).ok())
-                .unwrap_or_default()
+                .into_iter()
+                .find_map(|name| {
+                    let value = std::env::var(name).ok()?;
+                    (!value.is_empty()).then_some((name, value))
+                })
+                .unwrap_or((names[0], String::new()))
         };
         let rules = Self::new(
-            &var(["HTTP_PROXY", "http_proxy"]),
-            &var(["HTTPS_PROXY", "https_proxy"]),
-            &var(["NO_PROXY", "no_proxy"]),
-        );
+            var(["HTTP_PROXY", "http_proxy"]),
+            var(["HTTPS_PROXY", "https_proxy"]),
+            &var(["NO_PROXY", "no_proxy"]).1,
+        )?;
         if let Some(rules) = &rules {
             // The matcher's Debug leaves the proxies' credentials out.
             tracing::info!(proxies = ?rules.matcher, "HTTP branch calls go through proxies");
         }
-        rules
+        Ok(rules)
     }
 
-    /// Rules from the variables' values (an empty value names no proxy); `None` when neither
-    /// proxy is named.
-    pub fn new(http_proxy: &str, https_proxy: &str, no_proxy: &str) -> Option<Self> {
-        if http_proxy.is_empty() && https_proxy.is_empty() {
-            return None;
+    /// Rules from the variables' names and values (an empty value names no proxy); `None` when
+    /// neither proxy is named, or `no_proxy` is `*`.
+    pub fn new(
+        http_proxy: (&'static str, String),
+        https_proxy: (&'static str, String),
+        no_proxy: &str,
+    ) -> Result<Option<Self>, ProxySettingError> {
+        check_proxy(http_proxy.0, &http_proxy.1)?;
+        check_proxy(https_proxy.0, &https_proxy.1)?;
+        // `*` exempts every host; the matcher would still proxy IP addresses.
+        let everything_exempt = no_proxy.split(',').any(|entry| entry.trim() == "*");
+        if (http_proxy.1.is_empty() && https_proxy.1.is_empty()) || everything_exempt {
+            return Ok(None);
         }
         let matcher = Matcher::builder()
-            .http(http_proxy)
-            .https(https_proxy)
+            .http(http_proxy.1)
+            .https(https_proxy.1)
             .no(no_proxy)
             .build();
-        Some(Self { matcher })
+        Ok(Some(Self { matcher }))
     }
 
     /// The proxy a call to `target` goes through, if any.
@@ -102,6 +123,30 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Refuses a proxy value that names no proxy dtm-host can use (Go's client fails every call
+/// through such a value), rather than sending the calls direct.
+fn check_proxy(variable: &'static str, value: &str) -> Result<(), ProxySettingError> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    let refuse = |reason| Err(ProxySettingError { variable, reason });
+    let probe = Matcher::builder().all(value).build();
+    let Some(proxy) = probe.intercept(&Uri::from_static("http://proxy-check.invalid/")) else {
+        return refuse("not a proxy URL (scheme://[user:password@]host[:port])");
+    };
+    if proxy
+        .uri()
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+    {
+        return refuse("an `@` in the proxy's user name or password must be written %40");
+    }
+    match proxy.uri().scheme_str() {
+        Some("http" | "socks5" | "socks5h") => Ok(()),
+        _ => refuse("only http://, socks5:// and socks5h:// proxies are supported"),
+    }
+}
+
 /// Why a connection through a proxy was not made.
 #[derive(Debug, thiserror::Error)]
 enum ProxyError {
@@ -123,8 +168,6 @@ enum ProxyError {
         #[source]
         source: BoxError,
     },
-    #[error("proxy {proxy}: only http://, socks5:// and socks5h:// proxies are supported")]
-    Scheme { proxy: Uri },
 }
 
 /// Opens the TCP connection of a branch call: to the branch, or through its proxy.
@@ -178,11 +221,10 @@ async fn connect_through(
     proxy: Intercept,
 ) -> Result<BranchConnection, BoxError> {
     let proxy_uri = proxy.uri().clone();
-    match (
-        proxy_uri.scheme_str(),
-        target.scheme() == Some(&Scheme::HTTPS),
-    ) {
-        (Some("http"), false) => {
+    // The proxy's scheme is http, socks5 or socks5h (`check_proxy`).
+    let http_proxy = proxy_uri.scheme() == Some(&Scheme::HTTP);
+    match (http_proxy, target.scheme() == Some(&Scheme::HTTPS)) {
+        (true, false) => {
             let io = tcp
                 .call(proxy_uri.clone())
                 .await
@@ -195,7 +237,7 @@ async fn connect_through(
                 via_http_proxy: true,
             })
         }
-        (Some("http"), true) => {
+        (true, true) => {
             let mut tunnel = Tunnel::new(proxy_uri.clone(), tcp);
             if let Some(auth) = proxy.basic_auth() {
                 tunnel = tunnel.with_auth(auth.clone());
@@ -209,13 +251,15 @@ async fn connect_through(
                 via_http_proxy: false,
             })
         }
-        (Some("socks5" | "socks5h"), _) => {
-            let mut socks = SocksV5::new(proxy_uri.clone(), tcp).local_dns(false);
+        (false, _) => {
+            // A SOCKS proxy named without a port listens on 1080 (Go's client says so too).
+            let socks_uri = with_port(proxy_uri.clone(), 1080)?;
+            let mut socks = SocksV5::new(socks_uri, tcp).local_dns(false);
             if let Some((user, password)) = proxy.raw_auth() {
                 socks = socks.with_auth(user.to_owned(), password.to_owned());
             }
             let io = socks
-                .call(with_port(target)?)
+                .call(with_port(target.clone(), default_port(&target))?)
                 .await
                 .map_err(|e| ProxyError::Socks {
                     proxy: proxy_uri,
@@ -226,24 +270,27 @@ async fn connect_through(
                 via_http_proxy: false,
             })
         }
-        _ => Err(ProxyError::Scheme { proxy: proxy_uri }.into()),
     }
 }
 
-/// `target` with its port spelled out: the SOCKS connector takes a missing port for 443 even
-/// for `http://`.
-fn with_port(target: Uri) -> Result<Uri, BoxError> {
-    if target.port().is_some() {
-        return Ok(target);
-    }
-    let port = if target.scheme() == Some(&Scheme::HTTPS) {
+/// The port of a branch URL's scheme.
+fn default_port(target: &Uri) -> u16 {
+    if target.scheme() == Some(&Scheme::HTTPS) {
         443
     } else {
         80
-    };
-    let host = target.host().unwrap_or_default();
+    }
+}
+
+/// `uri` with its port spelled out (`port` when it has none): the SOCKS connector takes a
+/// missing port for 443, and the TCP connector for 80.
+fn with_port(uri: Uri, port: u16) -> Result<Uri, BoxError> {
+    if uri.port().is_some() {
+        return Ok(uri);
+    }
+    let host = uri.host().unwrap_or_default();
     let authority: Authority = format!("{host}:{port}").parse()?;
-    let mut parts = target.into_parts();
+    let mut parts = uri.into_parts();
     parts.authority = Some(authority);
     Ok(Uri::from_parts(parts)?)
 }
@@ -317,11 +364,13 @@ mod tests {
     use crate::call::{BranchCall, CallResult};
     use crate::model::{Protocol, TransType};
 
-    /// What a branch saw of one request: where it came from, its `Via` header.
+    /// What a branch saw of one request: where it came from, its `Via` header, whether it
+    /// carried a `Proxy-Authorization`.
     #[derive(Debug, Clone, PartialEq)]
     struct Seen {
         peer: IpAddr,
         via: String,
+        proxy_authorization: bool,
     }
 
     /// A branch on `ip` that records each request and answers SUCCESS; its base URL.
@@ -336,6 +385,7 @@ mod tests {
                     record.lock().unwrap().push(Seen {
                         peer: peer.ip(),
                         via: via.to_owned(),
+                        proxy_authorization: headers.contains_key("proxy-authorization"),
                     });
                     r#"{"dtm_result":"SUCCESS"}"#
                 }
@@ -362,8 +412,20 @@ mod tests {
         }
     }
 
+    fn rules(
+        http_proxy: &str,
+        https_proxy: &str,
+        no_proxy: &str,
+    ) -> Result<Option<ProxyRules>, ProxySettingError> {
+        ProxyRules::new(
+            ("HTTP_PROXY", http_proxy.to_owned()),
+            ("HTTPS_PROXY", https_proxy.to_owned()),
+            no_proxy,
+        )
+    }
+
     fn caller(http_proxy: &str, https_proxy: &str, no_proxy: &str) -> HttpCaller {
-        HttpCaller::with_proxies(ProxyRules::new(http_proxy, https_proxy, no_proxy)).unwrap()
+        HttpCaller::with_proxies(rules(http_proxy, https_proxy, no_proxy).unwrap()).unwrap()
     }
 
     #[tokio::test]
@@ -399,7 +461,7 @@ mod tests {
 
     #[tokio::test]
     async fn loopback_and_no_proxy_branches_are_called_directly() {
-        let Some(proxy) = ForwardProxy::start(ProxyKind::Http, None) else {
+        let Some(proxy) = ForwardProxy::start(ProxyKind::Http, Some(("alice", "s3cret"))) else {
             return;
         };
         let (local, seen_locally) = branch_on(IpAddr::from([127, 0, 0, 1])).await;
@@ -417,7 +479,11 @@ mod tests {
             .flat_map(|seen| seen.lock().unwrap().clone())
             .collect();
         assert_eq!(seen.len(), 3);
-        assert!(seen.iter().all(|s| s.via.is_empty()), "{seen:?}");
+        assert!(
+            seen.iter()
+                .all(|s| s.via.is_empty() && !s.proxy_authorization),
+            "{seen:?}"
+        );
         assert!(!proxy.log().contains("busi"), "{}", proxy.log());
     }
 
@@ -443,7 +509,11 @@ mod tests {
             .await;
         assert!(matches!(result, CallResult::Error(_)), "{result:?}");
         // A TLS handshake record (0x16) of TLS 1.x (0x03 ..).
-        assert_eq!(first_bytes.await.unwrap()[..2], [0x16, 0x03]);
+        let first_bytes = tokio::time::timeout(Duration::from_secs(10), first_bytes)
+            .await
+            .expect("no connection reached the branch through the tunnel")
+            .unwrap();
+        assert_eq!(first_bytes[..2], [0x16, 0x03]);
         assert!(
             proxy.log().contains(&format!("CONNECT {address}")),
             "{}",
@@ -476,21 +546,55 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn an_unsupported_proxy_scheme_is_an_error_that_names_it() {
-        let result = caller("https://127.0.0.1:9", "", "")
-            .call(&call("http://192.0.2.55:9/busi".to_owned()))
-            .await;
-        assert!(
-            matches!(&result, CallResult::Error(e)
-                if e.contains("proxy https://127.0.0.1:9/: only http://, socks5:// and socks5h:// proxies are supported")),
-            "{result:?}"
+    #[test]
+    fn proxy_values_that_name_no_usable_proxy_stop_the_start() {
+        let refused = |http_proxy: &str, https_proxy: &str| match rules(http_proxy, https_proxy, "")
+        {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{http_proxy:?} {https_proxy:?} accepted"),
+        };
+        assert_eq!(
+            refused("", "https://127.0.0.1:3128"),
+            "cannot use the proxy setting HTTPS_PROXY: only http://, socks5:// and socks5h:// proxies are supported"
         );
+        assert_eq!(
+            refused("socks4://127.0.0.1:1080", ""),
+            "cannot use the proxy setting HTTP_PROXY: only http://, socks5:// and socks5h:// proxies are supported"
+        );
+        assert_eq!(
+            refused("not a url", ""),
+            "cannot use the proxy setting HTTP_PROXY: not a proxy URL (scheme://[user:password@]host[:port])"
+        );
+        // The message leaves the value (and its password) out.
+        assert_eq!(
+            refused("http://bob:p@ss@127.0.0.1:3128", ""),
+            "cannot use the proxy setting HTTP_PROXY: an `@` in the proxy's user name or password must be written %40"
+        );
+        for usable in [
+            "127.0.0.1:3128",
+            "http://bob:p%40ss@proxy",
+            "socks5h://proxy:1080",
+        ] {
+            assert!(rules(usable, "", "").unwrap().is_some(), "{usable}");
+        }
     }
 
     #[test]
-    fn without_a_proxy_named_there_are_no_rules() {
-        assert!(ProxyRules::new("", "", "example.org").is_none());
-        assert!(ProxyRules::new("", "http://127.0.0.1:1", "").is_some());
+    fn without_a_proxy_named_or_with_every_host_exempt_there_are_no_rules() {
+        assert!(rules("", "", "example.org").unwrap().is_none());
+        assert!(rules("", "http://127.0.0.1:1", "").unwrap().is_some());
+        // `*` exempts IP addresses too, as in Go's client.
+        assert!(rules("http://127.0.0.1:1", "", "example.org, *")
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn a_socks_proxy_without_a_port_is_dialled_on_1080() {
+        let proxy = Uri::from_static("socks5://proxy/");
+        assert_eq!(with_port(proxy, 1080).unwrap(), "socks5://proxy:1080/");
+        let branch = Uri::from_static("http://[::1]/busi");
+        let port = default_port(&branch);
+        assert_eq!(with_port(branch, port).unwrap(), "http://[::1]:80/busi");
     }
 }
