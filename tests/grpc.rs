@@ -74,6 +74,10 @@ async fn saga_over_grpc_sends_raw_payloads_and_dtm_metadata() {
         );
     }
     assert_eq!(out.metadata["content-type"], "application/grpc");
+    assert_eq!(
+        out.metadata["user-agent"],
+        concat!("dtm-host/", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[tokio::test]

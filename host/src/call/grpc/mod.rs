@@ -132,6 +132,10 @@ impl GrpcCaller {
         request.set_timeout(call.timeout);
         let metadata = request.metadata_mut();
         let dtm = [
+            (
+                "user-agent",
+                concat!("dtm-host/", env!("CARGO_PKG_VERSION")),
+            ),
             ("dtm-gid", call.gid.as_str()),
             ("dtm-trans_type", call.trans_type.as_str()),
             ("dtm-branch_id", call.branch_id.as_str()),
