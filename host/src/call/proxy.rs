@@ -208,11 +208,7 @@ impl Service<Uri> for ProxyConnector {
 }
 
 async fn connect_direct(mut tcp: HttpConnector, target: Uri) -> Result<BranchConnection, BoxError> {
-    let io = tcp.call(target).await?;
-    Ok(BranchConnection {
-        io,
-        via_http_proxy: false,
-    })
+    Ok(BranchConnection::direct(tcp.call(target).await?))
 }
 
 async fn connect_through(
@@ -223,19 +219,17 @@ async fn connect_through(
     let proxy_uri = proxy.uri().clone();
     // The proxy's scheme is http, socks5 or socks5h (`check_proxy`).
     let http_proxy = proxy_uri.scheme() == Some(&Scheme::HTTP);
-    match (http_proxy, target.scheme() == Some(&Scheme::HTTPS)) {
+    let connection = match (http_proxy, target.scheme() == Some(&Scheme::HTTPS)) {
         (true, false) => {
-            let io = tcp
-                .call(proxy_uri.clone())
-                .await
-                .map_err(|e| ProxyError::Connect {
-                    proxy: proxy_uri,
-                    source: e.into(),
-                })?;
-            Ok(BranchConnection {
+            let io = tcp.call(proxy_uri.clone()).await;
+            let io = io.map_err(|e| ProxyError::Connect {
+                proxy: proxy_uri,
+                source: e.into(),
+            })?;
+            BranchConnection {
                 io,
                 via_http_proxy: true,
-            })
+            }
         }
         (true, true) => {
             let mut tunnel = Tunnel::new(proxy_uri.clone(), tcp);
@@ -246,10 +240,7 @@ async fn connect_through(
                 proxy: proxy_uri,
                 source: e.into(),
             })?;
-            Ok(BranchConnection {
-                io,
-                via_http_proxy: false,
-            })
+            BranchConnection::direct(io)
         }
         (false, _) => {
             // A SOCKS proxy named without a port listens on 1080 (Go's client says so too).
@@ -258,19 +249,15 @@ async fn connect_through(
             if let Some((user, password)) = proxy.raw_auth() {
                 socks = socks.with_auth(user.to_owned(), password.to_owned());
             }
-            let io = socks
-                .call(with_port(target.clone(), default_port(&target))?)
-                .await
-                .map_err(|e| ProxyError::Socks {
-                    proxy: proxy_uri,
-                    source: e.into(),
-                })?;
-            Ok(BranchConnection {
-                io,
-                via_http_proxy: false,
-            })
+            let target = with_port(target.clone(), default_port(&target))?;
+            let io = socks.call(target).await.map_err(|e| ProxyError::Socks {
+                proxy: proxy_uri,
+                source: e.into(),
+            })?;
+            BranchConnection::direct(io)
         }
-    }
+    };
+    Ok(connection)
 }
 
 /// The port of a branch URL's scheme.
@@ -300,6 +287,16 @@ fn with_port(uri: Uri, port: u16) -> Result<Uri, BoxError> {
 pub struct BranchConnection {
     io: TokioIo<TcpStream>,
     via_http_proxy: bool,
+}
+
+impl BranchConnection {
+    /// A connection whose requests go as to the branch itself (directly, or through a tunnel).
+    fn direct(io: TokioIo<TcpStream>) -> Self {
+        Self {
+            io,
+            via_http_proxy: false,
+        }
+    }
 }
 
 impl Connection for BranchConnection {
@@ -428,17 +425,24 @@ mod tests {
         HttpCaller::with_proxies(rules(http_proxy, https_proxy, no_proxy).unwrap()).unwrap()
     }
 
+    /// One call through `http_proxy` to a fresh branch on the machine's non-loopback address:
+    /// its result, what the branch saw, and the branch's base URL.
+    async fn call_through(http_proxy: &str) -> (CallResult, Vec<Seen>, String) {
+        let (base, seen) = branch_on(non_loopback_address()).await;
+        let result = caller(http_proxy, "", "")
+            .call(&call(format!("{base}/busi")))
+            .await;
+        let seen = seen.lock().unwrap().clone();
+        (result, seen, base)
+    }
+
     #[tokio::test]
     async fn plain_http_branches_are_asked_of_an_http_proxy_with_its_credentials() {
         let Some(proxy) = ForwardProxy::start(ProxyKind::Http, Some(("alice", "s3cret"))) else {
             return;
         };
-        let (base, seen) = branch_on(non_loopback_address()).await;
-        let result = caller(&proxy.url(), "", "")
-            .call(&call(format!("{base}/busi")))
-            .await;
+        let (result, seen, base) = call_through(&proxy.url()).await;
         assert_eq!(result, CallResult::Success, "{}", proxy.log());
-        let seen = seen.lock().unwrap().clone();
         assert_eq!(seen.len(), 1);
         assert!(seen[0].via.contains("tinyproxy"), "{seen:?}");
         assert!(
@@ -448,10 +452,7 @@ mod tests {
             "{}",
             proxy.log()
         );
-        let wrong = proxy.url().replace("s3cret", "guess");
-        let refused = caller(&wrong, "", "")
-            .call(&call(format!("{base}/busi")))
-            .await;
+        let (refused, _, _) = call_through(&proxy.url().replace("s3cret", "guess")).await;
         // tinyproxy refuses wrong credentials with 401 (and may hang up before its body).
         assert!(
             matches!(&refused, CallResult::Error(e) if e.contains("http status 401")),
@@ -526,20 +527,13 @@ mod tests {
         let Some(proxy) = ForwardProxy::start(ProxyKind::Socks5, Some(("bob", "pa55"))) else {
             return;
         };
-        let (base, seen) = branch_on(non_loopback_address()).await;
-        let result = caller(&proxy.url(), "", "")
-            .call(&call(format!("{base}/busi")))
-            .await;
+        let (result, seen, _) = call_through(&proxy.url()).await;
         assert_eq!(result, CallResult::Success);
         // The proxy connects from 127.0.0.1; a direct call would come from the branch's own
         // address.
-        let seen = seen.lock().unwrap().clone();
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].peer, IpAddr::from([127, 0, 0, 1]), "{seen:?}");
-        let wrong = proxy.url().replace("pa55", "guess");
-        let refused = caller(&wrong, "", "")
-            .call(&call(format!("{base}/busi")))
-            .await;
+        let (refused, _, _) = call_through(&proxy.url().replace("pa55", "guess")).await;
         assert!(
             matches!(&refused, CallResult::Error(e) if e.contains("through SOCKS proxy socks5://127.0.0.1")),
             "{refused:?}"
