@@ -139,7 +139,10 @@ macro_rules! update_branches {
             .bind($gid);
         let mut query = bind_keys!(query, records);
         if $guarded {
-            query = bind_keys!(query.bind($gid).bind($gid), records).bind(records.len() as i64);
+            query = query.bind($gid);
+        }
+        if $guarded && Statements::counts_records(records.len()) {
+            query = bind_keys!(query.bind($gid), records).bind(records.len() as i64);
         }
         let changed = query
             .execute($exec)
