@@ -358,7 +358,7 @@ pub async fn conditional_branch_append(store: &dyn Store) {
     assert_eq!(store.find_branches(&g.gid).await.unwrap().len(), 4);
 }
 
-fn outcome(branch_id: &str, op: &str, status: &'static str) -> BranchOutcome {
+pub fn outcome(branch_id: &str, op: &str, status: &'static str) -> BranchOutcome {
     BranchOutcome {
         branch_id: branch_id.to_owned(),
         op: op.to_owned(),

@@ -394,8 +394,13 @@ impl Statements {
         ))
     }
 
-    /// `(branch_id, op) IN ((?, ?), …)` for `n` records.
+    /// `(branch_id, op) IN ((?, ?), …)` for `n` records (one: two equalities).
     fn branch_keys(n: usize) -> String {
+        if n == 1 {
+            // MariaDB (10.11) reads `(branch_id, op) IN ((?, ?))` with the gid alone from the
+            // unique index, scanning and locking every branch record of the transaction.
+            return "branch_id = ? AND op = ?".to_owned();
+        }
         format!("(branch_id, op) IN ({})", vec!["(?, ?)"; n].join(", "))
     }
 

@@ -12,7 +12,8 @@ use test_servers::{Kind, Server};
 
 use super::pool::CONNECT_TIMEOUT;
 use super::*;
-use crate::store::suite::{branch, sample_global};
+use crate::model::{branch_status, op};
+use crate::store::suite::{branch, outcome, sample_global};
 
 fn kind(dialect: Dialect) -> Kind {
     match dialect {
@@ -268,6 +269,48 @@ async fn postgres_a_refused_write_leaves_no_lock() {
 #[tokio::test]
 async fn mysql_a_refused_write_leaves_no_lock() {
     a_refused_write_leaves_no_lock(Dialect::MySql).await;
+}
+
+/// A branch result locks only its own record: it is written while another writer holds the
+/// transaction's other branch record. (MariaDB read a one-record write's `(branch_id, op) IN
+/// ((?, ?))` with the gid alone from the unique index, and waited for every record of the
+/// transaction.)
+async fn a_branch_write_locks_only_its_record(dialect: Dialect) {
+    let Some(store) = fresh(dialect).await else {
+        return;
+    };
+    let g = sample_global("own-record", 1_000);
+    let records = [
+        branch(&g.gid, "01", op::ACTION),
+        branch(&g.gid, "02", op::ACTION),
+    ];
+    store.save_new(&g, &records).await.unwrap();
+    let hold_02 = format!(
+        "UPDATE {} SET status = status WHERE gid = 'own-record' AND branch_id = '02' \
+         AND op = 'action'",
+        store.sql.branches
+    );
+    let written = on_pool!(store, lender => {
+        let mut holder = lender.lend().await.unwrap();
+        let mut tx = (*holder).begin().await.unwrap();
+        sqlx::query(dynamic(hold_02)).execute(&mut *tx).await.unwrap();
+        let result = [outcome("01", op::ACTION, branch_status::SUCCEED)];
+        let write = store.save_branch_outcomes(&g.gid, &result, 2_000);
+        let written = tokio::time::timeout(Duration::from_secs(5), write).await;
+        tx.rollback().await.unwrap();
+        written
+    });
+    assert_eq!(written, Ok(Ok(())), "waited for the other record's lock");
+}
+
+#[tokio::test]
+async fn postgres_a_branch_write_locks_only_its_record() {
+    a_branch_write_locks_only_its_record(Dialect::Postgres).await;
+}
+
+#[tokio::test]
+async fn mysql_a_branch_write_locks_only_its_record() {
+    a_branch_write_locks_only_its_record(Dialect::MySql).await;
 }
 
 /// dtm's scripts (docs/engine.md §4.3, second-precision times) made the tables: dtm-host uses them.
