@@ -415,24 +415,23 @@ impl Statements {
     /// without the derived table.) Binds after the records' keys: the gid; if counted, the gid,
     /// the keys again and `n`.
     pub fn update_branches(&self, n: usize, guarded: bool) -> String {
-        let mut guard = String::new();
+        let mut sql = self.update_branches_template(n);
         if guarded {
-            guard = format!(
+            sql.push_str(&format!(
                 " AND EXISTS (SELECT 1 FROM {} WHERE gid = ? AND {UNFINISHED} {})",
                 self.globals,
                 self.dialect.share_lock(),
-            );
-        }
-        if guarded && Self::counts_records(n) {
-            guard.push_str(&format!(
-                " AND (SELECT found FROM (SELECT COUNT(*) AS found FROM {} WHERE gid = ? AND {}) \
-                 AS existing) = ?",
-                self.branches,
-                Self::branch_keys(n)
             ));
+            if Self::counts_records(n) {
+                sql.push_str(&format!(
+                    " AND (SELECT found FROM (SELECT COUNT(*) AS found FROM {} WHERE gid = ? \
+                     AND {}) AS existing) = ?",
+                    self.branches,
+                    Self::branch_keys(n)
+                ));
+            }
         }
-        self.dialect
-            .render(&format!("{}{guard}", self.update_branches_template(n)))
+        self.dialect.render(&sql)
     }
 
     /// Whether a guarded `update_branches` of `n` records counts them first.

@@ -140,9 +140,9 @@ macro_rules! update_branches {
         let mut query = bind_keys!(query, records);
         if $guarded {
             query = query.bind($gid);
-        }
-        if $guarded && Statements::counts_records(records.len()) {
-            query = bind_keys!(query.bind($gid), records).bind(records.len() as i64);
+            if Statements::counts_records(records.len()) {
+                query = bind_keys!(query.bind($gid), records).bind(records.len() as i64);
+            }
         }
         let changed = query
             .execute($exec)
