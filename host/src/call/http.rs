@@ -155,6 +155,25 @@ impl HttpCaller {
         }
     }
 
+    /// One request of a branch call: dtm's headers, and the proxy's credentials if it goes
+    /// through one.
+    fn branch_request(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        body: &Bytes,
+        call: &BranchCall,
+    ) -> Result<Request<Full<Bytes>>, CallError> {
+        let mut request = Request::new(Full::new(body.clone()));
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri.clone();
+        *request.headers_mut() = branch_headers(call)?;
+        if let Some(auth) = self.proxies.as_ref().and_then(|p| p.authorization_for(uri)) {
+            request.headers_mut().insert(PROXY_AUTHORIZATION, auth);
+        }
+        Ok(request)
+    }
+
     async fn follow(
         &self,
         mut method: Method,
@@ -163,25 +182,18 @@ impl HttpCaller {
         call: &BranchCall,
     ) -> Result<(u16, String), CallError> {
         for _ in 0..=MAX_REDIRECTS {
-            let mut request = Request::new(Full::new(body.clone()));
-            *request.method_mut() = method.clone();
-            *request.uri_mut() = uri.clone();
-            *request.headers_mut() = branch_headers(call)?;
-            if let Some(auth) = self
-                .proxies
-                .as_ref()
-                .and_then(|p| p.authorization_for(&uri))
-            {
-                request.headers_mut().insert(PROXY_AUTHORIZATION, auth);
+            let request = self.branch_request(&method, &uri, &body, call)?;
+            let response = match self.client.request(request).await {
+                Err(error) if closed_before_answer(&error) => {
+                    let again = self.branch_request(&method, &uri, &body, call)?;
+                    self.client.request(again).await
+                }
+                sent => sent,
             }
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|error| CallError::Send {
-                    url: uri.to_string(),
-                    error,
-                })?;
+            .map_err(|error| CallError::Send {
+                url: uri.to_string(),
+                error,
+            })?;
             let status = response.status();
             let next = match status {
                 StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND | StatusCode::SEE_OTHER => {
@@ -253,6 +265,17 @@ fn branch_headers(call: &BranchCall) -> Result<HeaderMap, CallError> {
         }
     }
     Ok(headers)
+}
+
+/// Whether a request failed because its connection closed before any answer came: a pooled
+/// connection that the peer had closed as the request went out (an idle timeout; a proxy such as
+/// tinyproxy that serves one request per connection without saying so). Such a call is sent
+/// once more at once: branches are idempotent (dtm calls a branch again until it answers), and
+/// waiting `RetryInterval` because of a connection the peer had dropped helps no one.
+fn closed_before_answer(error: &hyper_util::client::legacy::Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<hyper::Error>())
+        .is_some_and(hyper::Error::is_incomplete_message)
 }
 
 /// The status and the start of the answer: enough to classify it and to report why.
@@ -331,6 +354,7 @@ pub fn classify(status: u16, body: &str) -> CallResult {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -533,6 +557,73 @@ mod tests {
             matches!(&refused, CallResult::Error(e) if e.contains("Connection refused")),
             "{refused:?}"
         );
+    }
+
+    /// A branch server that answers each request with SUCCESS on a kept-alive connection, but
+    /// closes the connection on the second request it gets, without answering: a peer that
+    /// dropped a pooled connection as the request went out. Returns its address and the count
+    /// of requests it got.
+    async fn server_dropping_its_second_request() -> (String, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut pending = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        // One request: its head, then as many bytes as its Content-Length says.
+                        let whole = loop {
+                            let text = String::from_utf8_lossy(&pending).to_lowercase();
+                            if let Some(end) = text.find("\r\n\r\n") {
+                                let length = text
+                                    .lines()
+                                    .find_map(|l| l.strip_prefix("content-length:"))
+                                    .and_then(|v| v.trim().parse::<usize>().ok())
+                                    .unwrap_or(0);
+                                if pending.len() >= end + 4 + length {
+                                    break Some(end + 4 + length);
+                                }
+                            }
+                            match socket.read(&mut chunk).await {
+                                Ok(0) | Err(_) => break None,
+                                Ok(n) => pending.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let Some(whole) = whole else { return };
+                        pending.drain(..whole);
+                        if counted.fetch_add(1, Ordering::SeqCst) + 1 == 2 {
+                            return;
+                        }
+                        let body = r#"{"dtm_result":"SUCCESS"}"#;
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if socket.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (format!("http://{address}"), requests)
+    }
+
+    #[tokio::test]
+    async fn a_call_on_a_connection_the_peer_dropped_is_sent_once_more() {
+        let (base, requests) = server_dropping_its_second_request().await;
+        let caller = HttpCaller::new().unwrap();
+        let first = caller.call(&branch_call(format!("{base}/busi"), "")).await;
+        assert!(matches!(first, CallResult::Success), "{first:?}");
+        // Goes out on the first call's pooled connection, which the server then closes.
+        let second = caller.call(&branch_call(format!("{base}/busi"), "")).await;
+        assert!(matches!(second, CallResult::Success), "{second:?}");
+        assert_eq!(requests.load(Ordering::SeqCst), 3);
     }
 
     #[test]
