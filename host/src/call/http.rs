@@ -564,51 +564,31 @@ mod tests {
     /// dropped a pooled connection as the request went out. Returns its address and the count
     /// of requests it got.
     async fn server_dropping_its_second_request() -> (String, Arc<AtomicUsize>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use hyper::service::service_fn;
+        use hyper_util::rt::TokioIo;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
         let counted = requests.clone();
         tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
+            while let Ok((socket, _)) = listener.accept().await {
                 let counted = counted.clone();
-                tokio::spawn(async move {
-                    let mut pending = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    loop {
-                        // One request: its head, then as many bytes as its Content-Length says.
-                        let whole = loop {
-                            let text = String::from_utf8_lossy(&pending).to_lowercase();
-                            if let Some(end) = text.find("\r\n\r\n") {
-                                let length = text
-                                    .lines()
-                                    .find_map(|l| l.strip_prefix("content-length:"))
-                                    .and_then(|v| v.trim().parse::<usize>().ok())
-                                    .unwrap_or(0);
-                                if pending.len() >= end + 4 + length {
-                                    break Some(end + 4 + length);
-                                }
-                            }
-                            match socket.read(&mut chunk).await {
-                                Ok(0) | Err(_) => break None,
-                                Ok(n) => pending.extend_from_slice(&chunk[..n]),
-                            }
-                        };
-                        let Some(whole) = whole else { return };
-                        pending.drain(..whole);
-                        if counted.fetch_add(1, Ordering::SeqCst) + 1 == 2 {
-                            return;
-                        }
-                        let body = r#"{"dtm_result":"SUCCESS"}"#;
-                        let answer = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        if socket.write_all(answer.as_bytes()).await.is_err() {
-                            return;
+                // A service error makes hyper close the connection without an answer.
+                let service = service_fn(move |_: Request<hyper::body::Incoming>| {
+                    let nth = counted.fetch_add(1, Ordering::SeqCst) + 1;
+                    async move {
+                        match nth {
+                            2 => Err("dropped"),
+                            _ => Ok(http::Response::new(Full::new(Bytes::from_static(
+                                br#"{"dtm_result":"SUCCESS"}"#,
+                            )))),
                         }
                     }
                 });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(socket), service),
+                );
             }
         });
         (format!("http://{address}"), requests)
