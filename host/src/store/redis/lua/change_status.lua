@@ -6,11 +6,11 @@
 if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then return {'notfound'} end
 local no = tonumber(ARGV[6])
 if not set_outcomes(KEYS[2], 7, no, ARGV[3]) then return {'notfound'} end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'update_time', ARGV[3])
-if ARGV[2] == 'succeed' then redis.call('HSET', KEYS[1], 'finish_time', ARGV[3]) end
-if ARGV[2] == 'failed' then redis.call('HSET', KEYS[1], 'rollback_time', ARGV[3]) end
-local fields = 7 + no * 2
-if #ARGV >= fields then redis.call('HSET', KEYS[1], unpack(ARGV, fields)) end
+local set = {'status', ARGV[2], 'update_time', ARGV[3]}
+if ARGV[2] == 'succeed' then push(set, 'finish_time', ARGV[3]) end
+if ARGV[2] == 'failed' then push(set, 'rollback_time', ARGV[3]) end
+for i = 7 + no * 2, #ARGV do set[#set + 1] = ARGV[i] end
+hset_all(KEYS[1], set)
 expire(ARGV[4], KEYS[1], KEYS[2])
 if KEYS[3] then redis.call('ZREM', KEYS[3], ARGV[5]) end
 return {'ok'}
