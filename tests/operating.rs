@@ -451,3 +451,28 @@ async fn a_branch_failing_past_the_alert_retry_limit_is_posted_to_the_webhook() 
         host.log()
     );
 }
+
+/// `WorkerThreads` sets the async runtime's workers; unset, one per core.
+#[tokio::test]
+async fn the_runtime_runs_the_worker_threads_configured() {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let cases: [(&[(&str, &str)], usize); 2] = [(&[], cores), (&[("WORKER_THREADS", "5")], 5)];
+    for (env, expected) in cases {
+        let host = Host::start_with(env).await;
+        let log = host.log();
+        let started: Value = log
+            .lines()
+            .find(|line| line.contains("async runtime started"))
+            .and_then(|line| serde_json::from_str(line).ok())
+            .unwrap_or_else(|| panic!("no start line with the workers:\n{log}"));
+        assert_eq!(started["worker_threads"], expected, "{log}");
+        // Workers and blocking threads share tokio's default thread name.
+        let tokio_threads = std::fs::read_dir(format!("/proc/{}/task", host.pid()))
+            .expect("the host's threads")
+            .filter_map(Result::ok)
+            .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+            .filter(|name| name.trim() == "tokio-rt-worker")
+            .count();
+        assert!(tokio_threads >= expected, "{tokio_threads} tokio threads");
+    }
+}

@@ -160,6 +160,27 @@ pub struct Config {
     /// Largest request body accepted, in bytes (dtm-host extension).
     #[serde(rename = "MaxBodyBytes")]
     pub max_body_bytes: i64,
+    /// Threads running the requests, passes and calls (dtm-host key); 0: one per core
+    /// ([`Config::worker_threads`]).
+    #[serde(rename = "WorkerThreads")]
+    pub worker_threads: i64,
+}
+
+/// Most `WorkerThreads` accepted: far beyond any machine's cores, short of exhausting threads.
+const MOST_WORKER_THREADS: i64 = 1024;
+
+impl Config {
+    /// The async runtime's worker threads on a machine of `cores` cores: `WorkerThreads`, or one
+    /// per core (tokio's default). Fewer can pay where the coordinator shares a small machine
+    /// with its store server and services (README "Benchmarks": on 2 cores one worker spent up
+    /// to a third less CPU per Redis transaction, and reached a ninth fewer transactions a
+    /// second on the embedded store).
+    pub fn worker_threads(&self, cores: usize) -> usize {
+        match usize::try_from(self.worker_threads) {
+            Ok(0) | Err(_) => cores.max(1),
+            Ok(n) => n,
+        }
+    }
 }
 
 const DEFAULT_GRPC_SERVICE_CONFIG: &str = r#"{"loadBalancingConfig": [{"round_robin":{}}]}"#;
@@ -287,6 +308,7 @@ impl Default for Config {
             grpc_service_config: DEFAULT_GRPC_SERVICE_CONFIG.into(),
             grpc_balancing: Balancing::RoundRobin,
             max_body_bytes: 4 * 1024 * 1024,
+            worker_threads: 0,
         }
     }
 }
@@ -562,6 +584,15 @@ fn validate(c: &mut Config) -> Result<(), ConfigError> {
             format!("must be at least 1024, got {}", c.max_body_bytes),
         ));
     }
+    if !(0..=MOST_WORKER_THREADS).contains(&c.worker_threads) {
+        return Err(key_error(
+            "WorkerThreads",
+            format!(
+                "expected 0 (one per core) to {MOST_WORKER_THREADS}, got {}",
+                c.worker_threads
+            ),
+        ));
+    }
     if !["debug", "info", "warn", "error"].contains(&c.log_level.as_str()) {
         return Err(key_error(
             "LogLevel",
@@ -683,6 +714,8 @@ mod tests {
         assert!(err("Store: 3").contains("Store"));
         assert!(err("Store:\n  Driver: nosuch").contains("Store.Driver"));
         assert!(err("LogLevel: loud").contains("LogLevel"));
+        assert!(err("WorkerThreads: -1").contains("WorkerThreads"));
+        assert!(err("WorkerThreads: 5000").contains("WorkerThreads"));
         assert!(
             err("GrpcServiceConfig: '{\"loadBalancingConfig\":[{\"grpclb\":{}}]}'")
                 .contains("GrpcServiceConfig")
@@ -693,6 +726,17 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("HTTP_PORT"));
+    }
+
+    #[test]
+    fn worker_threads_are_one_per_core_unless_set() {
+        let mut c = Config::default();
+        assert_eq!(
+            [0, 1, 2, 16].map(|cores| c.worker_threads(cores)),
+            [1, 1, 2, 16]
+        );
+        c.worker_threads = 6;
+        assert_eq!(c.worker_threads(2), 6);
     }
 
     #[test]

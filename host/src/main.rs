@@ -112,7 +112,14 @@ fn main() -> anyhow::Result<()> {
             "Log.RotationEnable is not supported; rotate log files with logrotate (copytruncate)"
         );
     }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let worker_threads = config.worker_threads(cores);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    tracing::info!(worker_threads, cores, "async runtime started");
     let options = RunOptions {
         reset: cli.reset,
         test_clock: cli.test_clock,
