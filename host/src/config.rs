@@ -172,9 +172,9 @@ const MOST_WORKER_THREADS: i64 = 1024;
 impl Config {
     /// The async runtime's worker threads on a machine of `cores` cores: `WorkerThreads`, or one
     /// per core (tokio's default). Fewer can pay where the coordinator shares a small machine
-    /// with its store server and services (README "Benchmarks": on 2 cores one worker spent up
-    /// to a third less CPU per Redis transaction, and reached a ninth fewer transactions a
-    /// second on the embedded store).
+    /// with its store server and services (README "Benchmarks": on 2 cores one worker spent
+    /// 10–38 % less CPU per Redis or PostgreSQL transaction, and reached 11–22 % fewer
+    /// transactions a second on the embedded store and MariaDB).
     pub fn worker_threads(&self, cores: usize) -> usize {
         match usize::try_from(self.worker_threads) {
             Ok(0) | Err(_) => cores.max(1),
