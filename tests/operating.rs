@@ -1,6 +1,6 @@
 //! Operating the coordinator, against the real binary on the embedded store: `/api/metrics`
-//! after known traffic (dtm's families and the driver's), `/api/health` and `/api/ready`, and
-//! the alert webhook of a branch that keeps failing.
+//! after known traffic (dtm's families and the driver's), `/api/health` and `/api/ready`, the
+//! alert webhook of a branch that keeps failing, and the runtime's worker threads.
 
 mod common;
 
